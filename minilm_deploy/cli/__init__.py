@@ -1,0 +1,1 @@
+"""The `minilm` command line: one module per command, each a thin wrapper over one library call."""

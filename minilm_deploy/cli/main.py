@@ -1,0 +1,92 @@
+"""The `minilm` app and its single top-level error handler.
+
+A known error (`MinilmError`) prints one line, `minilm: error: ...`, and exits 2 for bad input or
+1 for a run-time failure; `--debug` (or `MINILM_DEBUG=1`) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from minilm_deploy import __version__
+from minilm_deploy.cli import bench, distill, eval_cmd, export, finetune, run, serve, zoo
+from minilm_deploy.errors import MinilmError
+
+app = typer.Typer(
+    name="minilm",
+    help=(
+        "MiniLM end to end: distill a small student from a teacher, fine-tune it, export it to "
+        "ONNX/TensorRT, benchmark it against the teacher and serve it.\n\n"
+        "Example: minilm run recipes/quickstart.yaml"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"minilm-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """MiniLM distillation and deployment toolchain."""
+    if debug:
+        os.environ["MINILM_DEBUG"] = "1"
+
+
+app.command("distill", no_args_is_help=True)(distill.command)
+app.command("finetune", no_args_is_help=True)(finetune.command)
+app.command("eval", no_args_is_help=True)(eval_cmd.command)
+app.command("export", no_args_is_help=True)(export.command)
+app.command("bench", no_args_is_help=True)(bench.command)
+app.command("serve", no_args_is_help=True)(serve.command)
+app.command("run", no_args_is_help=True)(run.command)
+app.add_typer(zoo.app, name="zoo")
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("MINILM_DEBUG") == "1"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code (also used by tests in-process)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="minilm", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("minilm: interrupted\n")
+        return 130
+    except click.ClickException as exc:  # usage errors: unknown option, missing argument
+        if _debug_requested(args):
+            raise
+        exc.show()
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("minilm: interrupted; the output directory is left resumable\n")
+        return 130
+    except MinilmError as exc:
+        if _debug_requested(args):
+            raise
+        sys.stderr.write(f"minilm: error: {exc}\n")
+        return exc.exit_code
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

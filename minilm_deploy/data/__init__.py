@@ -1,0 +1,1 @@
+"""Data: raw-text corpora for distillation, labelled tasks with splits, and metrics."""
