@@ -99,12 +99,14 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own error is the most precise
+            return _convert(options[0], value, source, path)
+        for arg in options:
             try:
                 return _convert(arg, value, source, path)
-            except InputError as exc:
-                errors.append(str(exc))
+            except InputError:
+                continue
         names = " or ".join(_type_name(a) for a in args)
         raise InputError(f"{_where(source, path)}: expected {names}, got {_describe(value)}")
     if origin is typing.Literal:
