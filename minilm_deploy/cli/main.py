@@ -10,7 +10,6 @@ import os
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from minilm_deploy import __version__
@@ -43,8 +42,7 @@ def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
 ) -> None:
     """MiniLM distillation and deployment toolchain."""
-    if debug:
-        os.environ["MINILM_DEBUG"] = "1"
+    # --debug is read by `main()` from the arguments, before any command runs.
 
 
 app.command("distill", no_args_is_help=True)(distill.command)
@@ -62,24 +60,19 @@ def _debug_requested(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code (also used by tests in-process)."""
+    """Console-script entry point; returns the exit code (also used by tests in-process).
+
+    Typer runs in standalone mode: it reports usage errors itself (exit 2) and turns Ctrl-C into
+    exit 130; our own errors come through here as `MinilmError`.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="minilm", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.stderr.write("minilm: interrupted\n")
-        return 130
-    except click.ClickException as exc:  # usage errors: unknown option, missing argument
-        if _debug_requested(args):
-            raise
-        exc.show()
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("minilm: interrupted; the output directory is left resumable\n")
-        return 130
+        app(args=args, prog_name="minilm")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code == 130:
+            sys.stderr.write("minilm: interrupted; run the same command again to resume\n")
+        return code
     except MinilmError as exc:
         if _debug_requested(args):
             raise

@@ -1,0 +1,3 @@
+from minilm_deploy.cli.main import entry
+
+entry()

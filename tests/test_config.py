@@ -1,0 +1,120 @@
+"""Strict recipe loading: unknown keys, wrong types, missing fields, overrides, round trip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from minilm_deploy.config import from_dict, load_yaml, parse_overrides, to_dict
+from minilm_deploy.errors import InputError
+from minilm_deploy.recipe import RECIPE_FILE, load_recipe, recipe_from_dict, save_recipe
+
+
+@dataclass(frozen=True)
+class Student:
+    layers: int
+    hidden: int = 384
+    init: Literal["random", "teacher-layers"] = "random"
+
+
+@dataclass(frozen=True)
+class Section:
+    student: Student
+    lr: float = 1e-4
+    sizes: tuple[int, ...] = (1, 2)
+    tags: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+
+
+def test_nested_types_are_converted() -> None:
+    got = from_dict(Section, {"student": {"layers": 3}, "lr": "3e-4", "sizes": [4, 8]}, source="r.yaml")
+    assert got == Section(student=Student(layers=3), lr=3e-4, sizes=(4, 8))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"student": {"layers": "six"}}, "r.yaml: student.layers: expected int, got 'six'"),
+        ({"student": {"layers": 3, "depth": 2}}, "r.yaml: student.depth: unknown key"),
+        ({"student": {}}, "r.yaml: student.layers: required field is missing"),
+        ({"student": {"layers": True}}, "r.yaml: student.layers: expected int"),
+        ({"student": {"layers": 3, "init": "zeros"}}, "student.init: expected one of 'random', 'teacher-layers'"),
+        ({"student": {"layers": 3}, "sizes": [1, "x"]}, "r.yaml: sizes[1]: expected int"),
+        ({"student": {"layers": 3}, "lr": "fast"}, "r.yaml: lr: expected float"),
+        ({"student": 3}, "r.yaml: student: expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_file_and_dotted_path(data: dict, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        from_dict(Section, data, source="r.yaml")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_overrides_parse_yaml_scalars() -> None:
+    assert parse_overrides(["a.b=3", "a.c=3e-4", "d=true", "e=hello"]) == {
+        "a": {"b": 3, "c": "3e-4"},  # YAML 1.1 reads 3e-4 as text; float fields accept it
+        "d": True,
+        "e": "hello",
+    }
+
+
+def test_override_without_equals_is_an_error() -> None:
+    with pytest.raises(InputError, match="expected KEY.PATH=VALUE"):
+        parse_overrides(["distill.steps"])
+
+
+def _write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_recipe_overrides_are_type_checked(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: demo\nteacher: zoo:all-minilm-l6-v2\n")
+    assert load_recipe(path, ["seed=7"]).seed == 7
+    with pytest.raises(InputError, match="r.yaml: seed: expected int, got 'x'"):
+        load_recipe(path, ["seed=x"])
+    with pytest.raises(InputError, match="r.yaml: sed: unknown key"):
+        load_recipe(path, ["sed=1"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: [unclosed\n", "malformed YAML (line"),
+        ("", "the file is empty"),
+        ("- a\n- b\n", "expected a mapping at the top level"),
+        ("teacher: zoo:x\n", "name: required field is missing"),
+        ("name: a/b\nteacher: x\n", "name must be a non-empty folder name"),
+    ],
+)
+def test_malformed_recipes(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_recipe(_write(tmp_path, text))
+
+
+def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        load_yaml(tmp_path / "nope.yaml")
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_yaml(bad)
+
+
+def test_saved_recipe_round_trips(tmp_path: Path) -> None:
+    recipe = recipe_from_dict({"name": "demo", "teacher": "zoo:all-minilm-l6-v2", "seed": 3})
+    path = save_recipe(recipe, tmp_path)
+    assert path.name == RECIPE_FILE
+    assert load_recipe(path) == recipe
+    assert to_dict(recipe)["seed"] == 3
+
+
+def test_shipped_recipes_load() -> None:
+    recipes = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
+    for path in recipes:
+        load_recipe(path)
