@@ -26,6 +26,7 @@ def atomic_directory(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private (0700); outputs are meant to be shared and served
     try:
         yield tmp
         if final.exists():

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from minilm_deploy.errors import MinilmError, NetworkError
+from minilm_deploy.errors import InputError, MinilmError, NetworkError
 from minilm_deploy.paths import atomic_directory, cache_root
 
 COMPLETE_MARKER = ".complete"
@@ -108,9 +108,14 @@ def _from_archive_dir(archive: Archive) -> Path | None:
     root = os.environ.get("MINILM_ARCHIVES")
     if not root:
         return None
+    folder = Path(root)
+    if not folder.is_dir():
+        raise InputError(
+            f"$MINILM_ARCHIVES={root} is not a folder; point it at a folder of downloaded archives or unset it"
+        )
     stem = archive.name.replace("-", "_").lower()
     version = archive.requirement.split("==")[1]
-    for candidate in Path(root).iterdir():
+    for candidate in folder.iterdir():
         low = candidate.name.lower().replace("-", "_")
         if low.startswith(f"{stem}_{version}") or low.startswith(f"{stem}-{version}"):
             return candidate
