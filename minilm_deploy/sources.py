@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from minilm_deploy.errors import InputError, NetworkError
+
+if TYPE_CHECKING:
+    from minilm_deploy.data.types import TaskData
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
@@ -55,10 +59,11 @@ def _download_from_hub(repo_id: str) -> Path:
         ) from None
 
 
-def load_task(spec: str):  # -> TaskData; imported lazily so the CLI starts fast
-    from minilm_deploy.data.tasks import load_task as _load
+def load_task(spec: str, **options: Any) -> TaskData:
+    """A labelled task; `options` (column names, kind, header, ...) go to `data.tasks.load_task`."""
+    from minilm_deploy.data.tasks import load_task as _load  # imported lazily so the CLI starts fast
 
-    return _load(spec)
+    return _load(spec, **options)
 
 
 def read_corpus(spec: str) -> list[str]:

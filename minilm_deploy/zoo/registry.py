@@ -17,6 +17,7 @@ from minilm_deploy.paths import cache_root
 from minilm_deploy.zoo.archives import Archive, is_materialized, materialize
 
 ZooKind = Literal["model", "dataset", "corpus"]
+_FOLDERS: dict[str, str] = {"model": "models", "dataset": "datasets", "corpus": "corpora"}
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ZooEntry:
 
     @property
     def relpath(self) -> str:
-        return f"{self.kind}s/{self.name}"
+        return f"{_FOLDERS[self.kind]}/{self.name}"
 
 
 def _catalog() -> dict[str, ZooEntry]:
