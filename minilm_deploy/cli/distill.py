@@ -1,20 +1,34 @@
-"""`minilm distill`: Distill a student from a teacher (MiniLM self-attention distillation)."""
+"""`minilm distill`: distil a student from a teacher (MiniLM deep self-attention distillation)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from minilm_deploy.cli._stage import not_built
+from minilm_deploy.cli.options import JsonFlag, OutputDir, RecipePath, SetOption, emit
 
 
 def command(
-    target: Annotated[Path, typer.Argument(metavar="RECIPE", help="Input folder.", show_default=False)],
+    recipe: RecipePath,
+    overrides: SetOption = None,
+    output: OutputDir = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Distill a student from a teacher (MiniLM self-attention distillation).
+    """Distil a student from the recipe's teacher (MiniLM self-attention distillation).
 
-    Example: minilm distill recipes/quickstart.yaml
+    Writes a Hugging Face folder (default <run_dir>/student) with the tokenizer, run.json and
+    metrics.jsonl; teacher-assistant stages, if the recipe names any, run first. Under
+    `torchrun --nproc_per_node N -m minilm_deploy.cli.main distill ...` it trains with DDP.
+
+    Example: minilm distill recipes/quickstart.yaml --set distill.train.steps=50
     """
-    raise not_built("distill", 3)
+    from minilm_deploy.distill.pipeline import run_distill
+    from minilm_deploy.recipe import load_recipe
+
+    loaded = load_recipe(recipe, overrides or [])
+    result = run_distill(loaded, output=output, resume=resume)
+    final = result["final"]
+    human = f"student written to {result['student']} (final loss {final.get('loss', float('nan')):.4f})"
+    emit(result, as_json, human)

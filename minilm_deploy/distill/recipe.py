@@ -1,11 +1,151 @@
-"""The `distill:` section of a recipe (owned by the distillation stage)."""
+"""The `distill:` section of a recipe (owned by the distillation stage).
+
+```yaml
+distill:
+  corpus: zoo:corpus-en          # raw text: zoo:NAME or a local .txt (one document per line)
+  student: {layers: 3, hidden: 384, heads: 12, ffn: null, init: random}
+  loss: {kind: minilm, teacher_layer: -1, student_layer: -1, relation_heads: null, weights: {}}
+  train: {steps: 300, batch: 32, seq_len: 128, lr: 5.0e-4, warmup: 0.1, ...}
+  assistants: []                 # teacher → assistant(s) → student, in one command
+  vocab: {prune: false, corpus: null, min_count: 1}
+```
+Layers are counted like the paper: `1..L`, or negative from the end (`-1` = the last layer).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+LossKind = Literal["minilm", "attention", "minilmv2"]
+
+# Relation parts each loss kind sums (an unweighted sum unless `weights` says otherwise).
+LOSS_PARTS: dict[str, tuple[str, ...]] = {
+    "minilm": ("attention", "value"),
+    "attention": ("attention",),
+    "minilmv2": ("query", "key", "value"),
+}
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    layers: int = 6
+    hidden: int = 384
+    heads: int | None = None  # default: the teacher's head count (MiniLM v1 needs it equal)
+    ffn: int | None = None  # default: 4 × hidden
+    init: Literal["random", "teacher-layers"] = "random"
+    dropout: float | None = None  # hidden and attention dropout; default: the teacher's
+
+    def __post_init__(self) -> None:
+        if self.layers < 1 or self.hidden < 1:
+            raise ValueError(f"student.layers and student.hidden must be positive, got {self.layers}, {self.hidden}")
+        if self.heads is not None and (self.heads < 1 or self.hidden % self.heads):
+            raise ValueError(f"student.heads={self.heads} must divide student.hidden={self.hidden}")
+        if self.ffn is not None and self.ffn < 1:
+            raise ValueError(f"student.ffn must be positive, got {self.ffn}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"student.dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def ffn_size(self) -> int:
+        return self.ffn or 4 * self.hidden
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    kind: LossKind = "minilm"
+    teacher_layer: int = -1  # 1..L, or negative from the end; an upper-middle layer suits large teachers
+    student_layer: int = -1
+    relation_heads: int | None = None  # re-split heads into N relation heads (MiniLMv2); v1 default: own heads
+    weights: dict[str, float] = field(default_factory=dict)  # part name → weight (default 1.0 each)
+
+    def __post_init__(self) -> None:
+        if self.teacher_layer == 0 or self.student_layer == 0:
+            raise ValueError("loss.teacher_layer/student_layer count from 1 (or -1 for the last layer); 0 is not a layer")
+        if self.relation_heads is not None and self.relation_heads < 1:
+            raise ValueError(f"loss.relation_heads must be positive, got {self.relation_heads}")
+        unknown = sorted(set(self.weights) - set(LOSS_PARTS[self.kind]))
+        if unknown:
+            parts = ", ".join(LOSS_PARTS[self.kind])
+            raise ValueError(f"loss.weights: unknown part(s) {', '.join(unknown)} for kind {self.kind}; parts: {parts}")
+
+    def weight(self, part: str) -> float:
+        return float(self.weights.get(part, 1.0))
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    steps: int | None = None  # optimizer steps; or give `tokens` (a budget in input tokens)
+    tokens: int | None = None
+    batch: int = 32  # sequences per optimizer step, over all processes and accumulation steps
+    seq_len: int = 128
+    lr: float = 5e-4
+    warmup: float = 0.1  # a fraction of the steps (< 1) or a number of steps (>= 1)
+    weight_decay: float = 0.01
+    clip: float = 1.0  # max gradient norm; 0 disables clipping
+    grad_accum: int = 1
+    seed: int | None = None  # default: the recipe's seed
+    bf16: bool | Literal["auto"] = "auto"  # autocast to bfloat16 where the device supports it (CUDA)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.tokens is None):
+            raise ValueError("train: give exactly one budget, steps or tokens")
+        for name in ("batch", "seq_len", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if (self.steps is not None and self.steps < 1) or (self.tokens is not None and self.tokens < 1):
+            raise ValueError("train.steps / train.tokens must be positive")
+        if self.batch % self.grad_accum:
+            raise ValueError(f"train.batch={self.batch} must be a multiple of train.grad_accum={self.grad_accum}")
+        if self.seq_len < 8:
+            raise ValueError(f"train.seq_len must be at least 8, got {self.seq_len}")
+        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.clip < 0:
+            raise ValueError("train.lr must be positive; warmup, weight_decay and clip non-negative")
+
+    def total_steps(self) -> int:
+        if self.steps is not None:
+            return self.steps
+        assert self.tokens is not None
+        per_step = self.batch * self.seq_len
+        return max(1, -(-self.tokens // per_step))
+
+    def warmup_steps(self) -> int:
+        return int(self.warmup * self.total_steps()) if self.warmup < 1 else int(self.warmup)
+
+
+@dataclass(frozen=True)
+class AssistantSpec:
+    """A teacher-assistant stage: distilled from the previous teacher, then teaches the next stage."""
+
+    student: StudentSpec
+    train: TrainSpec | None = None  # default: the main `train`
+    loss: LossSpec | None = None  # default: the main `loss`
+
+
+@dataclass(frozen=True)
+class VocabSpec:
+    """Keep only the tokens that occur in a corpus (plus special tokens); shrinks embeddings and tokenizer."""
+
+    prune: bool = False
+    corpus: str | None = None  # default: the distillation corpus
+    min_count: int = 1
+    max_documents: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_count < 1:
+            raise ValueError(f"vocab.min_count must be at least 1, got {self.min_count}")
 
 
 @dataclass(frozen=True)
 class DistillRecipe:
     corpus: str = "zoo:corpus-en"
-    steps: int = 100
+    student: StudentSpec = field(default_factory=StudentSpec)
+    loss: LossSpec = field(default_factory=LossSpec)
+    train: TrainSpec = field(default_factory=lambda: TrainSpec(steps=100))
+    assistants: tuple[AssistantSpec, ...] = ()
+    vocab: VocabSpec = field(default_factory=VocabSpec)
+    max_documents: int | None = None  # read at most this many corpus documents (after a seeded shuffle)

@@ -1,11 +1,87 @@
-"""The `finetune:` section of a recipe (owned by the fine-tuning stage)."""
+"""The `finetune:` section of a recipe (owned by the fine-tuning stage).
+
+```yaml
+finetune:
+  task: zoo:rotten-tomatoes        # zoo:NAME, a local CSV/TSV/JSONL file or folder, or a hub dataset
+  models: [teacher, student]       # roles (<run_dir>/student, the recipe's teacher) or model specs
+  max_length: 128                  # truncation; batches are padded to their longest example only
+  batch_size: 32
+  lr: 5.0e-5
+  warmup_ratio: 0.1                # linear warm-up over this share of the steps, then linear decay
+  weight_decay: 0.01
+  epochs: 3                        # or steps: N (> 0 wins over epochs)
+  seeds: [1, 2, 3]                 # each seed trains once; metrics.json reports mean ± std
+  eval_splits: [test]              # cross-lingual: [test, test-fr, test-nl, test-de]
+  distill:                         # optional task distillation from a fine-tuned teacher
+    teacher: ""                    # "" = <run_dir>/teacher-task
+    temperature: 2.0
+    weight: 0.5
+```
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+ROLES = ("teacher", "student")  # model roles a recipe can name; anything else is a model spec
+
+
+@dataclass(frozen=True)
+class TaskDistillRecipe:
+    """Soft targets from a fine-tuned teacher: loss = (1 - weight) * hard + weight * T² · KL(teacher_T ‖ student_T)."""
+
+    teacher: str = ""  # a fine-tuned task model (folder, zoo:NAME, hub id); "" = <run_dir>/teacher-task
+    temperature: float = 2.0
+    weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"distill.temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"distill.weight must be in [0, 1], got {self.weight}")
+
 
 @dataclass(frozen=True)
 class FinetuneRecipe:
     task: str = "zoo:rotten-tomatoes"
-    epochs: int = 1
+    models: tuple[str, ...] = ("teacher", "student")  # outputs: <run_dir>/<role>-task
+    max_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # 0 = no clipping
+    epochs: int = 3
+    steps: int = 0  # > 0: train exactly this many optimizer steps (evaluating at each epoch end and at the last step)
+    seeds: tuple[int, ...] = ()  # () = the recipe's top-level seed
+    metric: str = ""  # model selection metric on the dev split; "" = the task's own (accuracy, pearson, ...)
+    keep_best: bool = True  # restore the epoch with the best dev metric; False = keep the last
+    dev_split: str = "dev"
+    dev_fraction: float = 0.1  # the task has no dev split: hold out this share of train (seed 0)
+    train_limit: int = 0  # > 0: train on a fixed sample (seed 0) of this many examples
+    dev_limit: int = 0  # > 0: select on a fixed sample of this many dev examples
+    eval_splits: tuple[str, ...] = ("test",)  # evaluated after training (missing ones fail before training)
+    distill: TaskDistillRecipe | None = None
+
+    def __post_init__(self) -> None:
+        positive = {"max_length": self.max_length, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be >= 8 (room for special tokens), got {self.max_length}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.epochs < 1 and self.steps < 1:
+            raise ValueError("give epochs >= 1 or steps >= 1")
+        if min(self.steps, self.train_limit, self.dev_limit) < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("steps, train_limit, dev_limit, weight_decay and max_grad_norm must be >= 0")
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
+        if not self.models:
+            raise ValueError("models: name at least one model (teacher, student or a model spec)")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")

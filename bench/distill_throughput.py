@@ -1,0 +1,312 @@
+"""Distillation throughput and peak memory: MiniLM capture (hooks on Q/K/V, early stop) vs the naive way.
+
+The naive way calls teacher and student with `output_attentions=True` (eager attention on every
+layer, full forward passes) and takes the values from hooks. Both run the same data, the same
+student, the same AdamW step. Each method runs in its own fresh process (so peak RSS is its own),
+in alternating rounds; the medians are reported. Also measured: a plain teacher forward and a plain
+student training step, to see how close a distillation step is to their sum.
+
+    python bench/distill_throughput.py                       # the issue's setting (CPU, ~15 min)
+    python bench/distill_throughput.py --steps 2 --rounds 1  # a quick look
+
+Writes bench/results/distill_throughput.json and .md. Not a test: nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+METHODS = ("minilm", "naive", "teacher-forward", "student-step")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _setup(args):
+    import torch
+
+    from minilm_deploy.distill.data import pack_blocks, shuffled_documents
+    from minilm_deploy.distill.recipe import StudentSpec
+    from minilm_deploy.models.student import build_student
+    from minilm_deploy.models.teacher import load_encoder
+    from minilm_deploy.sources import read_corpus
+
+    torch.set_num_threads(args.threads)
+    attn = "eager" if args.worker == "naive" else None
+    teacher = load_encoder(args.teacher, attn_implementation=attn)
+    docs = shuffled_documents(read_corpus(args.corpus), 0)
+    need = (args.steps + args.warmup) * args.batch * args.seq_len
+    blocks = pack_blocks(docs, teacher.tokenizer, args.seq_len, max_tokens=need)
+    student = build_student(teacher.model, StudentSpec(layers=args.layers, hidden=args.hidden, dropout=0.0), seed=0)
+    if attn:
+        student.config._attn_implementation = attn
+    device = torch.device(args.device)
+    return teacher.model.to(device), student.to(device), blocks, device
+
+
+def _batches(blocks, args, device):
+    for step in range(args.steps + args.warmup):
+        index = [(step * args.batch + i) % len(blocks) for i in range(args.batch)]
+        yield step, blocks.input_ids[index].to(device), blocks.attention_mask[index].to(device)
+
+
+class _Clock:
+    def __init__(self, device) -> None:
+        self.device, self.parts, self.last = device, {}, 0.0
+
+    def start(self) -> None:
+        self._sync()
+        self.last = time.perf_counter()
+
+    def lap(self, name: str, record: bool) -> None:
+        self._sync()
+        now = time.perf_counter()
+        if record:
+            self.parts[name] = self.parts.get(name, 0.0) + now - self.last
+        self.last = now
+
+    def _sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def _run_minilm(teacher, student, blocks, args, device, clock):
+    import torch
+
+    from minilm_deploy.distill.capture import CaptureModel, capture_teacher
+    from minilm_deploy.distill.objective import MiniLMObjective
+    from minilm_deploy.distill.recipe import LossSpec
+
+    objective = MiniLMObjective(LossSpec(), 12, 12)
+    t_cap, s_cap = CaptureModel(teacher, -1, objective.captured_parts()), CaptureModel(student, -1, objective.captured_parts())
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-4, fused=True)
+    student.train()
+    for step, ids, mask in _batches(blocks, args, device):
+        record = step >= args.warmup
+        clock.start()
+        t_states = capture_teacher(t_cap, ids, mask)
+        clock.lap("teacher_forward", record)
+        s_states = s_cap(ids, mask)
+        clock.lap("student_forward", record)
+        loss = objective(t_states, s_states).total
+        clock.lap("loss", record)
+        loss.backward()
+        clock.lap("student_backward", record)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        clock.lap("optimizer", record)
+    return float(loss)
+
+
+def _naive_kl(t_probs, s_probs, mask):
+    """The usual hand-written version: KL on probabilities, log of a clamp, mean over real rows."""
+    import torch
+
+    kl = (t_probs * (torch.log(t_probs.clamp_min(1e-12)) - torch.log(s_probs.clamp_min(1e-12)))).sum(-1)
+    rows = mask[:, None, :].float()
+    return (kl * rows).sum() / (rows.sum() * kl.shape[1])
+
+
+def _value_probs(v, heads, mask):
+    import torch
+
+    B, T, D = v.shape
+    v = v.view(B, T, heads, D // heads).transpose(1, 2)  # (B, H, T, d)
+    scores = v @ v.transpose(-1, -2) / math.sqrt(D // heads)
+    scores = scores.masked_fill(~mask.bool()[:, None, None, :], torch.finfo(scores.dtype).min)
+    return scores.softmax(-1)
+
+
+def _run_naive(teacher, student, blocks, args, device, clock):
+    import torch
+
+    store = {}
+    teacher.encoder.layer[-1].attention.self.value.register_forward_hook(lambda m, i, o: store.__setitem__("t", o))
+    student.encoder.layer[-1].attention.self.value.register_forward_hook(lambda m, i, o: store.__setitem__("s", o))
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-4, fused=True)
+    student.train()
+    for step, ids, mask in _batches(blocks, args, device):
+        record = step >= args.warmup
+        clock.start()
+        with torch.no_grad():
+            t_att = teacher(input_ids=ids, attention_mask=mask, output_attentions=True).attentions[-1]
+        clock.lap("teacher_forward", record)
+        s_att = student(input_ids=ids, attention_mask=mask, output_attentions=True).attentions[-1]
+        clock.lap("student_forward", record)
+        loss = _naive_kl(t_att, s_att, mask) + _naive_kl(_value_probs(store["t"], 12, mask), _value_probs(store["s"], 12, mask), mask)
+        clock.lap("loss", record)
+        loss.backward()
+        clock.lap("student_backward", record)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        clock.lap("optimizer", record)
+    return float(loss)
+
+
+def _run_teacher_forward(teacher, student, blocks, args, device, clock):
+    import torch
+
+    for step, ids, mask in _batches(blocks, args, device):
+        clock.start()
+        with torch.no_grad():
+            teacher(input_ids=ids, attention_mask=mask)
+        clock.lap("teacher_forward", step >= args.warmup)
+    return 0.0
+
+
+def _run_student_step(teacher, student, blocks, args, device, clock):
+    import torch
+
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=True)
+    student.train()
+    for step, ids, mask in _batches(blocks, args, device):
+        clock.start()
+        loss = student(input_ids=ids, attention_mask=mask).last_hidden_state.pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        clock.lap("student_step", step >= args.warmup)
+    return float(loss)
+
+
+RUNNERS = {"minilm": _run_minilm, "naive": _run_naive, "teacher-forward": _run_teacher_forward,
+           "student-step": _run_student_step}
+
+
+def worker(args) -> dict:
+    import torch
+
+    teacher, student, blocks, device = _setup(args)
+    clock = _Clock(device)
+    rss_ready = _rss_mib()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    loss = RUNNERS[args.worker](teacher, student, blocks, args, device, clock)
+    step_s = sum(clock.parts.values()) / args.steps
+    result = {
+        "method": args.worker, "step_s": step_s, "tokens_per_s": args.batch * args.seq_len / step_s,
+        "split_s": {k: v / args.steps for k, v in clock.parts.items()}, "loss": loss,
+        "rss_ready_mib": rss_ready, "peak_rss_mib": _peak_rss_mib(), "peak_extra_mib": _peak_rss_mib() - rss_ready,
+    }
+    if device.type == "cuda":
+        result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def _median_record(records: list[dict]) -> dict:
+    out = dict(records[0])
+    for key in ("step_s", "tokens_per_s", "peak_rss_mib", "peak_extra_mib", "rss_ready_mib", "cuda_peak_mib"):
+        if key in out:
+            out[key] = statistics.median(r[key] for r in records)
+    out["split_s"] = {k: statistics.median(r["split_s"][k] for r in records) for k in out["split_s"]}
+    out["rounds"] = len(records)
+    return out
+
+
+def main_run(args) -> dict:
+    runs: dict[str, list[dict]] = {m: [] for m in METHODS}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    for _ in range(args.rounds):
+        for method in METHODS:
+            cmd = [sys.executable, __file__, "--worker", method, *sys.argv[1:]]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"{method} failed:\n{done.stderr[-3000:]}")
+            runs[method].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"{method}: {runs[method][-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
+    summary = {m: _median_record(r) for m, r in runs.items()}
+    ours, naive = summary["minilm"], summary["naive"]
+    alone = summary["teacher-forward"]["step_s"] + summary["student-step"]["step_s"]
+    return {
+        "setting": {k: getattr(args, k) for k in ("teacher", "layers", "hidden", "batch", "seq_len", "steps", "warmup",
+                                                   "rounds", "threads", "device")},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "load_average_start": os.getloadavg()},
+        "results": summary,
+        "speedup_tokens_per_s": ours["tokens_per_s"] / naive["tokens_per_s"],
+        "peak_extra_ratio": ours["peak_extra_mib"] / naive["peak_extra_mib"],
+        "step_over_teacher_forward_plus_student_step": ours["step_s"] / alone,
+    }
+
+
+def write_report(result: dict, stem: Path) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    s, r = result["setting"], result["results"]
+    lines = [
+        "# Distillation throughput: MiniLM capture vs naive output_attentions",
+        "",
+        f"Teacher {s['teacher']}, student {s['layers']}x{s['hidden']}, batch {s['batch']}, sequence {s['seq_len']}, "
+        f"{s['device']} with {s['threads']} threads; {s['steps']} timed steps after {s['warmup']} warm-up, "
+        f"median of {s['rounds']} round(s), each method in a fresh process. "
+        f"Load average at start: {', '.join(f'{x:.1f}' for x in result['machine']['load_average_start'])} "
+        f"on {result['machine']['cores']} cores (a shared machine: absolute figures are noisy; the ratio is the point).",
+        "",
+        "| method | step (s) | tokens/s | teacher fwd (s) | student fwd (s) | loss (s) | student bwd (s) | optimizer (s) | peak RSS over ready (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("minilm", "naive"):
+        x = r[name]
+        sp = x["split_s"]
+        lines.append(f"| {name} | {x['step_s']:.2f} | {x['tokens_per_s']:.0f} | {sp['teacher_forward']:.2f} | "
+                     f"{sp['student_forward']:.2f} | {sp['loss']:.3f} | {sp['student_backward']:.2f} | "
+                     f"{sp['optimizer']:.3f} | {x['peak_extra_mib']:.0f} |")
+    lines += [
+        "",
+        f"- Speed-up (tokens/s, MiniLM capture over naive): **{result['speedup_tokens_per_s']:.2f}x**",
+        f"- Peak extra memory, MiniLM capture / naive: **{result['peak_extra_ratio']:.2f}**",
+        f"- Plain teacher forward: {r['teacher-forward']['step_s']:.2f} s; plain student training step: "
+        f"{r['student-step']['step_s']:.2f} s; a MiniLM step takes "
+        f"**{result['step_over_teacher_forward_plus_student_step']:.2f}x** their sum "
+        "(below 1: the early stop skips the teacher's and student's last-layer attention output and FFN).",
+        "",
+        "Reproduce: `python bench/distill_throughput.py` (see its docstring).",
+    ]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    p.add_argument("--teacher", default="zoo:all-minilm-l6-v2")
+    p.add_argument("--corpus", default="zoo:corpus-en")
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--hidden", type=int, default=384)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq-len", dest="seq_len", type=int, default=128)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=RESULTS / "distill_throughput")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    if arguments.worker:
+        print(json.dumps(worker(arguments)))
+    else:
+        outcome = main_run(arguments)
+        write_report(outcome, arguments.out)
+        print(arguments.out.with_suffix(".md").read_text())

@@ -1,0 +1,122 @@
+"""Training checkpoints: safetensors for tensors, JSON for the rest; nothing is unpickled.
+
+```
+WORK/checkpoints/step-0000100/
+  model.safetensors       the student's state dict
+  optimizer.safetensors   AdamW state tensors, keyed "<param index>.<name>"
+  rng.safetensors         torch CPU (and CUDA) generator states
+  state.json              step, samples seen, optimizer param groups and scalar state, metrics
+```
+Each checkpoint directory is written to a temporary sibling and renamed (`atomic_directory`), so a
+kill at any moment leaves the previous checkpoints intact; the newest complete one is the one
+with the highest step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from minilm_deploy.paths import atomic_directory
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainProgress:
+    step: int = 0  # optimizer steps done
+    samples: int = 0  # sequences consumed (global)
+    tokens: int = 0  # real tokens consumed (global)
+    last: dict[str, float] = field(default_factory=dict)  # the last logged metrics
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, entry in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(entry)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = s
+    return tensors
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(
+    root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainProgress, keep: int
+) -> Path:
+    """Write `root/step-NNNNNNN` atomically, then drop all but the newest `keep` checkpoints."""
+    final = Path(root) / f"step-{progress.step:07d}"
+    tensors, meta = _optimizer_tensors(optimizer)
+    with atomic_directory(final, overwrite=True) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
+        record = {"progress": progress.__dict__, "optimizer": meta}
+        (tmp / "state.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    for old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoint directories, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, device: torch.device
+) -> TrainProgress:
+    """Restore model, optimizer and RNG states from `path`; returns where training stood."""
+    path = Path(path)
+    model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device)))
+    record = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    if optimizer is not None:
+        tensors = load_file(str(path / "optimizer.safetensors"), device=str(device))
+        optimizer.load_state_dict(_optimizer_state(tensors, record["optimizer"]))
+    _restore_rng(load_file(str(path / "rng.safetensors")))
+    return TrainProgress(**record["progress"])

@@ -1,0 +1,113 @@
+"""MiniLM losses as pure functions on tensors.
+
+A *relation* is a row-wise distribution over keys: softmax(X Yᵀ / √d) per head. MiniLM (v1)
+uses attention (X=Q, Y=K) and value relations (X=Y=V); MiniLMv2 uses Q-Q, K-K and V-V after
+re-splitting the concatenated heads into a chosen number of relation heads, so teacher and
+student head counts may differ. The KL divergence KL(teacher ‖ student) is computed in
+float32 from log-softmax, with padded keys given no probability (never log(0), never NaN from
+large negative mask values) and padded query rows left out of the mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+_NEG = torch.finfo(torch.float32).min  # a finite "minus infinity" for float32 scores
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, H, T, d) → (B, T, H·d)."""
+    B, H, T, d = x.shape
+    return x.transpose(1, 2).reshape(B, T, H * d)
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """(B, T, D) → (B, heads, T, D/heads)."""
+    B, T, D = x.shape
+    if D % heads:
+        raise ValueError(f"cannot split width {D} into {heads} relation heads; choose a divisor of {D}")
+    return x.view(B, T, heads, D // heads).transpose(1, 2)  # (B, heads, T, D/heads)
+
+
+def resplit_heads(x: Tensor, heads: int) -> Tensor:
+    """(B, H, T, d) → (B, heads, T, H·d/heads): concatenate the heads and split them again."""
+    if x.shape[1] == heads:
+        return x
+    return split_heads(merge_heads(x), heads)
+
+
+def relation_log_probs(left: Tensor, right: Tensor, key_mask: Tensor, bias: Tensor | None = None) -> Tensor:
+    """log softmax(left · rightᵀ / √d + bias) over keys, in float32.
+
+    left, right: (B, H, T, d); key_mask: (B, T) bool, True for real tokens;
+    bias: (H, T, T) or (B, H, T, T), added to the scores (e.g. relative positions).
+    Returns (B, H, T, T); masked keys get a finite, hugely negative log-probability.
+    """
+    d = left.shape[-1]
+    key_mask = key_mask.bool()
+    with torch.autocast(device_type=left.device.type, enabled=False):
+        scores = torch.matmul(left.float(), right.float().transpose(-1, -2)) / math.sqrt(d)  # (B, H, T, T)
+        if bias is not None:
+            scores = scores + bias.float()
+        scores = scores.masked_fill(~key_mask[:, None, None, :], _NEG)
+        return torch.log_softmax(scores, dim=-1)
+
+
+def kl_rows(teacher_logp: Tensor, student_logp: Tensor, key_mask: Tensor) -> Tensor:
+    """KL(teacher ‖ student) per head and query row: (B, H, T, T) × 2 → (B, H, T).
+
+    Terms at masked keys are exactly zero (the teacher gives them no probability).
+    """
+    key_mask = key_mask.bool()
+    with torch.autocast(device_type=teacher_logp.device.type, enabled=False):
+        p = teacher_logp.float().exp()  # (B, H, T, T)
+        terms = p * (teacher_logp.float() - student_logp.float())
+        terms = torch.where(key_mask[:, None, None, :], terms, torch.zeros_like(terms))
+        return terms.sum(dim=-1)
+
+
+def masked_row_sum(rows: Tensor, query_mask: Tensor) -> Tensor:
+    """Sum of (B, H, T) row values over heads and the real query rows only → scalar."""
+    return (rows * query_mask[:, None, :].to(rows.dtype)).sum()
+
+
+def relation_kl(
+    teacher: tuple[Tensor, Tensor],
+    student: tuple[Tensor, Tensor],
+    mask: Tensor,
+    heads: int | None = None,
+    teacher_bias: Tensor | None = None,
+    student_bias: Tensor | None = None,
+) -> Tensor:
+    """Mean KL between teacher and student relations over heads and real query rows.
+
+    teacher, student: (left, right) pairs of (B, H, T, d) tensors (own head sizes);
+    mask: (B, T) attention mask; heads: re-split both into this many relation heads.
+    """
+    kl, count = relation_kl_sum(teacher, student, mask, heads, teacher_bias, student_bias)
+    return kl / count
+
+
+def relation_kl_sum(
+    teacher: tuple[Tensor, Tensor],
+    student: tuple[Tensor, Tensor],
+    mask: Tensor,
+    heads: int | None = None,
+    teacher_bias: Tensor | None = None,
+    student_bias: Tensor | None = None,
+) -> tuple[Tensor, int]:
+    """(Σ KL over heads and real query rows, heads × real rows): the pieces of `relation_kl`."""
+    mask = mask.bool()
+    if heads is not None:
+        teacher = (resplit_heads(teacher[0], heads), resplit_heads(teacher[1], heads))
+        student = (resplit_heads(student[0], heads), resplit_heads(student[1], heads))
+    if teacher[0].shape[1] != student[0].shape[1]:
+        raise ValueError(f"teacher has {teacher[0].shape[1]} heads, student {student[0].shape[1]}; set relation heads")
+    with torch.no_grad():
+        t_logp = relation_log_probs(teacher[0].detach(), teacher[1].detach(), mask, teacher_bias)
+    s_logp = relation_log_probs(student[0], student[1], mask, student_bias)
+    rows = kl_rows(t_logp, s_logp, mask)  # (B, H, T)
+    return masked_row_sum(rows, mask), int(mask.sum().item()) * rows.shape[1]

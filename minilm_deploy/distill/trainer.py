@@ -1,0 +1,252 @@
+"""The distillation loop: teacher states → student states → relation KL → AdamW, resumable.
+
+One optimizer step consumes `train.batch` sequences of the global order (see `data.BlockOrder`),
+split into `grad_accum` micro-batches and, under torchrun, across processes; the loss of every
+piece is normalised by the real-token count of the whole global batch, so the result does not
+depend on how the batch was split. Dropout is seeded from (seed, step, rank), which makes a
+resumed run follow the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from minilm_deploy.distill import distributed as D
+from minilm_deploy.distill.capture import CaptureModel, capture_teacher
+from minilm_deploy.distill.checkpoint import TrainProgress, latest_checkpoint, load_checkpoint, save_checkpoint
+from minilm_deploy.distill.data import BlockOrder, Blocks, batch_slice
+from minilm_deploy.distill.objective import MiniLMObjective
+from minilm_deploy.distill.recipe import LossSpec, TrainSpec
+from minilm_deploy.errors import InputError, MinilmError
+from minilm_deploy.progress import make_progress, progress_enabled
+from rich.progress import Progress, TextColumn
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class Stage:
+    """Everything one distillation run needs (one stage of teacher → [assistant] → student)."""
+
+    teacher: nn.Module
+    student: nn.Module
+    loss: LossSpec
+    train: TrainSpec
+    blocks: Blocks
+    seed: int
+    workdir: Path  # checkpoints/ and metrics.jsonl
+    label: str = "distill"
+
+
+def lr_at(step: int, spec: TrainSpec) -> float:
+    """Linear warm-up to `lr`, then linear decay to 0 at the last step."""
+    total, warm = spec.total_steps(), spec.warmup_steps()
+    if warm and step < warm:
+        return spec.lr * (step + 1) / warm
+    return spec.lr * max(0.0, (total - step) / max(1, total - warm))
+
+
+def use_bf16(spec: TrainSpec, device: torch.device) -> bool:
+    if spec.bf16 == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return bool(spec.bf16)
+
+
+def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.AdamW:
+    """Fused AdamW; no weight decay on biases and LayerNorm weights (1-D parameters)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    # The fused kernel is one pass over each tensor: ~15x faster than foreach on CPU for a 12M-row
+    # embedding table, which AdamW must update in full every step.
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.999), eps=1e-6, fused=True)
+
+
+def freeze_unreached(student: CaptureModel, teacher: CaptureModel, objective: MiniLMObjective, blocks: Blocks) -> list[str]:
+    """Turn off gradients of student parameters the loss cannot reach (layers past the captured
+    projections, the pooler); DDP and AdamW then see only what trains. Returns their names."""
+    ids, mask = batch_slice(blocks, torch.arange(min(2, len(blocks))))
+    device = next(student.model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    out = objective(capture_teacher(teacher, ids, mask), student(ids, mask))
+    out.total.backward()
+    frozen = [n for n, p in student.model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, param in student.model.named_parameters():
+        param.grad = None
+        if name in frozen:
+            param.requires_grad_(False)
+    return frozen
+
+
+def _seed_for(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank) % (2**63 - 1)
+
+
+class MetricsLog:
+    """JSON lines, one per logged step; on resume, lines past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, keep_until: int, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and path.exists():
+            kept = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= keep_until]
+            path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def check_stage(stage: Stage, world: int = 1) -> None:
+    """Refuse a bad stage (heads, layer numbers, batch split) before anything is written."""
+    micro = stage.train.batch // stage.train.grad_accum
+    if micro % world:
+        raise InputError(f"distill.train.batch/grad_accum = {micro} must be divisible by the {world} processes")
+    objective = MiniLMObjective(stage.loss, _heads(stage.teacher), _heads(stage.student))
+    CaptureModel(stage.teacher, stage.loss.teacher_layer, objective.captured_parts(), what="distill.loss.teacher_layer")
+    CaptureModel(stage.student, stage.loss.student_layer, objective.captured_parts(), what="distill.loss.student_layer")
+
+
+def train_stage(stage: Stage, info: D.DistInfo, device: torch.device, *, resume: bool) -> TrainProgress:
+    """Run (or continue) one stage; returns the final progress with the last metrics."""
+    spec = stage.train
+    check_stage(stage, info.world)
+    per_rank = spec.batch // spec.grad_accum // info.world
+    objective = MiniLMObjective(stage.loss, _heads(stage.teacher), _heads(stage.student))
+    parts = objective.captured_parts()
+    teacher = CaptureModel(stage.teacher.to(device), stage.loss.teacher_layer, parts,
+                           want_bias=objective.use_bias, what="distill.loss.teacher_layer")
+    student = CaptureModel(stage.student.to(device), stage.loss.student_layer, parts,
+                           want_bias=objective.use_bias, what="distill.loss.student_layer")
+    student.model.train()
+    freeze_unreached(student, teacher, objective, stage.blocks)
+    optimizer = make_optimizer(student.model, spec)
+    ckpt_root = stage.workdir / CHECKPOINTS
+    progress = TrainProgress()
+    found = latest_checkpoint(ckpt_root) if resume else None
+    if found is not None:
+        progress = load_checkpoint(found, student.model, optimizer, device)
+    module: nn.Module = student
+    if info.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        module = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+    log = MetricsLog(stage.workdir / METRICS_FILE, progress.step, info.is_main)
+    loop = _Loop(stage, info, device, objective, teacher, module, optimizer, per_rank, log)
+    return loop.run(progress)
+
+
+def _heads(model: nn.Module) -> int:
+    from minilm_deploy.models.adapters import attention_shape
+
+    return attention_shape(model.config)[2]
+
+
+class _Loop:
+    def __init__(self, stage, info, device, objective, teacher, module, optimizer, per_rank, log) -> None:
+        self.stage, self.info, self.device = stage, info, device
+        self.objective, self.teacher, self.module = objective, teacher, module
+        self.optimizer, self.per_rank, self.log = optimizer, per_rank, log
+        self.spec: TrainSpec = stage.train
+        self.order = BlockOrder(len(stage.blocks), stage.seed)
+        self.bf16 = use_bf16(self.spec, device)
+        self.params = [p for p in module.parameters() if p.requires_grad]
+
+    def run(self, progress: TrainProgress) -> TrainProgress:
+        total = self.spec.total_steps()
+        bar = make_progress(TextColumn("{task.fields[info]}")) if self.info.is_main else Progress(disable=True)
+        task = bar.add_task(self.stage.label, total=total, completed=progress.step, info="")
+        window = (time.perf_counter(), progress.tokens)
+        with bar:
+            while progress.step < total:
+                parts, grad_norm = self._step(progress)
+                if (progress.step % self.spec.log_every == 0) or progress.step == total:
+                    window = self._report(progress, parts, grad_norm, window, bar, task)
+                bar.update(task, completed=progress.step)
+                if self.info.is_main and (progress.step % self.spec.checkpoint_every == 0 or progress.step == total):
+                    self._save(progress)
+                D.barrier(self.info)
+        return progress
+
+    def _save(self, progress: TrainProgress) -> None:
+        model = self.module.module if hasattr(self.module, "module") else self.module
+        save_checkpoint(self.stage.workdir / CHECKPOINTS, model.model, self.optimizer, progress,
+                        self.spec.keep_checkpoints)
+
+    def _step(self, progress: TrainProgress) -> tuple[dict[str, float], float]:
+        spec, info = self.spec, self.info
+        lr = lr_at(progress.step, spec)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(_seed_for(self.stage.seed, progress.step, info.rank))
+        index = self.order.indices(progress.samples, progress.samples + spec.batch)  # the global batch
+        real_tokens = int(self.stage.blocks.attention_mask[index].sum())
+        denominator = self.objective.row_heads * real_tokens / info.world  # DDP averages over ranks
+        micro = spec.batch // spec.grad_accum
+        sums = torch.zeros(len(self.objective.parts) + 1, device=self.device)
+        for m in range(spec.grad_accum):
+            start = m * micro + info.rank * self.per_rank
+            ids, mask = batch_slice(self.stage.blocks, index[start : start + self.per_rank])
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            sync = contextlib.nullcontext() if m == spec.grad_accum - 1 or not info.active else self.module.no_sync()
+            with sync, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                t_states = capture_teacher(self.teacher, ids, mask)
+                s_states = self.module(ids, mask)
+                out = self.objective(t_states, s_states, denominator)  # float32 inside, autocast or not
+                out.total.backward()
+            sums += torch.stack([out.total.detach(), *out.parts.values()]).float()
+        sums = D.all_reduce_sum(sums, info) / info.world
+        values = dict(zip(["loss", *self.objective.parts], sums.tolist(), strict=True))
+        grad_norm = self._clip()
+        if not all(math.isfinite(v) for v in [*values.values(), grad_norm]):
+            self._fail(progress, values, grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        progress.samples += spec.batch
+        progress.tokens += real_tokens
+        return values, grad_norm
+
+    def _clip(self) -> float:
+        max_norm = self.spec.clip if self.spec.clip > 0 else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+
+    def _fail(self, progress: TrainProgress, values: dict[str, float], grad_norm: float) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        found = latest_checkpoint(self.stage.workdir / CHECKPOINTS)
+        where = f"the last good checkpoint is {found}" if found else "no checkpoint was written yet"
+        bad = ", ".join(f"{k}={v}" for k, v in {**values, "grad_norm": grad_norm}.items() if not math.isfinite(v))
+        raise MinilmError(
+            f"training stopped at step {progress.step + 1}: {bad} is not finite; {where}; lower distill.train.lr "
+            "(or raise warmup) and continue with --resume"
+        )
+
+    def _report(self, progress, parts, grad_norm, window, bar, task) -> tuple[float, int]:
+        now = time.perf_counter()
+        rate = (progress.tokens - window[1]) / max(now - window[0], 1e-9)
+        record = {"step": progress.step, "lr": self.optimizer.param_groups[0]["lr"], **parts,
+                  "grad_norm": grad_norm, "tokens": progress.tokens, "tokens_per_s": round(rate, 1)}
+        progress.last = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        self.log.write(record)
+        text = _describe(record, self.objective.parts)
+        bar.update(task, info=text)
+        if self.info.is_main and not progress_enabled():
+            print(f"{self.stage.label} step {progress.step}/{self.spec.total_steps()} {text}", file=sys.stderr)
+        return now, progress.tokens
+
+
+def _describe(record: dict, parts: tuple[str, ...]) -> str:
+    detail = " ".join(f"{p} {record[p]:.4f}" for p in parts)
+    return f"loss {record['loss']:.4f} ({detail}) {record['tokens_per_s']:.0f} tok/s"
+

@@ -1,0 +1,95 @@
+"""Precision variants of an fp32 ONNX graph: dynamic or static INT8 (ONNX Runtime quantization), FP16.
+
+- dynamic INT8 (CPU default): weights per channel, activations quantised at run time.
+- static INT8: QDQ graph, activation ranges calibrated on the task's texts.
+- FP16 (GPU): weights and activations in half precision, with LayerNorm and softmax kept in fp32
+  and fp32 inputs/outputs, so callers and the Triton config do not change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from minilm_deploy.errors import InputError, MinilmError
+from minilm_deploy.export.profile import Calibration, Quantization
+from minilm_deploy.export.source import SourceModel
+
+FP32_OPS = ["LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization",
+            "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization", "Softmax"]
+
+
+@contextlib.contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_dynamic(src: Path, target: Path, options: Quantization) -> Path:
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    with quiet_root_logger():  # ORT's quantizer logs advice through the root logger
+        ort_quantize_dynamic(str(src), str(target), per_channel=options.per_channel, reduce_range=options.reduce_range,
+                             weight_type=QuantType.QInt8, op_types_to_quantize=options.op_types,
+                             # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return target
+
+
+class TextCalibrationReader:
+    """ONNX Runtime's CalibrationDataReader protocol over tokenised texts (`get_next()` → feeds or None)."""
+
+    def __init__(self, source: SourceModel, texts: Sequence[str], batch_size: int) -> None:
+        self._batches = iter(list(token_batches(source, texts, batch_size)))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def token_batches(source: SourceModel, texts: Sequence[str], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    for start in range(0, len(texts), batch_size):
+        enc = source.tokenizer(list(texts[start : start + batch_size]), truncation=True, max_length=source.max_length,
+                               padding=True, return_tensors="np")
+        yield {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in source.inputs}
+
+
+def quantize_static(source: SourceModel, src: Path, target: Path, options: Quantization, calibration: Calibration,
+                    texts: Sequence[str]) -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    if not texts:
+        raise InputError("static INT8 needs calibration texts: give --task T or calibration.task in the profile")
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[calibration.method]
+    reader = TextCalibrationReader(source, texts[: calibration.samples], calibration.batch_size)
+    try:
+        with quiet_root_logger():
+            ort_quantize_static(str(src), str(target), reader, quant_format=QuantFormat.QDQ, per_channel=options.per_channel,
+                                reduce_range=options.reduce_range, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, calibrate_method=method, op_types_to_quantize=["MatMul", "Gemm"],
+                                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    except Exception as exc:  # calibration raises assorted errors on unusual graphs
+        raise MinilmError(f"static INT8 calibration failed ({str(exc)[:200]}); use quantization.mode: dynamic") from None
+    return target
+
+
+def to_fp16(src: Path, target: Path) -> Path:
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(src))
+    blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))  # ORT's list: ops without fp16 kernels
+    half = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
+    onnx.save(half, str(target))
+    return target

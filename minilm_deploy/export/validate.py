@@ -1,0 +1,131 @@
+"""Validation of every export against PyTorch, as optimum's `validate_model_outputs` does it.
+
+Two checks:
+- outputs: on real tokenised batches of several shapes (padding included, one batch at the full
+  max_length), per output the max absolute difference and the worst per-row cosine over the
+  valid (unpadded) positions; gates from the profile's tolerance for the variant's precision.
+- task: on a task's evaluation split, the share of predictions equal to PyTorch's, and the
+  accuracy of each.
+A failed gate raises `ValidationFailed` carrying every figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from minilm_deploy.errors import MinilmError, ValidationFailed
+from minilm_deploy.export.onnx_export import wrap
+from minilm_deploy.export.profile import Tolerance
+from minilm_deploy.export.samples import LONG_TEXT, PAIRS, SENTENCES
+from minilm_deploy.export.source import SourceModel
+
+Feeds = dict[str, np.ndarray]
+
+
+def reference_batches(source: SourceModel, texts: Sequence[str] = SENTENCES) -> list[Feeds]:
+    """Batches of shapes (1, short), (4, padded), (B, all padded), (2, max_length) and pairs when types are used."""
+    tok, n = source.tokenizer, source.max_length
+    plan: list[tuple[list[Any], dict[str, Any]]] = [
+        ([texts[0]], {"padding": True}),
+        (list(texts[1:5]), {"padding": True}),
+        (list(texts), {"padding": True}),
+        ([LONG_TEXT, texts[-1]], {"padding": "max_length"}),
+    ]
+    batches = [_encode(tok, n, batch, None, kw) for batch, kw in plan]
+    if "token_type_ids" in source.inputs:
+        batches.append(_encode(tok, n, [a for a, _ in PAIRS], [b for _, b in PAIRS], {"padding": True}))
+    return [{k: v for k, v in b.items() if k in source.inputs} for b in batches]
+
+
+def _encode(tok: Any, max_length: int, texts: list[str], pairs: list[str] | None, kw: dict[str, Any]) -> Feeds:
+    enc = tok(texts, pairs, truncation=True, max_length=max_length, return_tensors="np", **kw)
+    return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+
+
+def torch_outputs(source: SourceModel, feeds: Feeds) -> dict[str, np.ndarray]:
+    module = wrap(source)
+    with torch.inference_mode():
+        out = module(*(torch.from_numpy(feeds[name]) for name in source.inputs))
+    out = out if isinstance(out, tuple) else (out,)
+    return {name: t.float().numpy() for name, t in zip(source.outputs, out, strict=True)}
+
+
+def open_session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/… types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MinilmError(f"{Path(path).name}: ONNX Runtime cannot load it ({first[:240]}); the file is truncated or invalid: re-export") from None
+
+
+def onnx_outputs(session: ort.InferenceSession, feeds: Feeds, names: Sequence[str]) -> dict[str, np.ndarray]:
+    values = session.run(list(names), feeds)
+    return {n: np.asarray(v, dtype=np.float32) for n, v in zip(names, values, strict=True)}
+
+
+def _rows(name: str, value: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, D) rows to compare: valid tokens of a (B, T, H) output, or the rows of a (B, D) output."""
+    if value.ndim == 3:
+        return value[mask.astype(bool)]  # (valid tokens, H)
+    return value.reshape(value.shape[0], -1)
+
+
+def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, dict[str, float]]:
+    figures = {}
+    for name, expected in ref.items():
+        a, b = _rows(name, expected, mask), _rows(name, got[name], mask)
+        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+        cos = None
+        if a.shape[1] > 1:
+            denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+            cos = float(np.min(np.sum(a * b, axis=1) / np.maximum(denom, 1e-12)))
+        figures[name] = {"max_abs_diff": diff, "min_cosine": cos}
+    return figures
+
+
+def merge(figures: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, Any]] = {}
+    for fig in figures:
+        for name, f in fig.items():
+            cur = out.setdefault(name, {"max_abs_diff": 0.0, "min_cosine": None})
+            cur["max_abs_diff"] = max(cur["max_abs_diff"], f["max_abs_diff"])
+            if f["min_cosine"] is not None:
+                cur["min_cosine"] = f["min_cosine"] if cur["min_cosine"] is None else min(cur["min_cosine"], f["min_cosine"])
+    return out
+
+
+def validate_outputs(source: SourceModel, onnx_path: Path, tolerance: Tolerance, *, precision: str,
+                     batches: list[Feeds] | None = None, references: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
+    """Figures for `onnx_path` vs PyTorch; raises ValidationFailed when a gate fails (nothing is written by the caller)."""
+    batches = batches if batches is not None else reference_batches(source)
+    references = references if references is not None else [torch_outputs(source, b) for b in batches]
+    session = open_session(onnx_path)
+    per_batch = [compare(ref, onnx_outputs(session, feeds, source.outputs), feeds["attention_mask"])
+                 for feeds, ref in zip(batches, references, strict=True)]
+    figures = merge(per_batch)
+    result = {"precision": precision, "shapes": [list(b["input_ids"].shape) for b in batches], "outputs": figures}
+    failures = gate_outputs(figures, tolerance)
+    if failures:
+        flat = {f"{n}.{k}": v for n, f in figures.items() for k, v in f.items() if v is not None}
+        raise ValidationFailed(f"{precision} ONNX does not match PyTorch: {'; '.join(failures)}; nothing was written", flat)
+    return result
+
+
+def gate_outputs(figures: dict[str, dict[str, float]], tol: Tolerance) -> list[str]:
+    failures = []
+    for name, f in figures.items():
+        if tol.atol is not None and f["max_abs_diff"] > tol.atol:
+            failures.append(f"{name} max abs diff {f['max_abs_diff']:.3g} > atol {tol.atol:g}")
+        if tol.min_cosine is not None and f["min_cosine"] is not None and f["min_cosine"] < tol.min_cosine:
+            failures.append(f"{name} min cosine {f['min_cosine']:.4f} < {tol.min_cosine:g}")
+    return failures

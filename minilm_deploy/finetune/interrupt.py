@@ -1,0 +1,43 @@
+"""SIGTERM during fine-tuning unwinds like Ctrl-C, at a safe point.
+
+Raising from a signal handler can land inside a finalizer, where Python prints "Exception
+ignored" and carries on; so the handler only sets a flag, and the training and evaluation loops
+call `check()` after each batch. A second SIGTERM raises at once. The unwinding removes the
+temporary output folder (see `paths.atomic_directory`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_stop = threading.Event()
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if a termination was requested."""
+    if _stop.is_set():
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+        yield
+        return
+
+    def request(signum: int, frame: Any) -> None:
+        if _stop.is_set():
+            raise KeyboardInterrupt
+        _stop.set()
+
+    _stop.clear()
+    previous = signal.signal(signal.SIGTERM, request)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop.clear()

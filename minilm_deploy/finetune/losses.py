@@ -1,0 +1,65 @@
+"""Fine-tuning losses as pure functions of logits: the hard-label loss and task distillation.
+
+Task distillation (beyond the paper, after Hinton et al. 2015): a fine-tuned teacher's logits
+are soft targets next to the hard labels,
+    loss = (1 - w) * hard + w * T² · KL(softmax(t / T) ‖ softmax(s / T))
+for classification, and (1 - w) * MSE(s, y) + w * MSE(s, t) for regression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+HardLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SoftLoss = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels)  # logits (B, K), labels (B,) int64
+
+
+def regression_mse(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))  # logits (B, 1), labels (B,)
+
+
+def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(teacher_T ‖ student_T), averaged over the batch; (B, K) logits each."""
+    log_p_s = F.log_softmax(student / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher / temperature, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
+
+
+def soft_mse(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    return F.mse_loss(student, teacher)  # regression: the temperature does not apply
+
+
+LOSSES: dict[str, tuple[HardLoss, SoftLoss]] = {
+    "classification": (cross_entropy, soft_kl),
+    "regression": (regression_mse, soft_mse),
+}
+
+
+def task_loss(
+    kind: str,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    weight: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """(total, parts): the hard loss, mixed with the soft loss when teacher logits are given."""
+    hard_fn, soft_fn = LOSSES[kind]
+    hard = hard_fn(logits, labels)
+    if teacher_logits is None:
+        return hard, {"hard": float(hard.detach())}
+    soft = soft_fn(logits, teacher_logits.to(logits.dtype), temperature)
+    total = (1.0 - weight) * hard + weight * soft
+    return total, {"hard": float(hard.detach()), "soft": float(soft.detach())}
+
+
+def mean_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> float:
+    """Mean KL(teacher ‖ student) per example at `temperature` (no T² factor): how far the student is."""
+    return float(soft_kl(student_logits, teacher_logits, temperature)) / temperature**2

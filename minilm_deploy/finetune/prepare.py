@@ -1,0 +1,83 @@
+"""Check a task against a recipe and tokenize it once: train, dev (or a held-out share of train),
+the evaluation splits, and the teacher's soft targets for task distillation. Every bad input
+fails here, before any training step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minilm_deploy.data.metrics import METRICS, metric_name
+from minilm_deploy.data.types import TaskData
+from minilm_deploy.errors import InputError
+from minilm_deploy.finetune import data as D
+from minilm_deploy.finetune.evaluate import check_kind, predict_logits
+from minilm_deploy.finetune.model import TaskHead, load_task_model
+from minilm_deploy.finetune.recipe import FinetuneRecipe
+from minilm_deploy.finetune.trainer import Prepared
+
+KINDS = tuple(METRICS)
+
+
+def task_head(task: TaskData) -> TaskHead:
+    if task.kind not in KINDS:
+        raise InputError(f"task {task.name}: kind {task.kind!r} is not supported; use one of {', '.join(KINDS)}")
+    names = D.label_names_from_train(task) if task.kind == "classification" else ()
+    return TaskHead(task.kind, names)
+
+
+def selection_metric(task: TaskData, ft: FinetuneRecipe) -> str:
+    """The recipe's metric if given (it must fit the task kind), else the task's, else the kind's first."""
+    if ft.metric:
+        try:
+            return metric_name(task.kind, ft.metric)
+        except ValueError as exc:
+            raise InputError(f"finetune.metric: {exc}") from None
+    try:
+        return metric_name(task.kind, task.metric)
+    except ValueError:
+        return next(iter(METRICS[task.kind]))
+
+
+def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None = None) -> Prepared:
+    """Check every split the run will touch, then tokenize them (no padding: batches pad themselves)."""
+    head = task_head(task)
+    metric = selection_metric(task, ft)
+    train_rows = D.require_split(task, "train")
+    if ft.dev_split in task.splits:
+        dev_rows, dev_from = D.require_split(task, ft.dev_split), f"split {ft.dev_split!r}"
+    else:
+        train_rows, dev_rows = D.hold_out(train_rows, ft.dev_fraction)
+        dev_from = f"{ft.dev_fraction:.0%} of train held out (seed {D.SAMPLE_SEED})"
+    train_rows, dev_rows = D.sample(train_rows, ft.train_limit), D.sample(dev_rows, ft.dev_limit)
+    label2id = head.label2id if head.kind == "classification" else None
+    eval_rows = {s: D.require_split(task, s) for s in ft.eval_splits}
+    labels = {
+        "train": D.targets(task, "train", train_rows, label2id),
+        ft.dev_split: D.targets(task, ft.dev_split, dev_rows, label2id),
+        **{s: D.targets(task, s, rows, label2id) for s, rows in eval_rows.items()},
+    }
+    soft = teacher_logits(teacher, task, head, train_rows, ft) if teacher is not None else None
+    info = {
+        "task": task.name, "dev": dev_from, "train_limit": ft.train_limit, "dev_limit": ft.dev_limit,
+        "sizes": {"train": len(train_rows), "dev": len(dev_rows), **{s: len(r) for s, r in eval_rows.items()}},
+    }
+    return Prepared(
+        head=head, metric=metric,
+        train=D.encode(tokenizer, train_rows, labels["train"], ft.max_length),
+        dev=D.encode(tokenizer, dev_rows, labels[ft.dev_split], ft.max_length),
+        evals={s: D.encode(tokenizer, rows, labels[s], ft.max_length) for s, rows in eval_rows.items()},
+        pad_id=tokenizer.pad_token_id, teacher_logits=soft, info=info,
+    )
+
+
+def teacher_logits(folder: Path, task: TaskData, head: TaskHead, rows, ft: FinetuneRecipe):
+    """(N_train, K) logits of a fine-tuned teacher on the training rows, with its own tokenizer."""
+    model, tokenizer, teacher_head = load_task_model(folder)
+    check_kind(task, teacher_head, f"distill.teacher {folder}")
+    if teacher_head.label_names != head.label_names:
+        raise InputError(
+            f"distill.teacher {folder}: its labels {list(teacher_head.label_names)} differ from the task's "
+            f"{list(head.label_names)}; fine-tune the teacher on the same task first"
+        )
+    encoded = D.encode(tokenizer, rows, D.targets(task, "train", rows, head.label2id if head.kind == "classification" else None), ft.max_length)
+    return predict_logits(model, encoded, ft.eval_batch_size, tokenizer.pad_token_id)

@@ -1,0 +1,137 @@
+"""One fine-tuning run (one seed): AdamW with linear warm-up and decay, dev evaluation at each
+epoch end, the best epoch kept. Data is tokenized once (`Prepared`) and shared by every seed."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from minilm_deploy.data.metrics import better
+from minilm_deploy.finetune import data as D
+from minilm_deploy.finetune import interrupt
+from minilm_deploy.finetune.evaluate import predict_logits, score
+from minilm_deploy.finetune.losses import task_loss
+from minilm_deploy.finetune.model import TaskHead, load_for_training, state_copy
+from minilm_deploy.finetune.recipe import FinetuneRecipe
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a seed needs, checked and tokenized once."""
+
+    head: TaskHead
+    metric: str  # model selection metric on dev
+    train: D.Encoded
+    dev: D.Encoded
+    evals: dict[str, D.Encoded]  # splits scored after training
+    pad_id: int
+    teacher_logits: np.ndarray | None = None  # (N_train, K) soft targets for task distillation
+    info: dict[str, Any] = field(default_factory=dict)  # split sizes and how dev was made
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_dev: float
+    train_seconds: float
+    splits: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def log(line: str) -> None:
+    sys.stderr.write(f"finetune: {line.strip()}\n")
+    sys.stderr.flush()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def plan_steps(n_train: int, ft: FinetuneRecipe) -> tuple[int, int]:
+    """(total optimizer steps, epochs to run) for `steps` if set, else `epochs`."""
+    per_epoch = math.ceil(n_train / ft.batch_size)
+    total = ft.steps if ft.steps > 0 else ft.epochs * per_epoch
+    return total, math.ceil(total / per_epoch)
+
+
+def make_optimizer(model: torch.nn.Module, ft: FinetuneRecipe, total: int):
+    """AdamW without weight decay on biases and LayerNorm; linear warm-up then linear decay to 0."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": ft.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=ft.lr)
+    warmup = int(total * ft.warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, progress=None, label: str = "") -> tuple[torch.nn.Module, SeedRun]:
+    """Fine-tune the encoder in `folder` once; returns the model (best dev epoch restored) and its record."""
+    generator = seed_everything(seed)
+    model, _ = load_for_training(folder, prep.head)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).train()
+    total, epochs = plan_steps(len(prep.train), ft)
+    optimizer, schedule = make_optimizer(model, ft, total)
+    teacher = None if prep.teacher_logits is None else torch.from_numpy(prep.teacher_logits)
+    labels = torch.from_numpy(prep.train.labels)
+    bar = progress.add_task(f"{label} seed {seed}".strip(), total=total) if progress is not None else None
+    run = SeedRun(seed, [], 0, math.nan, 0.0)
+    best_state, best, step, start = None, None, 0, time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for idx, feats in D.train_batches(prep.train, ft.batch_size, generator):
+            batch = {k: v.to(device) for k, v in D.collate(feats, prep.pad_id).items()}
+            logits = model(**batch).logits  # (B, K)
+            soft = None if teacher is None else teacher[idx].to(device)
+            distill = ft.distill
+            loss, _ = task_loss(prep.head.kind, logits, labels[idx].to(device), soft,
+                                distill.temperature if distill else 1.0, distill.weight if distill else 0.0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if ft.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), ft.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            interrupt.check()
+            if bar is not None:
+                progress.update(bar, advance=1, description=f"{label} seed {seed} epoch {epoch} loss {np.mean(losses[-50:]):.4f}".strip())
+            if step >= total:
+                break
+        dev = score(prep.head.kind, predict_logits(model, prep.dev, ft.eval_batch_size, prep.pad_id), prep.dev.labels)
+        run.history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "dev": dev})
+        if progress is None or progress.disable:  # no live bar (not a terminal): one line per epoch
+            log(f"{label} seed {seed} epoch {epoch}/{epochs} step {step}/{total}: train loss {np.mean(losses):.4f}, "
+                f"dev {prep.metric} {dev[prep.metric]:.4f} ({time.perf_counter() - start:.0f} s)")
+        if not ft.keep_best or better(prep.metric, dev[prep.metric], best):
+            best, run.best_epoch, best_state = dev[prep.metric], epoch, state_copy(model) if ft.keep_best else None
+    run.train_seconds = time.perf_counter() - start
+    run.best_dev = float(best) if best is not None else math.nan
+    if best_state is not None and run.best_epoch != len(run.history):
+        model.load_state_dict(best_state)
+    model.eval()
+    run.splits["dev"] = run.history[run.best_epoch - 1]["dev"]
+    for split, enc in prep.evals.items():
+        run.splits[split] = score(prep.head.kind, predict_logits(model, enc, ft.eval_batch_size, prep.pad_id), enc.labels)
+    return model, run

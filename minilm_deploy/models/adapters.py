@@ -1,0 +1,105 @@
+"""Where each architecture keeps its self-attention internals: one table entry per model type.
+
+Distillation reads Q, K and V through forward hooks on the projection modules, so model code is
+never touched. A new architecture is one `Adapter` line in `ADAPTERS` (keyed by
+`config.model_type`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from minilm_deploy.errors import InputError
+
+
+@dataclass(frozen=True)
+class Adapter:
+    layers: str  # dotted path of the ModuleList of transformer layers, from the base model
+    query: str  # paths relative to one layer
+    key: str
+    value: str
+    # An additive attention-score bias shared by all layers (MPNet's relative positions):
+    # the module whose output it is, and how to turn that output into (H, T, T) or (B, H, T, T).
+    score_bias: str | None = None
+    score_bias_view: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Config attribute names (DistilBERT spells them differently).
+    heads_attr: str = "num_attention_heads"
+    hidden_attr: str = "hidden_size"
+    ffn_attr: str = "intermediate_size"
+    layers_attr: str = "num_hidden_layers"
+
+
+_BERT = Adapter("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value")
+
+ADAPTERS: dict[str, Adapter] = {
+    "bert": _BERT,  # BERT, all-MiniLM, multilingual-e5 (loaded as BERT)
+    "roberta": _BERT,
+    "xlm-roberta": _BERT,
+    "camembert": _BERT,
+    "electra": _BERT,
+    "mpnet": Adapter(
+        "encoder.layer",
+        "attention.attn.q",
+        "attention.attn.k",
+        "attention.attn.v",
+        score_bias="encoder.relative_attention_bias",
+        score_bias_view=lambda out: out.permute(2, 0, 1),  # (T, T, H) → (H, T, T)
+    ),
+    "distilbert": Adapter(
+        "transformer.layer",
+        "attention.q_lin",
+        "attention.k_lin",
+        "attention.v_lin",
+        heads_attr="n_heads",
+        hidden_attr="dim",
+        ffn_attr="hidden_dim",
+        layers_attr="n_layers",
+    ),
+}
+
+
+def adapter_for(model_type: str) -> Adapter:
+    try:
+        return ADAPTERS[model_type]
+    except KeyError:
+        known = ", ".join(sorted(ADAPTERS))
+        raise InputError(
+            f"architecture {model_type!r} has no attention adapter; supported: {known} "
+            "(add one line to minilm_deploy/models/adapters.py)"
+        ) from None
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The encoder without task heads (`model.bert`, `model.roberta`, ...), or the model itself."""
+    prefix = getattr(model, "base_model_prefix", "")
+    inner = getattr(model, prefix, None) if prefix else None
+    return inner if isinstance(inner, nn.Module) else model
+
+
+def layer_list(model: nn.Module) -> nn.ModuleList:
+    adapter = adapter_for(model.config.model_type)
+    layers = base_model(model).get_submodule(adapter.layers)
+    assert isinstance(layers, nn.ModuleList), adapter.layers
+    return layers
+
+
+def resolve_layer(index: int, count: int, *, what: str) -> int:
+    """A 1-based (or negative-from-the-end) layer number → a 0-based index; errors name the key."""
+    position = index - 1 if index > 0 else count + index
+    if not 0 <= position < count:
+        raise InputError(f"{what}={index}: the model has {count} layers; use 1..{count} or -1 for the last")
+    return position
+
+
+def attention_shape(config) -> tuple[int, int, int]:
+    """(layers, hidden, heads) of a model config, through the adapter's attribute names."""
+    adapter = adapter_for(config.model_type)
+    return (
+        int(getattr(config, adapter.layers_attr)),
+        int(getattr(config, adapter.hidden_attr)),
+        int(getattr(config, adapter.heads_attr)),
+    )

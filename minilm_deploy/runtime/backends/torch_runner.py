@@ -1,0 +1,52 @@
+"""PyTorch backend: the Hugging Face model itself (the reference every export is compared with)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minilm_deploy.errors import MinilmError
+from minilm_deploy.runtime.backends.base import Runner
+from minilm_deploy.runtime.source import ModelSource
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    @classmethod
+    def unsupported(cls, source: ModelSource, device: str) -> str | None:
+        if source.weights_dir is None:
+            return f"{source.path}: no PyTorch weights (an artifact whose source folder is gone); use --backend onnxruntime"
+        return None
+
+    def activate(self) -> None:
+        import inspect
+
+        import torch
+        import transformers
+
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise MinilmError("device cuda was requested but torch sees no CUDA GPU; use --device cpu")
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        auto = transformers.AutoModel if self.source.task == "embedding" else transformers.AutoModelForSequenceClassification
+        self.model = auto.from_pretrained(str(self.source.weights_dir)).eval().to(self.device)
+        self.accepts = set(inspect.signature(self.model.forward).parameters)
+        self.info.update(torch=torch.__version__, threads=torch.get_num_threads())
+        super().activate()
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(v).to(self.device) for k, v in feeds.items() if k in self.accepts}
+            out = self.model(**inputs)
+            if self.source.task != "embedding":
+                return {"logits": out.logits.float().cpu().numpy()}
+            hidden = out.last_hidden_state.float()  # (B, T, H)
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, H)
+            return {"last_hidden_state": hidden.cpu().numpy(), "sentence_embedding": pooled.cpu().numpy()}
+
+    def deactivate(self) -> None:
+        self.model = None
+        super().deactivate()

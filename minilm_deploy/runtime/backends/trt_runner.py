@@ -1,0 +1,104 @@
+"""TensorRT backend: runs `model.plan`; `tensorrt` is imported only here, only when used.
+
+An engine is tied to the TensorRT version and the GPU it was built on: the manifest records both
+(`manifest["tensorrt"]`), and an engine from elsewhere is refused before it is deserialised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minilm_deploy.errors import MinilmError
+from minilm_deploy.runtime.backends.base import Runner, mean_pool
+from minilm_deploy.runtime.source import ModelSource
+
+
+def _capability(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ".".join(str(v) for v in value)
+    return str(value)
+
+
+def engine_mismatch(built: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
+    """Why an engine built under `built` cannot run under `current` ({version, gpu_name, compute_capability})."""
+    if not built:
+        return "the manifest does not say which GPU and TensorRT version built model.plan"
+    for key, norm in (("version", str), ("compute_capability", _capability), ("gpu_name", str)):
+        if norm(built.get(key)) != norm(current.get(key)):
+            return f"{key} {norm(built.get(key))} (engine) differs from {norm(current.get(key))} (here)"
+    return None
+
+
+def current_platform() -> dict[str, Any]:
+    import tensorrt as trt
+    import torch
+
+    major, minor = torch.cuda.get_device_capability()
+    return {"version": trt.__version__, "gpu_name": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}"}
+
+
+class TrtRunner(Runner):
+    name = "tensorrt"
+
+    @classmethod
+    def unsupported(cls, source: ModelSource, device: str) -> str | None:
+        if source.engine_file is None:
+            return f"{source.path}: no model.plan here (export with --trt on a machine with an NVIDIA GPU)"
+        if device != "cuda":
+            return "TensorRT runs on a GPU only; use --device cuda, or --backend onnxruntime on CPU"
+        return None
+
+    def activate(self) -> None:
+        try:
+            import tensorrt as trt
+            import torch
+        except ImportError:
+            raise MinilmError("TensorRT is not installed; install the gpu extra (pip install 'minilm-deploy[gpu]')") from None
+        if not torch.cuda.is_available():
+            raise MinilmError("TensorRT needs an NVIDIA GPU and torch sees none; use --backend onnxruntime")
+        here = current_platform()
+        why = engine_mismatch(self.source.manifest.get("tensorrt"), here)
+        if why:
+            raise MinilmError(f"{self.source.engine_file}: engine refused: {why}; rebuild it here with minilm export --trt")
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.source.engine_file.read_bytes())
+        if self.engine is None:
+            raise MinilmError(f"{self.source.engine_file}: TensorRT could not deserialise the engine; rebuild it")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.inputs = [n for n in names if is_input[n]]
+        self.outputs = [n for n in names if not is_input[n]]
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self.stream = torch.cuda.Stream()
+        self.info.update(tensorrt=trt.__version__, gpu=here["gpu_name"])
+        super().activate()
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        keep = []  # device buffers stay alive until the stream is done
+        for name in self.inputs:
+            t = torch.from_numpy(np.ascontiguousarray(feeds[name].astype(self.dtypes[name]))).cuda()
+            keep.append(t)
+            self.context.set_input_shape(name, tuple(t.shape))
+            self.context.set_tensor_address(name, t.data_ptr())
+        outs = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            torch_dtype = torch.from_numpy(np.zeros(0, self.dtypes[name])).dtype
+            outs[name] = torch.empty(shape, dtype=torch_dtype, device="cuda")
+            self.context.set_tensor_address(name, outs[name].data_ptr())
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise MinilmError("TensorRT execution failed; see the TensorRT log above")
+        self.stream.synchronize()
+        result = {k: v.float().cpu().numpy() for k, v in outs.items()}
+        if "last_hidden_state" in result and "sentence_embedding" not in result:
+            result["sentence_embedding"] = mean_pool(result["last_hidden_state"], feeds["attention_mask"])
+        return result
+
+    def deactivate(self) -> None:
+        self.context = self.engine = None
+        super().deactivate()

@@ -1,0 +1,125 @@
+"""What the runtime needs to know about a model folder: an export artifact or a Hugging Face folder.
+
+An export artifact (see `minilm_deploy/export/manifest.py`) holds `manifest.json`, `model.onnx`,
+maybe `model.plan`, `tokenizer/` and `config.json`. A Hugging Face folder holds `config.json`,
+weights and a tokenizer. Both become one `ModelSource`, which every backend reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minilm_deploy.errors import InputError
+
+TASKS = ("embedding", "classification", "regression")
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    path: Path
+    kind: str  # "artifact" | "hf"
+    task: str  # "embedding" | "classification" | "regression"
+    label_names: tuple[str, ...]
+    max_length: int
+    input_names: tuple[str, ...]  # model inputs in order (artifact) or the tokenizer's (hf)
+    tokenizer_dir: Path
+    precision: str = "fp32"
+    model_file: Path | None = None  # model.onnx of an artifact
+    engine_file: Path | None = None  # model.plan of an artifact
+    weights_dir: Path | None = None  # a Hugging Face folder the torch backend can load
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    def file_size_bytes(self, backend: str) -> int:
+        """Size on disk of what `backend` runs: the engine, the ONNX file (+ external data), or the weights."""
+        target = {"tensorrt": self.engine_file, "onnxruntime": self.model_file}.get(backend)
+        if target is not None:
+            extra = [p for p in target.parent.glob(f"{target.name}*") if p != target]  # external data
+            return target.stat().st_size + sum(p.stat().st_size for p in extra)
+        folder = self.weights_dir or self.path
+        return sum(p.stat().st_size for p in folder.glob("*") if p.suffix in {".safetensors", ".bin"})
+
+
+def inspect_model(path: Path | str) -> ModelSource:
+    """Read `path` (artifact or Hugging Face folder) into a `ModelSource`, or explain what is wrong."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise InputError(f"{path}: no such folder; give an export artifact or a Hugging Face model folder")
+    if (path / MANIFEST_FILE).is_file():
+        return _from_artifact(path)
+    if (path / "config.json").is_file():
+        return _from_hf(path)
+    raise InputError(f"{path}: neither manifest.json (export artifact) nor config.json (model folder) found here")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest as a dict, read strictly by the exporter's reader, every listed file's sha256 checked."""
+    try:
+        from minilm_deploy.export.manifest import load_manifest, verify_files
+    except ImportError:  # the exporter is not importable: read the JSON as the contract lays it out
+        return _read_json(path)
+    manifest = load_manifest(path)
+    verify_files(path, manifest)
+    return dataclasses.asdict(manifest)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path / MANIFEST_FILE}: unreadable ({exc}); re-export the model") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path / MANIFEST_FILE}: expected a JSON object; re-export the model")
+    return data
+
+
+def _from_artifact(path: Path) -> ModelSource:
+    m = read_manifest(path)
+    missing = [k for k in ("task", "model_file", "inputs", "max_length") if k not in m]
+    if missing:
+        raise InputError(f"{path / MANIFEST_FILE}: missing {', '.join(missing)}; re-export the model")
+    if m["task"] not in TASKS:
+        raise InputError(f"{path / MANIFEST_FILE}: task {m['task']!r} is not one of {', '.join(TASKS)}")
+    model_file = path / m["model_file"]
+    engine = path / "model.plan"
+    source_dir = Path(str((m.get("source") or {}).get("path", "")))
+    weights = source_dir if str(source_dir) not in ("", ".") and (source_dir / "config.json").is_file() else None
+    return ModelSource(
+        path=path, kind="artifact", task=m["task"], label_names=tuple(m.get("label_names") or ()),
+        max_length=int(m["max_length"]), input_names=tuple(m["inputs"]), tokenizer_dir=path / "tokenizer",
+        precision=str(m.get("precision", "fp32")), model_file=model_file if model_file.is_file() else None,
+        engine_file=engine if engine.is_file() else None, weights_dir=weights, manifest=m,
+    )
+
+
+def _from_hf(path: Path) -> ModelSource:
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
+    task, labels = hf_task(config)
+    positions = int(config.get("max_position_embeddings", 512))
+    return ModelSource(
+        path=path, kind="hf", task=task, label_names=labels, max_length=min(positions, 512),
+        input_names=(), tokenizer_dir=path, weights_dir=path,
+    )
+
+
+def hf_task(config: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """(task, label names) of a Hugging Face config: a `*ForSequenceClassification` head or an encoder."""
+    archs = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        return "embedding", ()
+    id2label = config.get("id2label") or {}
+    labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
+    if config.get("problem_type") == "regression" or len(labels) == 1 or config.get("num_labels") == 1:
+        return "regression", ()
+    return "classification", labels

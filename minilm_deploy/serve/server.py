@@ -1,0 +1,44 @@
+"""Run the app under uvicorn; SIGINT/SIGTERM stop accepting, finish requests in flight, then exit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from minilm_deploy.errors import MinilmError
+from minilm_deploy.runtime import Predictor
+from minilm_deploy.serve.config import ServeConfig
+
+
+def default_model_name(artifact: Path, manifest: dict) -> str:
+    """The artifact's Triton model name (so clients of Triton and of this server use one name), else its folder name."""
+    if manifest.get("triton_model"):
+        return str(manifest["triton_model"])
+    repo = Path(artifact) / "triton"
+    names = sorted(p.name for p in repo.iterdir() if (p / "config.pbtxt").is_file()) if repo.is_dir() else []
+    return names[0] if len(names) == 1 else Path(artifact).resolve().name
+
+
+def serve(artifact: Path, config: ServeConfig, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> None:
+    import uvicorn
+
+    from minilm_deploy.serve.app import create_app
+
+    predictor = Predictor.load(artifact, backend=backend, device=device, threads=threads)
+    name = config.model_name or default_model_name(artifact, predictor.source.manifest)
+    app = create_app(predictor, config, name)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on",
+        timeout_graceful_shutdown=config.graceful_timeout_s, limit_concurrency=config.max_queue * 4 + 64,
+    ))
+    sys.stderr.write(
+        f"minilm serve: model {name!r} ({predictor.task}, {predictor.info['backend']} on {predictor.info['device']}) "
+        f"at http://{config.host}:{config.port}  batch<={config.max_batch_size} delay={config.max_queue_delay_ms}ms "
+        f"auth={'on' if config.token else 'off'}\n"
+    )
+    try:
+        server.run()
+    except (OSError, SystemExit):  # uvicorn exits when it cannot bind: the port is taken, or the address is wrong
+        raise MinilmError(f"cannot listen on {config.host}:{config.port}; is the port in use? choose another --port") from None
+    if not server.started:
+        raise MinilmError(f"the server did not start on {config.host}:{config.port}; is the port in use? choose another --port")

@@ -1,0 +1,249 @@
+"""`minilm distill` end to end on tiny models: output folder, resume after SIGKILL, NaN stop,
+gradient accumulation, teacher assistant, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+from conftest import WORDS, make_tiny_bert
+from minilm_deploy.cli.main import main
+from minilm_deploy.distill.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny 4-layer BERT with large weights, so its attention is peaked and there is something to learn."""
+    return make_tiny_bert(tmp_path_factory.mktemp("teacher") / "t", num_hidden_layers=4, initializer_range=0.5)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))) for _ in range(300)]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_recipe(folder: Path, teacher: Path, corpus: Path, **distill: object) -> Path:
+    train = {"steps": 30, "batch": 8, "seq_len": 32, "lr": 1e-3, "checkpoint_every": 10, "log_every": 5}
+    train.update(distill.pop("train", {}))  # type: ignore[arg-type]
+    section = {"corpus": str(corpus), "student": {"layers": 2, "hidden": 16}, "train": train, **distill}
+    recipe = {"name": "tiny", "teacher": str(teacher), "output_dir": str(folder / "run"), "seed": 1, "distill": section}
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def metrics(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_distill_writes_a_loadable_student_and_the_loss_falls(tmp_path, teacher_dir, corpus, capsys) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 40})
+    assert main(["distill", str(recipe), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    out = tmp_path / "run" / "student"
+    assert result["student"] == str(out)
+    model = AutoModel.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 16
+    assert model(**tok(["hello world"], return_tensors="pt")).last_hidden_state.shape == (1, 4, 16)
+    run = json.loads((out / "run.json").read_text())
+    assert run["steps"] == 40 and run["samples"] == 320 and run["student"]["layers"] == 2
+    assert set(run["versions"]) >= {"torch", "transformers"} and run["recipe"]["distill"]["train"]["steps"] == 40
+    assert run["notes"] and "teacher assistant" in run["notes"][0]  # 2x16 from 4x32
+    logged = metrics(out)
+    assert [r["step"] for r in logged] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert logged[-1]["loss"] < 0.7 * logged[0]["loss"]
+    assert all(r["loss"] == pytest.approx(r["attention"] + r["value"], rel=1e-5) for r in logged)
+    assert not (tmp_path / "run" / "student.partial").exists()
+    # Running again into the same folder is refused, with a hint.
+    assert main(["distill", str(recipe)]) == 2
+    assert "already holds a distilled model" in capsys.readouterr().err
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "minilm_deploy.distill", *args]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, teacher_dir, corpus) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 300, "checkpoint_every": 10, "log_every": 10})
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    subprocess.run(_cli(str(recipe), "--output", str(reference)), env=env, check=True, capture_output=True)
+
+    proc = subprocess.Popen(_cli(str(recipe), "--output", str(resumed)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "resumed.partial" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while len(list_checkpoints(checkpoints)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert alive, "the run ended before it could be killed"
+    killed_at = latest_checkpoint(checkpoints)
+    assert killed_at is not None and not resumed.exists()
+    step = int(killed_at.name.split("-")[1])
+    assert 0 < step < 300
+
+    done = subprocess.run(_cli(str(recipe), "--output", str(resumed), "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = _weights(reference), _weights(resumed)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert [r["step"] for r in metrics(resumed)] == [r["step"] for r in metrics(reference)]
+    assert metrics(resumed)[-1]["loss"] == pytest.approx(metrics(reference)[-1]["loss"], rel=1e-5)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, teacher_dir, corpus, capsys) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus,
+                          train={"steps": 20, "lr": 1e30, "warmup": 0, "clip": 0, "checkpoint_every": 1})
+    assert main(["distill", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    assert "not finite" in err and "--resume" in err and err.count("\n") == 1
+    checkpoints = tmp_path / "run" / "student.partial" / "checkpoints"
+    last = latest_checkpoint(checkpoints)
+    assert last is not None and not (tmp_path / "run" / "student").exists()
+    student = AutoModel.from_pretrained(teacher_dir)  # any BERT; the checkpoint holds the 2x16 student
+    state = load_file(str(last / "model.safetensors"))
+    assert all(torch.isfinite(v.float()).all() for v in state.values())
+    assert student is not None and json.loads((last / "state.json").read_text())["progress"]["step"] >= 1
+
+
+def test_gradient_accumulation_gives_the_same_training(tmp_path, teacher_dir, corpus) -> None:
+    finals = []
+    for accum in (1, 4):
+        folder = tmp_path / f"accum{accum}"
+        folder.mkdir()
+        recipe = write_recipe(folder, teacher_dir, corpus, student={"layers": 2, "hidden": 16, "dropout": 0.0},
+                              train={"steps": 6, "grad_accum": accum, "log_every": 1})
+        assert main(["distill", str(recipe)]) == 0
+        finals.append((_weights(folder / "run" / "student"), metrics(folder / "run" / "student")))
+    (wa, ma), (wb, mb) = finals
+    assert [r["loss"] for r in ma] == pytest.approx([r["loss"] for r in mb], rel=1e-4)
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_teacher_assistant_stage_runs_first_and_teaches_the_student(tmp_path, teacher_dir, corpus, capsys) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 10},
+                          assistants=[{"student": {"layers": 4, "hidden": 16}, "train": {"steps": 5, "batch": 4, "seq_len": 32}}])
+    assert main(["distill", str(recipe), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assistant, student = tmp_path / "run" / "assistant", tmp_path / "run" / "student"
+    assert [s["name"] for s in result["stages"]] == ["assistant", "student"]
+    assert AutoModel.from_pretrained(assistant).config.num_hidden_layers == 4
+    run = json.loads((student / "run.json").read_text())
+    assert run["teacher"]["source"] == str(assistant) and run["notes"] == []
+    assert json.loads((assistant / "run.json").read_text())["steps"] == 5
+    # --resume with everything done reuses both stages.
+    assert main(["distill", str(recipe), "--resume"]) == 0
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, teacher_dir, corpus, capsys) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus)
+    cases = [
+        (["--set", "distill.student.layerz=3"], "unknown key"),
+        (["--set", "distill.train.steps=zero"], "expected int"),
+        (["--set", "distill.student.heads=2"], "relation_heads"),  # v1 loss, 2 vs 4 heads
+        (["--set", "distill.loss.teacher_layer=9"], "teacher_layer=9"),
+        (["--set", "distill.corpus=/nonexistent.txt"], "no such file"),
+        (["--set", "teacher=/nonexistent-model"], "no such folder"),
+    ]
+    for extra, message in cases:
+        assert main(["distill", str(recipe), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (extra, err)
+    assert not (tmp_path / "run" / "student").exists()
+
+
+def test_minilmv2_with_other_head_count_trains(tmp_path, teacher_dir, corpus) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, student={"layers": 1, "hidden": 16, "heads": 2},
+                          loss={"kind": "minilmv2", "relation_heads": 8, "teacher_layer": 3}, train={"steps": 10})
+    assert main(["distill", str(recipe)]) == 0
+    logged = metrics(tmp_path / "run" / "student")
+    assert set(logged[-1]) >= {"query", "key", "value"} and logged[-1]["loss"] < logged[0]["loss"]
+
+
+def test_checkpoint_round_trip_is_safetensors_and_json(tmp_path, teacher_dir, corpus) -> None:
+    from minilm_deploy.distill import distributed as D
+    from minilm_deploy.distill.data import pack_blocks
+    from minilm_deploy.distill.recipe import LossSpec, StudentSpec, TrainSpec
+    from minilm_deploy.distill.trainer import Stage, make_optimizer, train_stage
+    from minilm_deploy.models.student import build_student
+    from minilm_deploy.models.teacher import load_encoder
+
+    teacher = load_encoder(teacher_dir)
+    blocks = pack_blocks(corpus.read_text().splitlines(), teacher.tokenizer, 32)
+    spec = TrainSpec(steps=7, batch=4, checkpoint_every=5, keep_checkpoints=5)
+    student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
+    stage = Stage(teacher.model, student, LossSpec(), spec, blocks, 0, tmp_path / "work")
+    progress = train_stage(stage, D.DistInfo(), torch.device("cpu"), resume=False)
+    assert progress.step == 7 and progress.samples == 28
+    found = list_checkpoints(tmp_path / "work" / "checkpoints")
+    assert [p.name for p in found] == ["step-0000005", "step-0000007"]
+    names = sorted(p.name for p in found[-1].iterdir())
+    assert names == ["model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"]
+    fresh = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=99)
+    trains = {n: p.requires_grad for n, p in student.named_parameters()}  # the trainer froze the unreached
+    assert not all(trains.values()) and any(trains.values())
+    for name, param in fresh.named_parameters():
+        param.requires_grad_(trains[name])
+    optimizer = make_optimizer(fresh, spec)
+    restored = load_checkpoint(found[-1], fresh, optimizer, torch.device("cpu"))  # no unpickling anywhere
+    assert restored.step == 7 and restored.tokens == progress.tokens
+    for (name, a), b in zip(student.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert len(optimizer.state) > 0 and all("exp_avg" in st for st in optimizer.state.values())
+
+
+def test_mpnet_teacher_and_student_with_relative_position_bias(tmp_path, corpus) -> None:
+    """An MPNet teacher gives an MPNet student; the attention relation includes each one's position bias."""
+    import transformers
+
+    from conftest import save_tiny_tokenizer, tiny_vocab
+
+    folder = tmp_path / "mpnet"
+    save_tiny_tokenizer(folder)
+    torch.manual_seed(0)
+    config = transformers.MPNetConfig(vocab_size=len(tiny_vocab()), hidden_size=32, num_hidden_layers=3,
+                                      num_attention_heads=4, intermediate_size=64, max_position_embeddings=80,
+                                      pad_token_id=0, initializer_range=0.5)
+    transformers.MPNetModel(config).save_pretrained(folder)
+    recipe = write_recipe(tmp_path, folder, corpus, student={"layers": 2, "hidden": 16}, train={"steps": 12})
+    assert main(["distill", str(recipe)]) == 0
+    student = AutoModel.from_pretrained(tmp_path / "run" / "student")
+    assert student.config.model_type == "mpnet" and student.config.num_hidden_layers == 2
+    logged = metrics(tmp_path / "run" / "student")
+    assert logged[-1]["loss"] < logged[0]["loss"]
+
+
+def test_bf16_autocast_trains_with_finite_float32_losses(tmp_path, teacher_dir, corpus) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 6, "bf16": True, "log_every": 1})
+    assert main(["distill", str(recipe)]) == 0
+    logged = metrics(tmp_path / "run" / "student")
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logged) and logged[-1]["loss"] < logged[0]["loss"]
+    run = json.loads((tmp_path / "run" / "student" / "run.json").read_text())
+    assert run["train"]["bf16"] is True

@@ -1,0 +1,112 @@
+"""TensorRT: everything around the engine that runs without a GPU, and the engine itself (marked gpu)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minilm_deploy.errors import InputError, MinilmError
+from minilm_deploy.export import build, tensorrt
+from minilm_deploy.export.manifest import TensorRTInfo
+from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeProfile, TensorRTOptions, load_profile
+
+
+def test_profile_shapes_from_the_yaml():
+    profile = load_profile("trt-fp16")
+    first, second = (tensorrt.profile_shapes(p, ("input_ids", "attention_mask"), 256) for p in profile.trt_profiles)
+    assert first == {name: ((1, 1), (1, 64), (8, 256)) for name in ("input_ids", "attention_mask")}
+    assert second["input_ids"] == ((8, 1), (32, 128), (64, 256))
+
+
+def test_profile_longer_than_the_model_is_refused():
+    with pytest.raises(InputError, match="sequence max 256 exceeds the model's max_length 128"):
+        tensorrt.profile_shapes(load_profile("trt-int8").trt_profiles[0], ("input_ids",), 128)
+
+
+def test_profiles_derived_from_shapes_are_clamped_explicit_ones_are_not():
+    derived = replace(ExportProfile(), tensorrt=TensorRTOptions())
+    fitted = build.fit_trt_profiles(derived, 64)
+    assert fitted.trt_profiles == (ShapeProfile(DimRange(1, 8, 32), DimRange(1, 64, 64)),)
+    with pytest.raises(InputError, match="exceeds the model's max_length 64"):
+        build.fit_trt_profiles(load_profile("trt-fp16"), 64)
+    assert build.fit_trt_profiles(ExportProfile(), 64) == ExportProfile()
+
+
+RECORDED = TensorRTInfo(version="10.13.0", gpu_name="NVIDIA L4", compute_capability="8.9", precision="fp16", profiles=[])
+
+
+def test_engine_on_the_same_gpu_and_version_is_accepted():
+    tensorrt.check_compatible(RECORDED, trt_version="10.13.0", gpu_name="NVIDIA L4", compute_capability="8.9")
+
+
+@pytest.mark.parametrize("version,gpu,cc,fragment", [
+    ("10.14.1", "NVIDIA L4", "8.9", "TensorRT 10.13.0, this machine has 10.14.1"),
+    ("10.13.0", "NVIDIA H100 80GB HBM3", "9.0", "GPU NVIDIA L4 (sm 8.9), this machine has NVIDIA H100 80GB HBM3 (sm 9.0)"),
+])
+def test_engine_elsewhere_is_refused_with_rebuild_advice(version, gpu, cc, fragment):
+    with pytest.raises(MinilmError, match="rebuild it here") as info:
+        tensorrt.check_compatible(RECORDED, trt_version=version, gpu_name=gpu, compute_capability=cc)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_artifact_without_engine_is_refused():
+    with pytest.raises(InputError, match="no TensorRT engine"):
+        tensorrt.check_compatible(None, trt_version="10.13.0", gpu_name="x", compute_capability="8.9")
+
+
+def test_unavailable_reason_is_one_line_here():
+    reason = tensorrt.unavailable_reason()
+    try:
+        import tensorrt as _  # noqa: F401
+        import torch
+
+        has_engine_support = torch.cuda.is_available()
+    except ImportError:
+        has_engine_support = False
+    assert (reason is None) == has_engine_support
+    if reason:
+        assert "\n" not in reason and ("tensorrt" in reason or "GPU" in reason)
+        with pytest.raises(MinilmError, match="cannot load model.plan"):
+            tensorrt.load_engine(Path("."), None)
+
+
+def test_polygraphy_style_comparison():
+    ref = {"logits": np.array([[1.0, -2.0], [0.5, 100.0]], dtype=np.float32)}
+    close = {"logits": ref["logits"] + np.array([[0.005, -0.005], [0.0, 0.9]], dtype=np.float32)}
+    figures = tensorrt.compare_outputs(close, ref, atol=1e-2, rtol=1e-2)["logits"]
+    assert figures["passed"] and figures["max_abs_diff"] == pytest.approx(0.9, rel=1e-5)
+    far = {"logits": ref["logits"] + np.float32(0.05)}
+    assert not tensorrt.compare_outputs(far, ref, atol=1e-2, rtol=1e-2)["logits"]["passed"]
+
+
+def _gpu_ready() -> bool:
+    return tensorrt.unavailable_reason() is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu_ready(), reason="needs CUDA and tensorrt")
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_engine_build_matches_onnxruntime(tmp_path, precision):
+    from test_export_onnx import make_tiny_bert, tiny_task  # the same tiny models as the ONNX tests
+
+    from minilm_deploy.export.manifest import load_manifest
+    from minilm_deploy.export.source import load_source
+    from minilm_deploy.paths import atomic_directory
+
+    model = make_tiny_bert(tmp_path / "bert", labels=("negative", "positive"))
+    profile = replace(ExportProfile(), tensorrt=TensorRTOptions(precision=precision, timing_cache=str(tmp_path / "tc")))
+    profile = replace(profile, validation=replace(profile.validation, tensorrt_atol=5e-2, tensorrt_rtol=5e-2))
+    source = load_source(model)
+    profile = build.fit_trt_profiles(profile, source.max_length)
+    out = tmp_path / "art"
+    with atomic_directory(out) as root:
+        build.build_artifact(build.Work(source, profile, root, out.name, tiny_task()), build_engine=True)
+    manifest = load_manifest(out)
+    assert (out / "model.plan").is_file() and (tmp_path / "tc").is_file()
+    assert manifest.tensorrt.precision == precision and manifest.tensorrt.validation["batches"] >= 1
+    engine = tensorrt.load_engine(out, manifest)
+    assert engine.num_io_tensors == len(manifest.inputs) + len(manifest.outputs)
+    assert (out / "triton" / manifest.triton_model / "1" / "model.plan").is_file()
