@@ -11,6 +11,7 @@ import pytest
 from test_finetune_train import FILLER, sentences
 
 from minilm_deploy.cli.main import main
+from minilm_deploy.recipe import load_recipe
 
 FAST_SET = ["--set", "epochs=6", "--set", "lr=3e-3", "--set", "batch_size=16", "--set", "max_length=32"]
 # "Foreign" test splits: the same cue words amid other filler words, as a stand-in for other languages.
@@ -56,6 +57,9 @@ def test_finetune_then_eval_from_the_command_line(tmp_path: Path, task_dir: Path
     assert result["summary"]["test"]["accuracy"]["mean"] > 0.95
     assert len(result["summary"]["test"]["accuracy"]["values"]) == 2
     assert json.loads((out / "metrics.json").read_text())["summary"] == result["summary"]
+    saved = load_recipe(out / "recipe.yaml")  # the effective recipe: rerunnable with `minilm finetune --recipe`
+    assert saved.finetune is not None and saved.finetune.seeds == (1, 2) and saved.finetune.epochs == 6
+    assert saved.finetune.task == str(task_dir) and saved.finetune.models == (str(tiny_bert_session_dir),)
 
     scored = run_json(["eval", str(out), "--task", str(task_dir), "--split", "test,dev"], capsys)
     best = next(r for r in result["runs"] if r["seed"] == result["best_seed"])

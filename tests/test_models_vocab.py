@@ -117,3 +117,27 @@ def test_multilingual_e5_pruned_on_a_multilingual_sample() -> None:
     assert report["embedding_parameters_after"] < report["embedding_parameters_before"] / 10
     keep = _keep_map(original, pruned)
     _check_round_trip(original, pruned, keep, texts[:8])
+
+
+def test_distill_with_vocab_pruning_writes_a_consistent_smaller_student(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    import yaml
+
+    from minilm_deploy.cli.main import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(KEPT_TEXT * 20) + "\n", encoding="utf-8")
+    recipe = {"name": "p", "teacher": str(tiny_bert_dir), "output_dir": str(tmp_path / "run"), "distill": {
+        "corpus": str(corpus), "student": {"layers": 1, "hidden": 16}, "vocab": {"prune": True},
+        "train": {"steps": 3, "batch": 4, "seq_len": 16}}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["distill", str(tmp_path / "r.yaml")]) == 0
+    out = tmp_path / "run" / "student"
+    run = json.loads((out / "run.json").read_text())
+    vocab = run["vocab"]
+    assert vocab["vocab_after"] < vocab["vocab_before"] and vocab["embedding_parameters_after"] < vocab["embedding_parameters_before"]
+    tok, model = AutoTokenizer.from_pretrained(out), AutoModel.from_pretrained(out)
+    assert len(tok) == model.config.vocab_size == vocab["vocab_after"]
+    assert run["student"]["embedding_parameters"] == vocab["vocab_after"] * 16
+    original = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    for text in KEPT_TEXT:
+        assert tok.convert_ids_to_tokens(tok(text)["input_ids"]) == original.convert_ids_to_tokens(original(text)["input_ids"])

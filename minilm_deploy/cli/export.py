@@ -41,6 +41,8 @@ def human_summary(result: dict) -> str:
     lines = [f"exported {result['task']} model → {result['output']} ({result['precision']})"]
     for name, figures in result["validation"].items():
         if name == "task_check":
+            if "skipped" in figures:
+                lines.append(f"  task check skipped: {figures['skipped']}")
             for variant, f in figures.get("variants", {}).items():
                 lines.append(f"  task {figures['task']}/{figures['split']}: {variant} agreement {f['agreement']:.2%}, "
                              f"accuracy {f['accuracy']:.2%} (PyTorch {figures['accuracy_torch']:.2%})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,6 +47,8 @@ def command(
 
     rec = build_recipe(model, task, recipe, set_ or [])
     seed_list = parse_seeds(seeds)
+    if seed_list:  # recorded in the saved recipe like any other override
+        rec = replace(rec, finetune=replace(rec.finetune, seeds=tuple(seed_list)))
     if model is None:
         if recipe is None:
             raise InputError("give MODEL (a folder, zoo:NAME or hub id) or --recipe FILE")
@@ -54,15 +56,15 @@ def command(
             from minilm_deploy.recipe import with_output_dir
 
             rec = with_output_dir(rec, output)
-        results = api.finetune_recipe(rec, overwrite=overwrite, seeds=seed_list)
+        results = api.finetune_recipe(rec, overwrite=overwrite)
     else:
-        results = [run_one(api, rec, model, recipe is not None, seed_list, output, overwrite)]
+        results = [run_one(api, rec, model, recipe is not None, output, overwrite)]
     emit(results[0] if len(results) == 1 else {"models": results}, as_json, "\n".join(summary(r) for r in results))
 
 
-def run_one(api: Any, rec: Any, model: str, from_recipe: bool, seeds: list[int] | None, output: Path | None, overwrite: bool) -> dict:
+def run_one(api: Any, rec: Any, model: str, from_recipe: bool, output: Path | None, overwrite: bool) -> dict:
     ft = rec.finetune
-    seeds = seeds or list(ft.seeds) or [rec.seed]
+    seeds = list(ft.seeds) or [rec.seed]
     spec = api.role_spec(rec, model) if from_recipe else model
     out = output or (api.role_output(rec, model) if from_recipe else default_output(model, ft.task))
     teacher = None

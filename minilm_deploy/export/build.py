@@ -96,6 +96,9 @@ def fit_trt_profiles(profile: ExportProfile, max_length: int) -> ExportProfile:
 def build_artifact(work: Work, *, build_engine: bool) -> dict[str, Any]:
     work.scratch.mkdir()
     final = make_variant(work, export_and_check(work))
+    if work.task is None and work.source.task != "embedding" and work.profile.precision != "fp32":
+        work.record["task_check"] = {"skipped": f"no task given: the {work.profile.precision} logits' accuracy change "
+                                     "is unchecked; export with --task T to check it"}
     if work.task is not None:
         tolerances = {name: work.profile.validation.for_precision(name) for name in work.variants}
         work.record["task_check"] = task_check(work.source, work.task, work.variants, tolerances,

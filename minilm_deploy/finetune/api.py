@@ -47,7 +47,7 @@ def finetune_model(
     return its metrics.json content."""
     from minilm_deploy.sources import load_task, resolve_model
 
-    output, seeds = Path(output), tuple(seeds) or (0,)
+    output, seeds, start = Path(output), tuple(seeds) or (0,), time.perf_counter()
     if output.exists() and not overwrite:
         raise InputError(f"{output} already exists; choose another --output or pass --overwrite")
     if ft.distill is not None and distill_teacher is None:
@@ -70,10 +70,11 @@ def finetune_model(
                 del model
         best = best_run(runs, prep.metric)
         metrics = {
-            "task": task.name, "kind": task.kind, "metric": prep.metric, "model": spec, "model_path": str(folder), "output": str(output),
-            "label_names": list(prep.head.label_names), "seeds": list(seeds), "best_seed": best.seed,
+            "task": task.name, "kind": task.kind, "metric": prep.metric, "model": spec, "model_path": str(folder),
+            "output": str(output),            "label_names": list(prep.head.label_names), "seeds": list(seeds), "best_seed": best.seed,
             "splits": best.splits, "summary": summarize(runs), "runs": [vars(r) for r in runs],
-            "train_seconds": sum(r.train_seconds for r in runs), "wall_seconds": time.perf_counter() - wall,
+            "train_seconds": sum(r.train_seconds for r in runs), "prepare_seconds": wall - start,
+            "wall_seconds": time.perf_counter() - start,  # everything: loading, tokenizing, every seed, evaluation
             "distill_teacher": str(teacher) if teacher else None, "data": prep.info,
         }
         write_outputs(tmp, metrics, ft, record, spec, best.seed)
@@ -128,8 +129,8 @@ def write_outputs(folder: Path, metrics: dict[str, Any], ft: FinetuneRecipe, rec
     }
     atomic_write_text(folder / RUN_FILE, json.dumps(run, indent=2) + "\n")
     if record is None:  # run alone: the effective recipe that reproduces this folder
-        record = Recipe(name=Path(spec).name.replace(":", "-") or "finetune", teacher=spec, seed=seed,
-                        finetune=replace(ft, models=(spec,)))
+        record = Recipe(name=Path(spec).name.replace(":", "-") or "finetune", teacher=spec, seed=metrics["seeds"][0],
+                        finetune=replace(ft, models=(spec,), seeds=tuple(metrics["seeds"])))
     save_recipe(record, folder)
 
 

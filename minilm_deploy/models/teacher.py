@@ -42,10 +42,14 @@ def load_encoder(spec: str | Path, *, attn_implementation: str | None = None) ->
     config = AutoConfig.from_pretrained(path)
     adapter_for(config.model_type)  # refuse unknown architectures before loading weights
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "pooler weights newly initialised": true, and unused here
     try:
         model = AutoModel.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise InputError(f"{spec}: could not load the model weights ({exc}); check the folder") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
