@@ -229,11 +229,16 @@ def build_with_task(model: Path, profile: ExportProfile, out: Path, task: TaskDa
         return build.build_artifact(build.Work(source, profile, root, out.name, task or tiny_task()), build_engine=False)
 
 
-def test_static_int8_with_calibration(models, tmp_path):
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_static_int8_with_calibration(models, tmp_path, capsys, method):
+    from minilm_deploy.export.profile import Calibration
+
     out = tmp_path / "static"
     profile = replace(with_overrides(ExportProfile(), precision="int8"), quantization=Quantization(mode="static"),
+                      calibration=Calibration(batch_size=4, method=method),
                       validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5)))
     build_with_task(models["cls"], profile, out)
+    assert capsys.readouterr().out == ""  # ORT's calibration progress prints stay off stdout (--json)
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert load_manifest(out).validation["int8"]["outputs"]["logits"]["min_cosine"] > 0.9

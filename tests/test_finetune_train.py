@@ -131,6 +131,19 @@ def test_steps_override_epochs(tiny_bert_session_dir: Path) -> None:
     assert [h["step"] for h in run.history] == [4, 7]
 
 
+def test_frozen_embeddings_stay_fixed(tiny_bert_session_dir: Path) -> None:
+    from transformers import AutoModel
+
+    ft = replace(FAST, epochs=1, train_limit=64, freeze_embeddings=True)
+    prep = prepare(synthetic_task(), load_tokenizer(tiny_bert_session_dir), ft)
+    model = train_seed(tiny_bert_session_dir, prep, ft, 0)[0]
+    before = AutoModel.from_pretrained(tiny_bert_session_dir).get_input_embeddings().weight
+    after = model.get_input_embeddings().weight
+    assert torch.equal(before, after)
+    assert not torch.equal(model.bert.encoder.layer[0].attention.self.query.weight,
+                           AutoModel.from_pretrained(tiny_bert_session_dir).encoder.layer[0].attention.self.query.weight)
+
+
 def test_dev_split_is_held_out_of_train_when_absent(tiny_bert_session_dir: Path) -> None:
     task = synthetic_task()
     task = replace(task, splits={k: v for k, v in task.splits.items() if k != "dev"})

@@ -23,6 +23,7 @@ REG_CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:A single label was found")  # scikit-learn, on the one-class case
 @pytest.mark.parametrize(("y_true", "y_pred"), CLASS_CASES)
 def test_classification_metrics_equal_sklearn(y_true: np.ndarray, y_pred: np.ndarray) -> None:
     assert m.accuracy(y_true, y_pred) == pytest.approx(skm.accuracy_score(y_true, y_pred))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from minilm_deploy.errors import InputError
+from minilm_deploy.errors import InputError, MinilmError
 
 SCHEMA_VERSION = 1
 _num = {"type": "number"}
@@ -93,7 +93,10 @@ RESULTS_SCHEMA: dict[str, Any] = {
 
 def validate_results(data: Any, source: str = "results.json") -> None:
     """Check `data` against RESULTS_SCHEMA (needs the `jsonschema` package); InputError names the first problem."""
-    import jsonschema
+    try:
+        import jsonschema
+    except ImportError:
+        raise MinilmError("checking bench results needs jsonschema: pip install 'jsonschema>=4.18'") from None
 
     errors = sorted(jsonschema.Draft202012Validator(RESULTS_SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:

@@ -19,8 +19,9 @@ def command(
     """Distil a student from the recipe's teacher (MiniLM self-attention distillation).
 
     Writes a Hugging Face folder (default <run_dir>/student) with the tokenizer, run.json and
-    metrics.jsonl; teacher-assistant stages, if the recipe names any, run first. Under
-    `torchrun --nproc_per_node N -m minilm_deploy.cli.main distill ...` it trains with DDP.
+    metrics.jsonl; teacher-assistant stages, if the recipe names any, run first. `--resume`
+    continues from the newest checkpoint. Several processes (DDP):
+    `torchrun --nproc_per_node N -m minilm_deploy.distill RECIPE [options]`.
 
     Example: minilm distill recipes/quickstart.yaml --set distill.train.steps=50
     """

@@ -168,7 +168,8 @@ def convert(work: Work, fp32: Path, precision: str, target: Path) -> Path:
         return quantize.to_fp16(fp32, target)
     if prof.quantization.mode == "dynamic":
         return quantize.quantize_dynamic(fp32, target, prof.quantization)
-    return quantize.quantize_static(work.source, fp32, target, prof.quantization, prof.calibration, calibration_texts(work))
+    return quantize.quantize_static(work.source, fp32, target, prof.quantization, prof.calibration, calibration_texts(work),
+                                    prof.shapes.sequence.opt)
 
 
 def calibration_texts(work: Work) -> list[str]:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,11 +27,14 @@ FP32_OPS = ["LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormaliza
 
 @contextlib.contextmanager
 def quiet_root_logger() -> Iterator[None]:
+    """ORT's quantizer logs advice through the root logger and prints calibration progress to stdout
+    (which must stay clean for `--json`): silence both."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)
 
@@ -39,7 +43,7 @@ def quantize_dynamic(src: Path, target: Path, options: Quantization) -> Path:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-    with quiet_root_logger():  # ORT's quantizer logs advice through the root logger
+    with quiet_root_logger():
         ort_quantize_dynamic(str(src), str(target), per_channel=options.per_channel, reduce_range=options.reduce_range,
                              weight_type=QuantType.QInt8, op_types_to_quantize=options.op_types,
                              # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
@@ -48,24 +52,31 @@ def quantize_dynamic(src: Path, target: Path, options: Quantization) -> Path:
 
 
 class TextCalibrationReader:
-    """ONNX Runtime's CalibrationDataReader protocol over tokenised texts (`get_next()` → feeds or None)."""
+    """ONNX Runtime's CalibrationDataReader protocol over tokenised texts (`get_next()` → feeds or None).
 
-    def __init__(self, source: SourceModel, texts: Sequence[str], batch_size: int) -> None:
-        self._batches = iter(list(token_batches(source, texts, batch_size)))
+    Every batch has the same shape (full batches, padded to `seq_len`): the histogram calibrators
+    (entropy, percentile) stack the batches' activations and fail on ragged shapes.
+    """
+
+    def __init__(self, source: SourceModel, texts: Sequence[str], batch_size: int, seq_len: int) -> None:
+        usable = len(texts) - len(texts) % batch_size if len(texts) >= batch_size else len(texts)
+        self._batches = iter(list(token_batches(source, texts[:usable], batch_size, pad_to=seq_len)))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
 
 
-def token_batches(source: SourceModel, texts: Sequence[str], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def token_batches(source: SourceModel, texts: Sequence[str], batch_size: int, pad_to: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Tokenised batches: padded to the longest text, or to `pad_to` tokens (truncating longer texts)."""
+    length = min(pad_to, source.max_length) if pad_to else source.max_length
     for start in range(0, len(texts), batch_size):
-        enc = source.tokenizer(list(texts[start : start + batch_size]), truncation=True, max_length=source.max_length,
-                               padding=True, return_tensors="np")
+        enc = source.tokenizer(list(texts[start : start + batch_size]), truncation=True, max_length=length,
+                               padding="max_length" if pad_to else True, return_tensors="np")
         yield {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in source.inputs}
 
 
 def quantize_static(source: SourceModel, src: Path, target: Path, options: Quantization, calibration: Calibration,
-                    texts: Sequence[str]) -> Path:
+                    texts: Sequence[str], seq_len: int) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -73,7 +84,7 @@ def quantize_static(source: SourceModel, src: Path, target: Path, options: Quant
         raise InputError("static INT8 needs calibration texts: give --task T or calibration.task in the profile")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[calibration.method]
-    reader = TextCalibrationReader(source, texts[: calibration.samples], calibration.batch_size)
+    reader = TextCalibrationReader(source, texts[: calibration.samples], calibration.batch_size, seq_len)
     try:
         with quiet_root_logger():
             ort_quantize_static(str(src), str(target), reader, quant_format=QuantFormat.QDQ, per_channel=options.per_channel,

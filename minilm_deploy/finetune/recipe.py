@@ -12,6 +12,7 @@ finetune:
   epochs: 3                        # or steps: N (> 0 wins over epochs)
   seeds: [1, 2, 3]                 # each seed trains once; metrics.json reports mean ± std
   eval_splits: [test]              # cross-lingual: [test, test-fr, test-nl, test-de]
+  freeze_embeddings: false         # true: word embeddings stay fixed (multilingual zero-shot transfer)
   distill:                         # optional task distillation from a fine-tuned teacher
     teacher: ""                    # "" = <run_dir>/teacher-task
     temperature: 2.0
@@ -52,6 +53,8 @@ class FinetuneRecipe:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0  # 0 = no clipping
+    freeze_embeddings: bool = False  # keep the word embeddings fixed (large multilingual vocabularies: faster,
+    #                                  and words unseen in training stay aligned across languages)
     epochs: int = 3
     steps: int = 0  # > 0: train exactly this many optimizer steps (evaluating at each epoch end and at the last step)
     seeds: tuple[int, ...] = ()  # () = the recipe's top-level seed

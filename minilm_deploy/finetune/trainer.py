@@ -90,6 +90,8 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     model, _ = load_for_training(folder, prep.head)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).train()
+    if ft.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     total, epochs = plan_steps(len(prep.train), ft)
     optimizer, schedule = make_optimizer(model, ft, total)
     teacher = None if prep.teacher_logits is None else torch.from_numpy(prep.teacher_logits)

@@ -20,9 +20,12 @@ def default_model_name(artifact: Path, manifest: dict) -> str:
 
 
 def serve(artifact: Path, config: ServeConfig, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> None:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from minilm_deploy.serve.app import create_app
+        from minilm_deploy.serve.app import create_app
+    except ImportError as exc:
+        raise MinilmError(f"serving needs {exc.name}: pip install 'minilm-deploy[serve]'") from None
 
     predictor = Predictor.load(artifact, backend=backend, device=device, threads=threads)
     name = config.model_name or default_model_name(artifact, predictor.source.manifest)
