@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from test_distill_train import corpus, teacher_dir, write_recipe  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import WORDS, make_tiny_bert
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import WORDS, make_tiny_bert
 from minilm_deploy.cli.main import main
 from minilm_deploy.distill.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 
@@ -88,7 +88,7 @@ def _cli(*args: str) -> list[str]:
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, teacher_dir, corpus) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 300, "checkpoint_every": 10, "log_every": 10})
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 120, "checkpoint_every": 10, "log_every": 10})
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     subprocess.run(_cli(str(recipe), "--output", str(reference)), env=env, check=True, capture_output=True)
 
@@ -105,7 +105,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, teacher_dir
     killed_at = latest_checkpoint(checkpoints)
     assert killed_at is not None and not resumed.exists()
     step = int(killed_at.name.split("-")[1])
-    assert 0 < step < 300
+    assert 0 < step < 120
 
     done = subprocess.run(_cli(str(recipe), "--output", str(resumed), "--resume"), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -222,7 +222,6 @@ def test_checkpoint_round_trip_is_safetensors_and_json(tmp_path, teacher_dir, co
 def test_mpnet_teacher_and_student_with_relative_position_bias(tmp_path, corpus) -> None:
     """An MPNet teacher gives an MPNet student; the attention relation includes each one's position bias."""
     import transformers
-
     from conftest import save_tiny_tokenizer, tiny_vocab
 
     folder = tmp_path / "mpnet"

@@ -114,6 +114,13 @@ def test_recipe_mode_fine_tunes_teacher_then_distils_into_student(tmp_path: Path
     assert json.loads((run / "student-task" / "run.json").read_text())["task_spec"] == str(task_dir)
     assert "epochs: 5" in (run / "student-task" / "recipe.yaml").read_text()  # the effective recipe, overrides applied
 
+    scored = run_json(["eval", "student", "--recipe", str(recipe)], capsys)  # a role names <run_dir>/<role>-task
+    assert scored["model"] == str(run / "student-task")
+    assert scored["splits"]["test"]["accuracy"] == pytest.approx(student["splits"]["test"]["accuracy"])
+    again = run_json(["finetune", "teacher", "--recipe", str(recipe), "--output", str(tmp_path / "t2"),
+                      "--set", "epochs=1"], capsys)
+    assert again["distill_teacher"] is None and again["output"] == str(tmp_path / "t2")
+
 
 @pytest.mark.slow
 def test_real_minilm_on_rotten_tomatoes_beats_the_majority_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -203,3 +203,14 @@ def test_sigterm_during_training_removes_the_temporary_folder(tmp_path: Path, ti
     assert proc.returncode == 130, err
     assert "interrupted" in err.splitlines()[-1]
     nothing_written(out)
+
+
+def test_diverging_loss_is_a_one_line_error(tmp_path: Path, tiny_bert_session_dir: Path) -> None:
+    from minilm_deploy.errors import MinilmError
+
+    ft = replace(QUICK, lr=1e30, max_grad_norm=0.0)  # the first update sends the weights to inf
+    out = tmp_path / "out"
+    with pytest.raises(MinilmError, match="diverged") as exc:
+        api.finetune_model(str(tiny_bert_session_dir), ft, out, [0], task=synthetic_task())
+    assert "\n" not in str(exc.value)
+    nothing_written(out)

@@ -64,6 +64,8 @@ def command(
 
 def run_one(api: Any, rec: Any, model: str, from_recipe: bool, output: Path | None, overwrite: bool) -> dict:
     ft = rec.finetune
+    if from_recipe and model == "teacher":  # the teacher is the source of soft targets, never their user
+        ft = replace(ft, distill=None)
     seeds = list(ft.seeds) or [rec.seed]
     spec = api.role_spec(rec, model) if from_recipe else model
     out = output or (api.role_output(rec, model) if from_recipe else default_output(model, ft.task))

@@ -163,6 +163,7 @@ def _check_workdir(recipe, work: Path, resume: bool, info: D.DistInfo) -> None:
         for key in ("teacher", "seed", "distill"):
             if before.get(key) != now.get(key):
                 raise InputError(f"--resume: the recipe's {key} changed since {work} was started; restore it or remove {work}")
+    D.barrier(info)  # every process has looked before the main one writes
     if info.is_main:
         work.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, recipe_to_yaml(recipe))

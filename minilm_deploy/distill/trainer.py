@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.progress import Progress, TextColumn
 from torch import nn
 
 from minilm_deploy.distill import distributed as D
@@ -28,7 +29,6 @@ from minilm_deploy.distill.objective import MiniLMObjective
 from minilm_deploy.distill.recipe import LossSpec, TrainSpec
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.progress import make_progress, progress_enabled
-from rich.progress import Progress, TextColumn
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"

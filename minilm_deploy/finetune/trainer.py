@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from minilm_deploy.data.metrics import better
+from minilm_deploy.errors import MinilmError
 from minilm_deploy.finetune import data as D
 from minilm_deploy.finetune import interrupt
 from minilm_deploy.finetune.evaluate import predict_logits, score
@@ -84,6 +85,24 @@ def make_optimizer(model: torch.nn.Module, ft: FinetuneRecipe, total: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def train_step(model: torch.nn.Module, optimizer, schedule, batch: dict[str, torch.Tensor], labels: torch.Tensor,
+               soft: torch.Tensor | None, kind: str, ft: FinetuneRecipe) -> float:
+    """One optimizer step on one padded batch; returns the loss."""
+    distill = ft.distill
+    logits = model(**batch).logits  # (B, K)
+    loss, _ = task_loss(kind, logits, labels, soft, distill.temperature if distill else 1.0, distill.weight if distill else 0.0)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if ft.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), ft.max_grad_norm)
+    optimizer.step()
+    schedule.step()
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise MinilmError(f"fine-tuning diverged: the loss is {value} at step {schedule.last_epoch}; lower finetune.lr (now {ft.lr})")
+    return value
+
+
 def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, progress=None, label: str = "") -> tuple[torch.nn.Module, SeedRun]:
     """Fine-tune the encoder in `folder` once; returns the model (best dev epoch restored) and its record."""
     generator = seed_everything(seed)
@@ -96,35 +115,26 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     optimizer, schedule = make_optimizer(model, ft, total)
     teacher = None if prep.teacher_logits is None else torch.from_numpy(prep.teacher_logits)
     labels = torch.from_numpy(prep.train.labels)
-    bar = progress.add_task(f"{label} seed {seed}".strip(), total=total) if progress is not None else None
+    name = f"{label} seed {seed}".strip()
+    bar = progress.add_task(name, total=total) if progress is not None else None
     run = SeedRun(seed, [], 0, math.nan, 0.0)
     best_state, best, step, start = None, None, 0, time.perf_counter()
     for epoch in range(1, epochs + 1):
         losses = []
         for idx, feats in D.train_batches(prep.train, ft.batch_size, generator):
             batch = {k: v.to(device) for k, v in D.collate(feats, prep.pad_id).items()}
-            logits = model(**batch).logits  # (B, K)
             soft = None if teacher is None else teacher[idx].to(device)
-            distill = ft.distill
-            loss, _ = task_loss(prep.head.kind, logits, labels[idx].to(device), soft,
-                                distill.temperature if distill else 1.0, distill.weight if distill else 0.0)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if ft.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), ft.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
+            losses.append(train_step(model, optimizer, schedule, batch, labels[idx].to(device), soft, prep.head.kind, ft))
             step += 1
             interrupt.check()
             if bar is not None:
-                progress.update(bar, advance=1, description=f"{label} seed {seed} epoch {epoch} loss {np.mean(losses[-50:]):.4f}".strip())
+                progress.update(bar, advance=1, description=f"{name} epoch {epoch} loss {np.mean(losses[-50:]):.4f}")
             if step >= total:
                 break
         dev = score(prep.head.kind, predict_logits(model, prep.dev, ft.eval_batch_size, prep.pad_id), prep.dev.labels)
         run.history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "dev": dev})
         if progress is None or progress.disable:  # no live bar (not a terminal): one line per epoch
-            log(f"{label} seed {seed} epoch {epoch}/{epochs} step {step}/{total}: train loss {np.mean(losses):.4f}, "
+            log(f"{name} epoch {epoch}/{epochs} step {step}/{total}: train loss {np.mean(losses):.4f}, "
                 f"dev {prep.metric} {dev[prep.metric]:.4f} ({time.perf_counter() - start:.0f} s)")
         if not ft.keep_best or better(prep.metric, dev[prep.metric], best):
             best, run.best_epoch, best_state = dev[prep.metric], epoch, state_copy(model) if ft.keep_best else None
