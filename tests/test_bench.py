@@ -152,6 +152,16 @@ def test_cli_gate_failure_is_one_line_and_the_report_is_still_written(models, tm
     validate_results(json.loads((out / "results.json").read_text()))
     assert main([*args, "--json"]) == 0  # no gates: passes
     assert json.loads(capsys.readouterr().out)["output"] == str(out)
+    fast = json.loads((out / "results.json").read_text())  # a fabricated baseline, 1000x faster
+    for row in compare.latency_rows(fast):
+        row["latency_ms"] = {k: v / 1000 for k, v in row["latency_ms"].items()}
+    (tmp_path / "fast.json").write_text(json.dumps(fast))
+    assert main([*args, "--baseline", str(tmp_path / "fast.json"), "--max-regression", "25"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("minilm: error: gate --max-regression failed: teacher-onnx grid batch 1 seq 8 p50 ")
+    assert "(limit +25%)" in err[0]
+    (tmp_path / "bad.json").write_text(json.dumps({"rows": []}))
+    assert main([*args, "--baseline", str(tmp_path / "bad.json"), "--max-regression", "25"]) == 2  # not a results file
     assert main([*args, "--baseline", str(out / "results.json")]) == 2  # without --max-regression
     assert main([*args, "--baseline", str(tmp_path / "missing.json"), "--max-regression", "10"]) == 2
     assert main(["bench", str(models["student"]), "--set", "grid.batch_sizes=[0]"]) == 2
