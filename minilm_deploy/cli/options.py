@@ -12,7 +12,7 @@ import typer
 RecipePath = Annotated[Path, typer.Argument(help="A recipe YAML file, e.g. recipes/quickstart.yaml.", show_default=False)]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a recipe value, type-checked: --set distill.train.steps=200 (repeatable).", show_default=False),
+    typer.Option("--set", help="Override a recipe value, type-checked: --set distill.train.steps=200 (repeatable).", show_default=False),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
 OutputDir = Annotated[Path | None, typer.Option("--output", "-o", help="Output directory (default: from the recipe).", show_default=False)]
