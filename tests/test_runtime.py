@@ -219,9 +219,9 @@ def test_an_engine_from_another_gpu_or_version_is_refused():
     built = {"version": "10.3.0", "gpu_name": "NVIDIA A100-SXM4-40GB", "compute_capability": [8, 0], "profiles": []}
     assert engine_mismatch(built, {"version": "10.3.0", "gpu_name": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"}) is None
     why = engine_mismatch(built, {"version": "10.7.0", "gpu_name": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"})
-    assert "version 10.3.0 (engine) differs from 10.7.0" in why
+    assert "TensorRT 10.3.0, this machine has 10.7.0" in why
     why = engine_mismatch(built, {"version": "10.3.0", "gpu_name": "NVIDIA H100", "compute_capability": "9.0"})
-    assert "compute_capability 8.0" in why
+    assert "(sm 8.0), this machine has NVIDIA H100 (sm 9.0)" in why
     assert "does not say" in engine_mismatch(None, {})
 
 

@@ -22,12 +22,23 @@ def _capability(value: Any) -> str:
 
 
 def engine_mismatch(built: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
-    """Why an engine built under `built` cannot run under `current` ({version, gpu_name, compute_capability})."""
+    """Why an engine built under `built` cannot run under `current` ({version, gpu_name, compute_capability}).
+
+    The rule itself is the exporter's (`export.tensorrt.check_compatible`): one place for it.
+    """
+    from types import SimpleNamespace
+
+    from minilm_deploy.export.tensorrt import check_compatible
+
     if not built:
         return "the manifest does not say which GPU and TensorRT version built model.plan"
-    for key, norm in (("version", str), ("compute_capability", _capability), ("gpu_name", str)):
-        if norm(built.get(key)) != norm(current.get(key)):
-            return f"{key} {norm(built.get(key))} (engine) differs from {norm(current.get(key))} (here)"
+    recorded = SimpleNamespace(version=str(built.get("version")), gpu_name=str(built.get("gpu_name")),
+                               compute_capability=_capability(built.get("compute_capability")))
+    try:
+        check_compatible(recorded, trt_version=str(current.get("version")), gpu_name=str(current.get("gpu_name")),
+                         compute_capability=_capability(current.get("compute_capability")))
+    except MinilmError as exc:
+        return str(exc)
     return None
 
 
@@ -61,7 +72,7 @@ class TrtRunner(Runner):
         here = current_platform()
         why = engine_mismatch(self.source.manifest.get("tensorrt"), here)
         if why:
-            raise MinilmError(f"{self.source.engine_file}: engine refused: {why}; rebuild it here with minilm export --trt")
+            raise MinilmError(f"{self.source.engine_file}: engine refused: {why}")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.source.engine_file.read_bytes())
         if self.engine is None:
