@@ -146,4 +146,7 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     run.splits["dev"] = run.history[run.best_epoch - 1]["dev"]
     for split, enc in prep.evals.items():
         run.splits[split] = score(prep.head.kind, predict_logits(model, enc, ft.eval_batch_size, prep.pad_id), enc.labels)
+    if progress is None or progress.disable:
+        log(f"{name} (best epoch {run.best_epoch}): " + "; ".join(
+            f"{split} {prep.metric} {values[prep.metric]:.4f}" for split, values in run.splits.items()))
     return model, run
