@@ -1,0 +1,130 @@
+"""`minilm run`: the stages chained on a tiny model, resuming, and recipes refused before any work."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minilm_deploy.cli.main import main
+from minilm_deploy.errors import InputError
+from minilm_deploy.pipeline import SUMMARY_FILE, preflight, run_pipeline, summary_table
+from minilm_deploy.recipe import RECIPE_FILE, recipe_from_dict
+
+POSITIVE = ["good great fun movie", "great fun film", "love this good story", "a very good film", "fun and great"]
+NEGATIVE = ["bad rotten movie", "hate this bad plot", "a very bad film", "rotten and bad", "not fun bad story"]
+
+
+def _write_task(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for split, repeat in (("train", 6), ("dev", 2), ("test", 2)):
+        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            for i in range(repeat):
+                for text in POSITIVE:
+                    writer.writerow([f"{text} {'it' if i % 2 else 'this'}", "pos"])
+                for text in NEGATIVE:
+                    writer.writerow([f"{text} {'it' if i % 2 else 'this'}", "neg"])
+    return folder
+
+
+def _recipe(tmp_path: Path, teacher: Path, **changes: Any) -> dict[str, Any]:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(POSITIVE + NEGATIVE) * 4 + "\n", encoding="utf-8")
+    task = str(_write_task(tmp_path / "task")) if not (tmp_path / "task").exists() else str(tmp_path / "task")
+    data: dict[str, Any] = {
+        "name": "tiny", "teacher": str(teacher), "output_dir": str(tmp_path / "run"), "seed": 0,
+        "distill": {"corpus": str(corpus), "student": {"layers": 1, "hidden": 32},
+                    "train": {"steps": 3, "batch": 4, "seq_len": 16, "checkpoint_every": 2, "log_every": 1}},
+        "finetune": {"task": task, "models": ["teacher", "student"], "max_length": 16, "batch_size": 8,
+                     "lr": 1e-3, "epochs": 1, "eval_splits": ["test"]},
+        "export": {"name": "onnx-cpu-fp32", "precision": "fp32", "max_length": 32,
+                   "shapes": {"batch": {"min": 1, "opt": 1, "max": 8}, "sequence": {"min": 1, "opt": 16, "max": 32}}},
+        "bench": {"name": "tiny", "split": "test", "probe_train_limit": 50, "grid": {"batch_sizes": [1], "seq_lens": [16]},
+                  "real_batch_size": 0, "timing": {"warmup": 1, "min_iterations": 2, "min_duration_s": 0.0},
+                  "threads": 1, "isolate": False},
+    }
+    data.update(changes)
+    return data
+
+
+def test_run_chains_every_stage_then_resumes_by_skipping_complete_ones(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    recipe = recipe_from_dict(_recipe(tmp_path, tiny_bert_dir))
+    events: list[tuple[str, str]] = []
+    summary = run_pipeline(recipe, on_stage=lambda stage, status: events.append((stage, status)))
+    run = tmp_path / "run"
+    assert [s for s, status in events if status.startswith("done")] == ["distill", "finetune", "export", "bench"]
+    for part in ("student/run.json", "teacher-task/metrics.json", "student-task/metrics.json",
+                 "export/manifest.json", "bench/results.json", SUMMARY_FILE, RECIPE_FILE):
+        assert (run / part).is_file(), part
+    rows = {r["model"]: r for r in summary["rows"]}
+    assert set(rows) == {"teacher", "student", "student-onnx-fp32"}
+    assert rows["teacher"]["retained"] == pytest.approx(1.0)
+    assert rows["student"]["parameters"] < rows["teacher"]["parameters"]
+    assert all(r["accuracy"] is not None and r["latency_ms_b1"] > 0 for r in rows.values())
+    assert "| student-onnx-fp32 |" in summary_table(summary)
+    assert json.loads((run / SUMMARY_FILE).read_text())["rows"] == summary["rows"]
+
+    # A second run finds everything complete; after losing the export and the bench, only those run again.
+    events.clear()
+    run_pipeline(recipe, on_stage=lambda stage, status: events.append((stage, status)))
+    assert all(status.startswith("skipped") for _, status in events) and len(events) == 4
+    for folder in ("export", "bench"):
+        import shutil
+
+        shutil.rmtree(run / folder)
+    events.clear()
+    run_pipeline(recipe, on_stage=lambda stage, status: events.append((stage, status)))
+    assert [s for s, status in events if status.startswith("done")] == ["export", "bench"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"distill": {"corpus": "x.txt", "student": {"layers": 3, "hidden": 32}, "train": {"steps": 1}}},
+         "more layers than its teacher"),
+        ({"distill": {"corpus": "x.txt", "student": {"layers": 1, "hidden": 64}, "train": {"steps": 1}}},
+         "wider than its teacher"),
+        ({"distill": {"corpus": "x.txt", "student": {"layers": 1, "hidden": 32, "heads": 2}, "train": {"steps": 1}}},
+         "MiniLM v1 losses need equal heads"),
+        ({"distill": {"corpus": "x.txt", "student": {"layers": 1, "hidden": 16, "init": "teacher-layers"},
+                      "train": {"steps": 1}}}, "hidden must equal the teacher's"),
+        ({"finetune": {"task": "zoo:no-such-task"}}, "unknown zoo name 'no-such-task'"),
+        ({"distill": None, "finetune": None, "export": None, "bench": None}, "has no stage sections"),
+    ],
+)
+def test_recipes_that_do_not_fit_are_refused_before_any_work(
+    tmp_path: Path, tiny_bert_session_dir: Path, changes: dict[str, Any], message: str
+) -> None:
+    recipe = recipe_from_dict(_recipe(tmp_path, tiny_bert_session_dir, **changes))
+    with pytest.raises(InputError, match=message):
+        run_pipeline(recipe)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_run_refuses_a_bad_recipe_with_one_line(tmp_path: Path, tiny_bert_session_dir: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    data = _recipe(tmp_path, tiny_bert_session_dir)
+    data["distill"]["student"]["layers"] = 5
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "more layers than its teacher (2)" in err[0]
+    assert main(["run", str(path), "--set", "distill.student.layers=six"]) == 2
+    assert "distill.student.layers: expected int, got 'six'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_quickstart_recipe_passes_its_checks() -> None:
+    from minilm_deploy.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml")
+    assert recipe.distill and recipe.finetune and recipe.export and recipe.bench
+    preflight(recipe)
