@@ -165,10 +165,13 @@ def preflight(recipe: Recipe) -> None:
 
 
 def _teacher_shape(recipe: Recipe) -> tuple[int, int, int]:
+    """(layers, hidden, heads) of the teacher, read through the architecture adapter table."""
+    from transformers import AutoConfig
+
+    from minilm_deploy.models.adapters import attention_shape
     from minilm_deploy.sources import resolve_model
 
-    config = json.loads((resolve_model(recipe.teacher) / "config.json").read_text(encoding="utf-8"))
-    return int(config["num_hidden_layers"]), int(config["hidden_size"]), int(config["num_attention_heads"])
+    return attention_shape(AutoConfig.from_pretrained(resolve_model(recipe.teacher)))
 
 
 def _check_student_fits(recipe: Recipe) -> None:

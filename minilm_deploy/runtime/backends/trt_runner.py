@@ -44,10 +44,11 @@ def engine_mismatch(built: dict[str, Any] | None, current: dict[str, Any]) -> st
 
 def current_platform() -> dict[str, Any]:
     import tensorrt as trt
-    import torch
 
-    major, minor = torch.cuda.get_device_capability()
-    return {"version": trt.__version__, "gpu_name": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}"}
+    from minilm_deploy.export.tensorrt import device_info
+
+    gpu_name, capability = device_info()
+    return {"version": trt.__version__, "gpu_name": gpu_name, "compute_capability": capability}
 
 
 class TrtRunner(Runner):
