@@ -1,12 +1,13 @@
 # The two commands of the README:
 #   make demo   create .venv, install (torch==2.13.0 first), run the quickstart recipe
 #   make test   create .venv, install, run the whole test suite (slow tests included)
+# and, for CI, `make gate`: the project's own benchmark gate (bench/ci-gate/)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test gate gate-baseline lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# The project's own CI gate: a tiny real pipeline benchmarked against bench/ci-gate/baseline.json.
+GATE_RECIPE := bench/ci-gate/recipe.yaml
+gate: $(STAMP)
+	rm -rf runs/ci-gate
+	$(VENV)/bin/minilm run $(GATE_RECIPE)
+
+gate-baseline: $(STAMP)
+	rm -rf runs/ci-gate
+	$(VENV)/bin/minilm run $(GATE_RECIPE) --set bench.gates.baseline=null \
+	    --set bench.gates.max_speedup_loss_pct=null --set bench.gates.max_accuracy_loss=null
+	cp runs/ci-gate/bench/results.json bench/ci-gate/baseline.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check minilm_deploy tests

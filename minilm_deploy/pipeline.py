@@ -276,7 +276,7 @@ def build_summary(recipe: Recipe) -> dict[str, Any]:
     for row in rows:
         acc = row["accuracy"]
         row["retained"] = acc / teacher_accuracy if acc is not None and teacher_accuracy else None
-    return {"recipe": recipe.name, "run_dir": str(recipe.run_dir), "rows": rows,
+    return {"recipe": recipe.name, "run_dir": str(recipe.run_dir), "rows": rows, "gates": (bench or {}).get("gates", []),
             "finetune": {role: _task_metric(recipe, role) for role in (recipe.finetune.models if recipe.finetune else ())}}
 
 
@@ -312,4 +312,8 @@ def summary_table(summary: dict[str, Any]) -> str:
             f"{fmt(r['latency_ms_b1'], '{:.2f}')} | {fmt(r['speedup'], '{:.2f}x')} | {fmt(r['accuracy'], '{:.4f}')} | "
             f"{fmt(r['retained'], '{:.1%}')} |"
         )
+    gates = summary.get("gates") or []
+    if gates:
+        passed = sum(g["passed"] for g in gates)
+        lines += ["", f"gates: {passed} of {len(gates)} passed"] + [f"  {'ok ' if g['passed'] else 'FAIL'} {g['message']}" for g in gates]
     return "\n".join(lines)

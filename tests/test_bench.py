@@ -138,6 +138,50 @@ def test_accuracy_and_speedup_gates(report):
     assert "no teacher" in compare.failure_line(compare.check_gates(lonely, Gates(min_speedup=1.0)))
 
 
+def test_baseline_ratio_gates_compare_speedup_and_accuracy_measured_within_each_run(report):
+    results, _ = report
+    same = compare.baseline_ratio_gates(results, results, 30.0, 0.03)
+    assert same and all(g["passed"] for g in same)
+    assert {g["gate"] for g in same} == {"max-speedup-loss", "max-accuracy-loss"}
+    better = copy.deepcopy(results)  # a baseline whose candidates were 10x faster (vs its teacher) and 5 points better
+    for s in better["summary"]:
+        if s["role"] == "candidate":
+            s["speedup"] *= 10
+            s["accuracy"] += 0.05
+    gates = compare.baseline_ratio_gates(results, better, 30.0, 0.03)
+    assert not any(g["passed"] for g in gates)
+    line = compare.failure_line(gates)
+    assert line.startswith("gate --max-speedup-loss failed: ") and "(-90.0%, limit -30%)" in line
+    assert any(g["gate"] == "max-accuracy-loss" and abs(g["figure"] - 0.05) < 1e-9 for g in gates)
+    worse = copy.deepcopy(results)  # and one whose candidates were slower and worse: every check passes
+    for s in worse["summary"]:
+        if s["role"] == "candidate":
+            s["speedup"] /= 10
+            s["accuracy"] -= 0.05
+    assert all(g["passed"] for g in compare.baseline_ratio_gates(results, worse, 30.0, 0.03))
+    renamed = {"summary": [{**s, "model": s["model"] + "-old"} for s in results["summary"]]}
+    assert "no candidate of the same name" in compare.failure_line(compare.baseline_ratio_gates(results, renamed, 30.0, None))
+    via_suite = compare.check_gates(results, Gates(baseline="b.json", max_speedup_loss_pct=30.0), better)
+    assert [g["gate"] for g in via_suite] == ["max-speedup-loss"] * len(via_suite) and not via_suite[0]["passed"]
+    with pytest.raises(ValueError, match="baseline goes together"):
+        Gates(max_accuracy_loss=0.01)
+
+
+def test_the_ci_gate_recipe_and_its_baseline_fit_together():
+    """`make gate` (run by .ci/run): the recipe loads, its baseline is a valid results file with its candidates."""
+    from minilm_deploy.pipeline import bench_models
+    from minilm_deploy.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "bench" / "ci-gate" / "recipe.yaml")
+    gates = recipe.bench.gates
+    assert gates.baseline == "bench/ci-gate/baseline.json" and gates.max_speedup_loss_pct and gates.max_accuracy_loss
+    baseline = json.loads((ROOT / gates.baseline).read_text())
+    validate_results(baseline)
+    candidates = {m.name for m in bench_models(recipe) if m.role == "candidate"}
+    assert candidates == {s["model"] for s in baseline["summary"] if s["role"] == "candidate"}
+    assert all(g["passed"] for g in baseline["gates"])
+
+
 def test_cli_gate_failure_is_one_line_and_the_report_is_still_written(models, tmp_path, capsys):
     from minilm_deploy.cli.main import main
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,70 @@ def test_the_quickstart_recipe_passes_its_checks() -> None:
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml")
     assert recipe.distill and recipe.finetune and recipe.export and recipe.bench
     preflight(recipe)
+
+
+def _interrupt_when(proc: Any, ready: Callable[[], bool], timeout: float = 120.0) -> tuple[int, str]:
+    """Send Ctrl-C (SIGINT) to `proc` once `ready()` holds; return its exit code and stderr."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, "the run never reached the point to interrupt"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_ctrl_c_during_distillation_and_finetuning_leaves_a_run_that_a_second_run_completes(
+    tmp_path: Path, tiny_bert_session_dir: Path
+) -> None:
+    """End to end, in a real subprocess: interrupt, exit 130 with one line and no traceback, run again, resume."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    data = _recipe(tmp_path, tiny_bert_session_dir)
+    data["distill"]["train"].update(steps=400, checkpoint_every=5, log_every=5)
+    data["finetune"]["epochs"] = 60  # long enough to be caught in the middle
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    run = tmp_path / "run"
+    command = [sys.executable, "-c", "from minilm_deploy.cli.main import entry; entry()", "run", str(recipe_file)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    checkpoints = run / "student.partial" / "checkpoints"
+    code, err = _interrupt_when(start(), lambda: len(list(checkpoints.glob("step-*"))) >= 2)
+    assert code == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err.strip().splitlines()[-1]
+    assert not (run / "student").exists() and any(checkpoints.glob("step-*"))  # no half-written student, checkpoints kept
+    interrupted_at = max(int(p.name.split("-")[1]) for p in checkpoints.glob("step-*"))
+    assert 0 < interrupted_at < 400
+
+    # Second run: distillation continues from its last checkpoint; interrupt it again while the
+    # student is fine-tuned (the teacher's fine-tuning is complete by then).
+    teacher_metrics = run / "teacher-task" / "metrics.json"
+    code, err = _interrupt_when(start(), teacher_metrics.is_file)
+    assert code == 130 and "Traceback" not in err, err[-2000:]
+    steps = [json.loads(line)["step"] for line in (run / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 400  # one log, no step twice: resumed, not restarted
+    import re
+
+    logged = [int(n) for n in re.findall(r"student step (\d+)/400", err)]
+    assert logged and logged[0] == interrupted_at + 5  # the second run's first step follows the checkpoint
+    assert not (run / "student-task").exists() and not list(run.glob(".student-task.tmp-*"))  # nothing half-written
+    teacher_done_at = teacher_metrics.stat().st_mtime_ns
+
+    # Third run: skips the distillation and the teacher's fine-tuning, fine-tunes the student, completes.
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "distill: skipped (already complete)" in done.stderr
+    assert teacher_metrics.stat().st_mtime_ns == teacher_done_at
+    assert (run / "student-task" / "metrics.json").is_file() and (run / SUMMARY_FILE).is_file()

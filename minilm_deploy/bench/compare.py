@@ -73,6 +73,8 @@ def check_gates(results: dict[str, Any], gates: Any, baseline: dict[str, Any] | 
         out += [_speedup_gate(s, gates.min_speedup, results.get("teacher")) for s in candidates]
     if gates.max_regression_pct is not None:
         out += baseline_gates(results, baseline or {"rows": []}, gates.max_regression_pct)
+    if gates.max_speedup_loss_pct is not None or gates.max_accuracy_loss is not None:
+        out += baseline_ratio_gates(results, baseline or {"summary": []}, gates.max_speedup_loss_pct, gates.max_accuracy_loss)
     return out
 
 
@@ -110,6 +112,49 @@ def baseline_gates(results: dict[str, Any], baseline: dict[str, Any], pct: float
         out.append(_gate("max-regression", "*", None, pct, False,
                          "the baseline shares no measurement (model, mode, batch, seq) with this run; record a new one"))
     return out
+
+
+def baseline_ratio_gates(results: dict[str, Any], baseline: dict[str, Any], speedup_loss_pct: float | None,
+                         accuracy_loss: float | None) -> list[Row]:
+    """Per candidate also in the baseline: its speed-up over the teacher and its metric, against the baseline's.
+
+    Both figures are measured within one run (candidate and teacher on the same machine), so the gate
+    holds on another CPU where absolute latencies do not compare.
+    """
+    then = {s["model"]: s for s in baseline.get("summary", []) if s.get("role") == "candidate"}
+    out = []
+    for now in (s for s in results["summary"] if s["role"] == "candidate" and s["model"] in then):
+        old = then[now["model"]]
+        if speedup_loss_pct is not None:
+            out.append(_ratio_gate(now, old, speedup_loss_pct))
+        if accuracy_loss is not None:
+            out.append(_accuracy_loss_gate(now, old, accuracy_loss))
+    if not out:
+        limit = speedup_loss_pct if speedup_loss_pct is not None else accuracy_loss
+        out.append(_gate("baseline", "*", None, limit or 0.0, False,
+                         "the baseline has no candidate of the same name as this run; record a new one"))
+    return out
+
+
+def _ratio_gate(now: Row, old: Row, pct: float) -> Row:
+    if now["speedup"] is None or old.get("speedup") is None:
+        return _gate("max-speedup-loss", now["model"], None, pct, False,
+                     f"{now['model']}: cannot compare the speed-up with the baseline's: not measured in both")
+    loss = (1.0 - now["speedup"] / old["speedup"]) * 100.0
+    return _gate("max-speedup-loss", now["model"], loss, pct, loss <= pct,
+                 f"{now['model']} speed-up {now['speedup']:.2f}x vs the baseline's {old['speedup']:.2f}x "
+                 f"({-loss:+.1f}%, limit -{pct:g}%)")
+
+
+def _accuracy_loss_gate(now: Row, old: Row, limit: float) -> Row:
+    if now["accuracy"] is None or old.get("accuracy") is None or now["metric"] != old.get("metric"):
+        return _gate("max-accuracy-loss", now["model"], None, limit, False,
+                     f"{now['model']}: cannot compare the accuracy with the baseline's: not the same metric measured in both")
+    sign = -1.0 if now["metric"] in LOWER_IS_BETTER else 1.0
+    loss = sign * (old["accuracy"] - now["accuracy"])
+    return _gate("max-accuracy-loss", now["model"], loss, limit, loss <= limit,
+                 f"{now['model']} {now['metric']} {now['accuracy']:.4f} vs the baseline's {old['accuracy']:.4f} "
+                 f"(loss {loss:.4f}, limit {limit:.4f})")
 
 
 def failure_line(gates: list[Row]) -> str | None:

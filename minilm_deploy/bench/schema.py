@@ -70,7 +70,7 @@ SUMMARY = {
 GATE = {
     "type": "object",
     "required": ["gate", "model", "figure", "limit", "passed", "message"],
-    "properties": {"gate": {"enum": ["max-accuracy-drop", "min-speedup", "max-regression"]}, "model": _str,
+    "properties": {"gate": {"enum": ["max-accuracy-drop", "min-speedup", "max-regression", "max-speedup-loss", "max-accuracy-loss", "baseline"]}, "model": _str,
                    "figure": _opt_num, "limit": _num, "passed": {"type": "boolean"}, "message": _str},
 }
 RESULTS_SCHEMA: dict[str, Any] = {

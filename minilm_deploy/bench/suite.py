@@ -46,10 +46,15 @@ class Gates:
     min_speedup: float | None = None  # teacher p50 / candidate p50, geometric mean over the grid
     baseline: str | None = None  # a previous results.json
     max_regression_pct: float | None = None  # p50 slower than the baseline's by more than this: fail
+    # Against the baseline, machine-independent (ratios measured within each run): a candidate's
+    # speed-up over the teacher may fall by at most this many percent, its metric by at most this much.
+    max_speedup_loss_pct: float | None = None
+    max_accuracy_loss: float | None = None
 
     def __post_init__(self) -> None:
-        if (self.baseline is None) != (self.max_regression_pct is None):
-            raise ValueError("gates: baseline and max_regression_pct go together")
+        against_baseline = (self.max_regression_pct, self.max_speedup_loss_pct, self.max_accuracy_loss)
+        if (self.baseline is None) != all(v is None for v in against_baseline):
+            raise ValueError("gates: baseline goes together with max_regression_pct, max_speedup_loss_pct or max_accuracy_loss")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,10 @@ def command(
     threads: Annotated[int | None, typer.Option(help="Intra-op threads (0: library default).", show_default=False)] = None,
     max_accuracy_drop: Annotated[float | None, typer.Option(help="Gate: fail if a candidate's metric is this much below the teacher's (0.01 = 1 point).", show_default=False)] = None,
     min_speedup: Annotated[float | None, typer.Option(help="Gate: fail if a candidate is less than this many times faster than the teacher.", show_default=False)] = None,
-    baseline: Annotated[Path | None, typer.Option(help="Gate: a results.json to compare latencies with (needs --max-regression).", show_default=False)] = None,
-    max_regression: Annotated[float | None, typer.Option(help="Gate: fail if any p50 is more than PCT percent slower than the baseline's.", metavar="PCT", show_default=False)] = None,
+    baseline: Annotated[Path | None, typer.Option(help="Gate: a results.json to compare with (needs one of the three gates below).", show_default=False)] = None,
+    max_regression: Annotated[float | None, typer.Option(help="Gate: fail if any p50 is more than PCT percent slower than the baseline's (same machine only).", metavar="PCT", show_default=False)] = None,
+    max_speedup_loss: Annotated[float | None, typer.Option(help="Gate: fail if a candidate's speed-up over the teacher is more than PCT percent below the baseline's (any machine).", metavar="PCT", show_default=False)] = None,
+    max_accuracy_loss: Annotated[float | None, typer.Option(help="Gate: fail if a candidate's metric is more than this below the baseline's (0.01 = 1 point).", show_default=False)] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Benchmark latency and accuracy of artifacts against a teacher, with CI gates.
@@ -42,9 +44,10 @@ def command(
     try:
         changes = {k: v for k, v in {"task": task, "backend": backend, "device": device, "threads": threads}.items() if v is not None}
         suite = with_gates(replace(suite, **changes), max_accuracy_drop=max_accuracy_drop, min_speedup=min_speedup,
-                           baseline=str(baseline) if baseline else None, max_regression_pct=max_regression)
+                           baseline=str(baseline) if baseline else None, max_regression_pct=max_regression,
+                           max_speedup_loss_pct=max_speedup_loss, max_accuracy_loss=max_accuracy_loss)
     except ValueError as exc:
-        raise InputError(f"{exc}: give --baseline FILE together with --max-regression PCT") from None
+        raise InputError(f"{exc}: give --baseline FILE together with --max-regression, --max-speedup-loss or --max-accuracy-loss") from None
     if suite.device not in ("cpu", "cuda"):
         raise InputError(f"--device {suite.device!r}: choose cpu or cuda")
     models = ([ModelSpec(_name(against), against, "teacher")] if against else []) + [ModelSpec(*_named(a)) for a in artifacts]
