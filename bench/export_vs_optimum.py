@@ -10,6 +10,12 @@ optimum's path: `main_export` (feature-extraction), `ORTOptimizer` level 2, `ORT
 per-channel INT8 with the config for this CPU (avx512_vnni if the CPU has VNNI, else avx2).
 Latency: 1 intra-op thread, interleaved runs (median), batch 1 and 32 at sequence 128, real tokens.
 Also the cosine of each path's mean-pooled sentence embedding to PyTorch's on real sentences.
+
+With `--task zoo:rotten-tomatoes` also, per path: latency at the task's real length distribution
+(seeded sentences of the test split, batch 1 and 32, each batch padded to its longest sentence,
+mean ms per call over the same batches, interleaved), and the task accuracy of a nearest-centroid
+probe on the mean-pooled embeddings (centroids from `--probe-train` training sentences, scored on
+`--probe-test` test sentences): the accuracy change of each export against PyTorch.
 """
 
 from __future__ import annotations
@@ -69,6 +75,71 @@ def pooled(sess: ort.InferenceSession, enc: dict) -> np.ndarray:
     return (hidden * mask).sum(1) / mask.sum(1)
 
 
+def _batches(texts: list[str], size: int) -> list[list[str]]:
+    return [texts[i : i + size] for i in range(0, len(texts) - size + 1, size)]
+
+
+def real_length(tok, sessions: dict, eager, texts: list[str], batch: int, rounds: int) -> dict:
+    """Mean ms per call over the same dynamically padded batches of real sentences, paths interleaved."""
+    encs = [tok(b, truncation=True, max_length=128, padding=True, return_tensors="np") for b in _batches(texts, batch)]
+    times: dict[str, list[float]] = {name: [] for name in [*sessions, "pytorch-eager"]}
+    with torch.no_grad():
+        for _ in range(rounds):
+            for enc in encs:
+                pt = {k: torch.from_numpy(v) for k, v in enc.items()}
+                for name in times:
+                    start = time.perf_counter()
+                    if name == "pytorch-eager":
+                        eager(**pt)
+                    else:
+                        sessions[name].run(None, feeds_for(sessions[name], enc))
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    tokens = float(np.mean([e["attention_mask"].sum(1).mean() for e in encs]))
+    return {"batches": len(encs), "mean_tokens_per_sentence": tokens,
+            "ms_per_call": {name: float(np.mean(t)) for name, t in times.items()}}
+
+
+def probe_accuracy(tok, embed, train: list, test: list) -> float:
+    """Nearest-centroid probe on normalised mean-pooled embeddings (the same probe `minilm bench` uses)."""
+    def embeddings(texts: list[str]) -> np.ndarray:
+        out = []
+        for chunk in _batches(texts, 32) + ([texts[len(texts) // 32 * 32 :]] if len(texts) % 32 else []):
+            out.append(embed(tok(chunk, truncation=True, max_length=128, padding=True, return_tensors="np")))
+        e = np.concatenate(out)
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    labels = sorted({y for _, y in train})
+    x_train, y_train = embeddings([t for t, _ in train]), np.array([labels.index(y) for _, y in train])
+    centroids = np.stack([x_train[y_train == k].mean(0) for k in range(len(labels))])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    predicted = (embeddings([t for t, _ in test]) @ centroids.T).argmax(1)
+    return float(np.mean(predicted == np.array([labels.index(y) for _, y in test])))
+
+
+def task_figures(tok, sessions: dict, eager, spec: str, n_train: int, n_test: int, seed: int = 0) -> dict:
+    from minilm_deploy.sources import load_task
+
+    task = load_task(spec)
+    rng = np.random.default_rng(seed)
+    pick = lambda split, n: [task.splits[split][i] for i in sorted(rng.permutation(len(task.splits[split]))[:n])]  # noqa: E731
+    train = [(e.text, str(e.label)) for e in pick("train", n_train)]
+    test = [(e.text, str(e.label)) for e in pick("test", n_test)]
+    texts = [t for t, _ in test]
+    out: dict = {"task": spec, "probe_train": len(train), "probe_test": len(test), "real_length": {}}
+    out["real_length"]["b1"] = real_length(tok, sessions, eager, texts[:128], 1, 2)
+    out["real_length"]["b32"] = real_length(tok, sessions, eager, texts[:256], 32, 2)
+
+    def eager_embed(enc: dict) -> np.ndarray:
+        with torch.no_grad():
+            h = eager(**{k: torch.from_numpy(v) for k, v in enc.items()}).last_hidden_state.numpy()
+        m = enc["attention_mask"][..., None]
+        return (h * m).sum(1) / m.sum(1)
+
+    embedders = {"pytorch-eager": eager_embed, **{name: (lambda enc, s=s: pooled(s, enc)) for name, s in sessions.items()}}
+    out["probe_accuracy"] = {name: probe_accuracy(tok, fn, train, test) for name, fn in embedders.items()}
+    return out
+
+
 def main() -> None:
     from transformers import AutoModel, AutoTokenizer
 
@@ -77,6 +148,10 @@ def main() -> None:
     parser.add_argument("--ours-fp32", type=Path, required=True)
     parser.add_argument("--ours-int8", type=Path, required=True)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--task", help="e.g. zoo:rotten-tomatoes: real-length latency and probe accuracy per path")
+    parser.add_argument("--probe-train", type=int, default=1000)
+    parser.add_argument("--conditions", default="2 CPU cores; medians of interleaved runs", help="how the machine was (recorded)")
+    parser.add_argument("--probe-test", type=int, default=1066)
     args = parser.parse_args()
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(args.model)
@@ -112,10 +187,11 @@ def main() -> None:
                         fn()
                         times[name].append((time.perf_counter() - start) * 1e3)
             latency[f"b{batch}-s128"] = {name: float(np.median(t)) for name, t in times.items()}
+        task = task_figures(tok, sessions, eager, args.task, args.probe_train, args.probe_test) if args.task else None
     versions = {p: md.version(p) for p in ("optimum", "optimum-onnx", "transformers", "onnxruntime", "torch")}
     result = {"model": str(args.model), "threads": 1, "versions": versions, "sizes_bytes": sizes,
-              "cosine_vs_pytorch": cos, "latency_ms": latency,
-              "notes": ["2 shared CPU cores with other jobs running; medians of interleaved runs", *NOTES]}
+              "cosine_vs_pytorch": cos, "latency_ms": latency, "task": task,
+              "notes": [args.conditions, *NOTES]}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -314,6 +314,7 @@ def summary_table(summary: dict[str, Any]) -> str:
         )
     gates = summary.get("gates") or []
     if gates:
-        passed = sum(g["passed"] for g in gates)
-        lines += ["", f"gates: {passed} of {len(gates)} passed"] + [f"  {'ok ' if g['passed'] else 'FAIL'} {g['message']}" for g in gates]
+        passed = sum(g["passed"] and not g.get("skipped") for g in gates)
+        lines += ["", f"gates: {passed} of {len(gates)} passed"]
+        lines += [f"  {'skip' if g.get('skipped') else 'ok  ' if g['passed'] else 'FAIL'} {g['message']}" for g in gates]
     return "\n".join(lines)

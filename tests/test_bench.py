@@ -161,6 +161,12 @@ def test_baseline_ratio_gates_compare_speedup_and_accuracy_measured_within_each_
     assert all(g["passed"] for g in compare.baseline_ratio_gates(results, worse, 30.0, 0.03))
     renamed = {"summary": [{**s, "model": s["model"] + "-old"} for s in results["summary"]]}
     assert "no candidate of the same name" in compare.failure_line(compare.baseline_ratio_gates(results, renamed, 30.0, None))
+    elsewhere = copy.deepcopy(better)  # the same baseline from another CPU class: speed-ups not compared, accuracy still
+    elsewhere["environment"]["cpu_class"] = "not-" + str(results["environment"]["cpu_class"])
+    gates = compare.baseline_ratio_gates(results, elsewhere, 30.0, 0.03)
+    skipped = [g for g in gates if g.get("skipped")]
+    assert skipped and all(g["gate"] == "max-speedup-loss" and g["passed"] and "not compared" in g["message"] for g in skipped)
+    assert compare.failure_line(gates).startswith("gate --max-accuracy-loss failed: ")
     via_suite = compare.check_gates(results, Gates(baseline="b.json", max_speedup_loss_pct=30.0), better)
     assert [g["gate"] for g in via_suite] == ["max-speedup-loss"] * len(via_suite) and not via_suite[0]["passed"]
     with pytest.raises(ValueError, match="baseline goes together"):

@@ -50,7 +50,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     if results["gates"]:
         lines += ["", "## Gates", ""]
         lines += _table(["gate", "model", "figure", "limit", "result"],
-                        [[g["gate"], g["model"], _f(g["figure"], "{:.4g}"), f"{g['limit']:g}", "pass" if g["passed"] else "**FAIL**"]
+                        [[g["gate"], g["model"], _f(g["figure"], "{:.4g}"), f"{g['limit']:g}", "skipped" if g.get("skipped") else "pass" if g["passed"] else "**FAIL**"]
                          for g in results["gates"]])
     if plots:
         lines += ["", "## Plots", "", *(f"![{p}]({p})" for p in plots)]

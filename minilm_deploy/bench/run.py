@@ -104,8 +104,18 @@ def environment() -> dict[str, Any]:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             continue
-    return {"cpu": _cpu_name(), "cores": os.cpu_count() or 0, "python": sys.version.split()[0],
+    return {"cpu": _cpu_name(), "cpu_class": cpu_class(), "cores": os.cpu_count() or 0, "python": sys.version.split()[0],
             "platform": platform.platform(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions}
+
+
+def cpu_class() -> str:
+    """The CPU feature that decides INT8 speed most: avx512_vnni, avx_vnni, avx2 or other (from /proc/cpuinfo)."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return next((f for f in ("avx512_vnni", "avx_vnni", "avx2") if f in flags), platform.machine() or "other")
 
 
 def _cpu_name() -> str:
@@ -133,7 +143,10 @@ def _measure(spec: ModelSpec, suite: BenchSuite, task: TaskData | None, examples
     if not suite.isolate:
         return measure_model(spec, suite, task, examples)
     with multiprocessing.get_context("spawn").Pool(1) as pool:  # a fresh interpreter per model
-        return pool.apply(measure_model, (spec, suite, task, examples))
+        measured = pool.apply(measure_model, (spec, suite, task, examples))
+        pool.close()  # let the worker exit on its own (terminating it leaks its semaphores: a warning at exit)
+        pool.join()
+    return measured
 
 
 def measure_model(spec: ModelSpec, suite: BenchSuite, task: TaskData | None, examples: tuple[Example, ...] | None) -> dict[str, Any]:

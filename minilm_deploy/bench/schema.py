@@ -71,7 +71,8 @@ GATE = {
     "type": "object",
     "required": ["gate", "model", "figure", "limit", "passed", "message"],
     "properties": {"gate": {"enum": ["max-accuracy-drop", "min-speedup", "max-regression", "max-speedup-loss", "max-accuracy-loss", "baseline"]}, "model": _str,
-                   "figure": _opt_num, "limit": _num, "passed": {"type": "boolean"}, "message": _str},
+                   "figure": _opt_num, "limit": _num, "passed": {"type": "boolean"}, "message": _str,
+                   "skipped": {"type": "boolean"}},
 }
 RESULTS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -1,0 +1,184 @@
+"""The MiniLM paper's ablation in miniature (issue 8), with the project's own library, resumable.
+
+    .venv/bin/python bench/ablation.py run                       # the default plan, in order; skips what is done
+    .venv/bin/python bench/ablation.py run --only 3x384:e:rotten-tomatoes:1
+    .venv/bin/python bench/ablation.py table                     # bench/results/ablation/ablation.md + .png
+
+Teacher all-MiniLM-L6-v2 (6x384, 12 heads); students 3x384 and 4x384 (12 heads). Every distilled
+variant gets the same budget (BUDGET: optimizer steps x batch x sequence, on zoo:corpus-en); the
+CPU time of each run is recorded. Variants:
+
+  a  the teacher, fine-tuned                      e  attention + value relation (MiniLM v1)
+  b  random initialisation, fine-tuned directly   f  (e) through a teacher assistant (3x384 only: the
+  c  the teacher's layers 1,3,5 (DistilBERT-style)    4x384 (e) student is the assistant)
+  d  attention distributions only                 g  MiniLMv2 relations (q-q, k-k, v-v)
+                                                  h  (e) starting from (c)'s initialisation
+
+Work goes to runs/ablation/<size>/<variant>/ (students, fine-tuned models: large, not committed);
+one JSON per finished run goes to bench/results/ablation/ (small, committed as results come).
+Distillation resumes from its last checkpoint; a fine-tuning run interrupted is redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "runs" / "ablation"
+RESULTS = ROOT / "bench" / "results" / "ablation"
+TEACHER = "zoo:all-minilm-l6-v2"
+CORPUS = "zoo:corpus-en"
+BUDGET = {"steps": 500, "batch": 32, "seq_len": 64, "lr": 1.0e-3, "warmup": 0.1, "weight_decay": 0.01, "clip": 1.0,
+          "checkpoint_every": 50, "log_every": 50}
+FINETUNE = {"max_length": 64, "batch_size": 32, "lr": 1.0e-4, "epochs": 1, "eval_splits": ["test"]}
+TASKS = {"rotten-tomatoes": "zoo:rotten-tomatoes", "trec": "zoo:trec", "r8": "zoo:r8"}
+SIZES = {"3x384": 3, "4x384": 4}
+VARIANTS = {
+    "a": "teacher fine-tuned",
+    "b": "random init, no distillation",
+    "c": "teacher layers (DistilBERT-style init), no distillation",
+    "d": "attention distributions only",
+    "e": "attention + value relation (MiniLM)",
+    "f": "(e) through a teacher assistant",
+    "g": "MiniLMv2 relations",
+    "h": "(e) from (c)'s initialisation",
+}
+# The order of the default plan: first every variant on rotten-tomatoes with seed 1, then the other
+# seeds, then trec and r8 (one seed) for a, b, c, e, h, then the 4x384 student.
+PLAN: list[tuple[str, str, str, int]] = (
+    [("3x384", v, "rotten-tomatoes", 1) for v in "cbehdga"]
+    + [("4x384", "e", "rotten-tomatoes", 1), ("3x384", "f", "rotten-tomatoes", 1)]
+    + [("3x384", v, "rotten-tomatoes", s) for s in (2, 3) for v in "abcdefgh"]
+    + [("3x384", v, t, 1) for t in ("trec", "r8") for v in "abceh"]
+    + [("4x384", v, "rotten-tomatoes", s) for s in (1, 2, 3) for v in "bcdegh" if (v, s) != ("e", 1)]
+)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def distill_recipe(size: str, variant: str) -> dict[str, Any]:
+    """The recipe (as a dict) of one distilled or initialised student."""
+    layers = SIZES[size]
+    init = "teacher-layers" if variant in ("c", "h") else "random"
+    loss = {"d": {"kind": "attention"}, "g": {"kind": "minilmv2", "relation_heads": 12}}.get(variant, {"kind": "minilm"})
+    teacher = str(student_dir("4x384", "e")) if variant == "f" else TEACHER
+    return {"name": f"ablation-{size}-{variant}", "teacher": teacher, "seed": 0, "output_dir": str(WORK / size / variant),
+            "distill": {"corpus": CORPUS, "student": {"layers": layers, "hidden": 384, "init": init}, "loss": loss,
+                        "train": dict(BUDGET)}}
+
+
+def student_dir(size: str, variant: str) -> Path:
+    return WORK / size / variant / "student"
+
+
+def ensure_student(size: str, variant: str) -> Path | str:
+    """The encoder a variant fine-tunes: the teacher, an initialised student, or a distilled one."""
+    if variant == "a":
+        return TEACHER
+    folder = student_dir(size, variant)
+    if (folder / "run.json").is_file() or (folder / "init.json").is_file():
+        return folder
+    if variant == "f" and not (student_dir("4x384", "e") / "run.json").is_file():
+        ensure_student("4x384", "e")
+    from minilm_deploy.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(distill_recipe(size, variant))
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    if variant in ("b", "c"):
+        _initialise(recipe, folder)
+        record = {"steps": 0, "tokens": 0}
+    else:
+        from minilm_deploy.distill.pipeline import run_distill
+
+        print(f"ablation: distilling {size} ({variant}: {VARIANTS[variant]})", file=sys.stderr)
+        out = run_distill(recipe, resume=True)
+        run = json.loads((folder / "run.json").read_text())
+        record = {"steps": run["steps"], "tokens": run["tokens"], "final": run["final"], "summary": out.get("notes")}
+    _save("distill", size, variant, None, None, {
+        **record, "teacher": recipe.teacher, "budget": BUDGET if variant not in ("b", "c") else None,
+        "cpu_seconds_this_session": round(cpu_seconds() - cpu, 1), "wall_seconds_this_session": round(time.perf_counter() - wall, 1),
+        "note": "cpu/wall cover this session's part only when the distillation was resumed",
+    })
+    return folder
+
+
+def _initialise(recipe: Any, folder: Path) -> None:
+    """Variants b and c: the student as initialised (random, or the teacher's layers), saved without training."""
+    from minilm_deploy.models.student import build_student
+    from minilm_deploy.models.teacher import load_encoder
+    from minilm_deploy.paths import atomic_directory
+
+    teacher = load_encoder(recipe.teacher)
+    student = build_student(teacher.model, recipe.distill.student, recipe.seed)
+    with atomic_directory(folder) as tmp:
+        student.save_pretrained(str(tmp), safe_serialization=True)
+        teacher.tokenizer.save_pretrained(str(tmp))
+        (tmp / "init.json").write_text(json.dumps({"init": recipe.distill.student.init, "seed": recipe.seed}) + "\n")
+
+
+def finetune(size: str, variant: str, task: str, seed: int) -> None:
+    from minilm_deploy.config import from_dict
+    from minilm_deploy.finetune.api import finetune_model
+    from minilm_deploy.finetune.recipe import FinetuneRecipe
+
+    if _result_path("finetune", size, variant, task, seed).is_file():
+        return
+    model = ensure_student(size, variant)
+    ft = from_dict(FinetuneRecipe, {"task": TASKS[task], "models": ["student"], **FINETUNE}, source="ablation")
+    out = WORK / size / variant / f"{task}-s{seed}"
+    print(f"ablation: fine-tuning {size} {variant} on {task}, seed {seed}", file=sys.stderr)
+    cpu = cpu_seconds()
+    metrics = finetune_model(str(model), ft, out, (seed,), overwrite=True, label=f"{size}-{variant}-{task}-s{seed}")
+    _save("finetune", size, variant, task, seed, {
+        "metric": metrics["metric"], "test": metrics["splits"]["test"], "train_seconds": metrics["train_seconds"],
+        "wall_seconds": metrics["wall_seconds"], "cpu_seconds": round(cpu_seconds() - cpu, 1), "finetune": FINETUNE,
+        "data": metrics.get("data"),
+    })
+
+
+def _result_path(kind: str, size: str, variant: str, task: str | None, seed: int | None) -> Path:
+    size = "6x384" if variant == "a" else size
+    name = f"{size}-{variant}-distill" if kind == "distill" else f"{size}-{variant}-{task}-s{seed}"
+    return RESULTS / f"{name}.json"
+
+
+def _save(kind: str, size: str, variant: str, task: str | None, seed: int | None, record: dict[str, Any]) -> None:
+    path = _result_path(kind, size, variant, task, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"kind": kind, "size": "6x384" if variant == "a" else size, "variant": variant, "description": VARIANTS[variant],
+            "task": task, "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--only", action="append", default=[], metavar="SIZE:VARIANT:TASK:SEED")
+    sub.add_parser("table")
+    args = parser.parse_args()
+    if args.command == "table":
+        from ablation_table import write_table  # bench/ablation_table.py
+
+        write_table(RESULTS)
+        return
+    plan = [(s, v, t, int(n)) for s, v, t, n in (o.split(":") for o in args.only)] if args.only else PLAN
+    for size, variant, task, seed in plan:
+        if variant == "a" and size != "3x384":
+            continue
+        finetune(size, variant, task, seed)
+
+
+if __name__ == "__main__":
+    main()

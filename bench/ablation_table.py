@@ -1,0 +1,87 @@
+"""The ablation's table and plot from the per-run JSON files of `bench/ablation.py` (issue 8).
+
+    .venv/bin/python bench/ablation.py table   → bench/results/ablation/ablation.md, ablation.png
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ORDER = "abcdefgh"
+TASK_ORDER = ("rotten-tomatoes", "trec", "r8")
+
+
+def load(results: Path) -> tuple[dict[tuple[str, str, str], list[dict[str, Any]]], dict[tuple[str, str], dict[str, Any]]]:
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    distills: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(results.glob("*.json")):
+        record = json.loads(path.read_text())
+        if record.get("kind") == "finetune":
+            runs[(record["size"], record["variant"], record["task"])].append(record)
+        elif record.get("kind") == "distill":
+            distills[(record["size"], record["variant"])] = record
+    return runs, distills
+
+
+def score(record: dict[str, Any]) -> float:
+    return float(record["test"][record["metric"]])
+
+
+def cell(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "–"
+    values = [score(r) for r in records]
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f} (1 seed)"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f} ({len(values)} seeds)"
+
+
+def write_table(results: Path) -> str:
+    runs, distills = load(results)
+    sizes = sorted({k[0] for k in runs} | {k[0] for k in distills}, key=lambda s: (s != "6x384", s))
+    tasks = [t for t in TASK_ORDER if any(k[2] == t for k in runs)]
+    lines = ["| student | variant | " + " | ".join(f"{t} test accuracy %" for t in tasks)
+             + " | distill tokens | distill CPU s | fine-tune CPU s (RT, mean) |",
+             "|---|---|" + "---:|" * (len(tasks) + 3)]
+    for size in sizes:
+        for v in ORDER:
+            if not any(k[:2] == (size, v) for k in runs):
+                continue
+            d = distills.get((size, v), {})
+            rt = runs.get((size, v, "rotten-tomatoes"), [])
+            ft_cpu = f"{statistics.mean(r['cpu_seconds'] for r in rt):.0f}" if rt else "–"
+            description = rt[0]["description"] if rt else next(r for k, rs in runs.items() if k[:2] == (size, v) for r in rs)["description"]
+            lines.append(f"| {size} | ({v}) {description} | " + " | ".join(cell(runs.get((size, v, t), [])) for t in tasks)
+                         + f" | {d.get('tokens', 0):,} | {d.get('cpu_seconds_this_session', 0):.0f} | {ft_cpu} |")
+    table = "\n".join(lines)
+    (results / "ablation.md").write_text(table + "\n")
+    _plot(runs, results / "ablation.png")
+    print(table)
+    return table
+
+
+def _plot(runs: dict[tuple[str, str, str], list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in sorted(runs, key=lambda k: (k[0] != "6x384", k[0], ORDER.index(k[1]))) if k[2] == "rotten-tomatoes"]
+    if not keys:
+        return
+    means = [100 * statistics.mean(score(r) for r in runs[k]) for k in keys]
+    errors = [100 * statistics.stdev(score(r) for r in runs[k]) if len(runs[k]) > 1 else 0.0 for k in keys]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(keys), 4))
+    colours = {"6x384": "#444444", "3x384": "#1f77b4", "4x384": "#ff7f0e"}
+    ax.bar(range(len(keys)), means, yerr=errors, capsize=3, color=[colours.get(k[0], "#999999") for k in keys])
+    ax.set_xticks(range(len(keys)), [f"{k[0]}\n({k[1]})" for k in keys], fontsize=8)
+    ax.set_ylabel("rotten-tomatoes test accuracy (%)")
+    ax.set_ylim(min(means) - 5, max(means) + 3)
+    ax.set_title("MiniLM ablation in miniature (teacher all-MiniLM-L6-v2)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
