@@ -1,0 +1,105 @@
+"""The deployment table (issue 8, item 4): every fine-tuned student against its fine-tuned teacher.
+
+    .venv/bin/python bench/deployment.py --teacher runs/ablation/3x384/a/rotten-tomatoes-s1 \\
+        STUDENT_DIR... --out bench/results/deployment       # a fine-tuned model folder each, NAME=DIR to name it
+
+For each student: exported with the project's profiles (`onnx-cpu-fp32`, `onnx-cpu-int8`, validated on
+the task), then `minilm bench`'s machinery measures, one model per fresh process, one intra-op thread:
+latency at batch 1 and 32 × 128 tokens and at the task's real lengths (batch 1 and 32), and the task
+accuracy on the whole test split. The table gives parameters, file sizes, latencies, the speed-up against
+the teacher in PyTorch and the accuracy retained. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from minilm_deploy.bench.run import ModelSpec, run_bench  # noqa: E402
+from minilm_deploy.bench.suite import BenchSuite, Grid, Timing  # noqa: E402
+
+SUITE = BenchSuite(name="deployment", task="zoo:rotten-tomatoes", split="test", eval_limit=0,
+                   grid=Grid(batch_sizes=(1, 32), seq_lens=(128,)), real_batch_size=32, real_samples=256,
+                   timing=Timing(warmup=2, min_iterations=10, min_duration_s=2.0), threads=1)
+
+
+def export(model: Path, precision: str, out: Path, task: str) -> Path:
+    from minilm_deploy.export.build import export_model
+    from minilm_deploy.export.profile import load_profile
+
+    folder = out / "artifacts" / f"{model.parent.name}-{model.name}-{precision}"
+    if not (folder / "manifest.json").is_file():
+        export_model(str(model), load_profile(f"onnx-cpu-{precision}"), output=folder, task=task, overwrite=True)
+    return folder
+
+
+def parameters(folder: Path) -> int | None:
+    from minilm_deploy.pipeline import _parameters
+
+    return _parameters(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("students", nargs="+", metavar="[NAME=]DIR")
+    parser.add_argument("--teacher", type=Path, required=True, help="the fine-tuned teacher (PyTorch is the reference)")
+    parser.add_argument("--task", default=SUITE.task)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deployment")
+    args = parser.parse_args()
+    named = [(s.split("=", 1) if "=" in s else (Path(s).parent.name, s)) for s in args.students]
+    models = [ModelSpec("teacher", str(args.teacher), "teacher")]
+    for name, folder in named:
+        models += [ModelSpec(f"{name}", folder, "candidate"),
+                   ModelSpec(f"{name}-onnx-fp32", str(export(Path(folder), "fp32", args.out, args.task)), "candidate"),
+                   ModelSpec(f"{name}-onnx-int8", str(export(Path(folder), "int8", args.out, args.task)), "candidate")]
+    suite = replace(SUITE, task=args.task)
+    main_run = run_bench(models, suite, args.out / "b32")
+    single = run_bench(models, replace(suite, grid=Grid(batch_sizes=(1,), seq_lens=(128,)), real_batch_size=1, real_samples=128,
+                                       eval_limit=1), args.out / "b1-real")
+    table = write_table(main_run, single, models, args.out)
+    print(table)
+
+
+def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[ModelSpec], out: Path) -> str:
+    def latency(results: dict[str, Any], model: str, mode: str, batch: int) -> float | None:
+        return next((r["latency_ms"]["p50"] for r in results["rows"] if r["kind"] == "latency" and r["model"] == model
+                     and r["mode"] == mode and r["batch_size"] == batch), None)
+
+    summary = {s["model"]: s for s in main_run["summary"]}
+    info = {m["name"]: m for m in main_run["models"]}
+    teacher_b1 = latency(main_run, "teacher", "grid", 1)
+    teacher_acc = summary["teacher"]["accuracy"]
+    head = ("| model | parameters | file MB | b1×128 ms | b32×128 ms | b1 real ms | b32 real ms | speed-up b1×128 vs teacher "
+            "| accuracy | retained |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
+    for spec in models:
+        folder = Path(spec.path)
+        b1 = latency(main_run, spec.name, "grid", 1)
+        row = {"model": spec.name, "parameters": parameters(folder) if (folder / "model.safetensors").is_file() else None,
+               "file_mb": info[spec.name]["file_size_bytes"] / 1e6, "b1_s128_ms": b1,
+               "b32_s128_ms": latency(main_run, spec.name, "grid", 32), "b1_real_ms": latency(single, spec.name, "real", 1),
+               "b32_real_ms": latency(main_run, spec.name, "real", 32),
+               "speedup_b1": teacher_b1 / b1 if b1 and teacher_b1 else None, "accuracy": summary[spec.name]["accuracy"]}
+        row["retained"] = row["accuracy"] / teacher_acc if row["accuracy"] is not None and teacher_acc else None
+        rows.append(row)
+        fmt = lambda v, p: "–" if v is None else p.format(v)  # noqa: E731
+        lines.append(f"| {spec.name} | {fmt(row['parameters'], '{:,}')} | {row['file_mb']:.1f} | {fmt(b1, '{:.2f}')} | "
+                     f"{fmt(row['b32_s128_ms'], '{:.1f}')} | {fmt(row['b1_real_ms'], '{:.2f}')} | {fmt(row['b32_real_ms'], '{:.1f}')} | "
+                     f"{fmt(row['speedup_b1'], '{:.2f}x')} | {fmt(row['accuracy'], '{:.4f}')} | {fmt(row['retained'], '{:.1%}')} |")
+    table = "\n".join(lines)
+    (out / "deployment.md").write_text(f"CPU: {main_run['environment']['cpu']} ({main_run['environment'].get('cpu_class')}), "
+                                       f"1 intra-op thread\n\n{table}\n")
+    (out / "deployment.json").write_text(json.dumps({"environment": main_run["environment"], "rows": rows}, indent=2) + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    main()
