@@ -13,6 +13,8 @@ CPU time of each run is recorded. Variants:
   c  the teacher's layers 1,3,5 (DistilBERT-style)    4x384 (e) student is the assistant)
   d  attention distributions only                 g  MiniLMv2 relations (q-q, k-k, v-v)
                                                   h  (e) starting from (c)'s initialisation
+                                                  i  (h) with a 10x lower learning rate (1e-4):
+                                                     beyond the issue; the copied layers are pretrained
 
 Work goes to runs/ablation/<size>/<variant>/ (students, fine-tuned models: large, not committed);
 one JSON per finished run goes to bench/results/ablation/ (small, committed as results come).
@@ -48,6 +50,7 @@ VARIANTS = {
     "f": "(e) through a teacher assistant",
     "g": "MiniLMv2 relations",
     "h": "(e) from (c)'s initialisation",
+    "i": "(h) with lr 1e-4",
 }
 # The order of the default plan: first every variant on rotten-tomatoes with seed 1, then the other
 # seeds, then trec and r8 (one seed) for a, b, c, e, h, then the 4x384 student.
@@ -71,9 +74,17 @@ def distill_recipe(size: str, variant: str) -> dict[str, Any]:
     init = "teacher-layers" if variant in ("c", "h") else "random"
     loss = {"d": {"kind": "attention"}, "g": {"kind": "minilmv2", "relation_heads": 12}}.get(variant, {"kind": "minilm"})
     teacher = str(student_dir("4x384", "e")) if variant == "f" else TEACHER
+    init = "teacher-layers" if variant in ("c", "h", "i") else init
+    train = {**BUDGET, "lr": 1.0e-4} if variant == "i" else dict(BUDGET)
     return {"name": f"ablation-{size}-{variant}", "teacher": teacher, "seed": 0, "output_dir": str(WORK / size / variant),
             "distill": {"corpus": CORPUS, "student": {"layers": layers, "hidden": 384, "init": init}, "loss": loss,
-                        "train": dict(BUDGET)}}
+                        "train": train}}
+
+
+def recipe_budget(recipe: Any) -> dict[str, Any]:
+    from minilm_deploy.config import to_dict
+
+    return to_dict(recipe.distill.train)
 
 
 def student_dir(size: str, variant: str) -> Path:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ORDER = "abcdefgh"
+ORDER = "abcdefghi"
 TASK_ORDER = ("rotten-tomatoes", "trec", "r8")
 
 
