@@ -16,6 +16,12 @@ CPU time of each run is recorded. Variants:
                                                   i  (h) with a 10x lower learning rate (1e-4):
                                                      beyond the issue; the copied layers are pretrained
 
+Beyond the ablation, the same driver runs the issue's other students (groups): all-mpnet-base-v2
+(12x768) into 6x384 (variant e: random init, the width differs), and multilingual-e5-small (12x384)
+into 6x384 on zoo:corpus-multilingual, with and without vocabulary pruning (variant h), fine-tuned on
+English polarity with the settings of recipes/polarity-xling.yaml and scored zero-shot on French,
+Dutch and German.
+
 Work goes to runs/ablation/<size>/<variant>/ (students, fine-tuned models: large, not committed);
 one JSON per finished run goes to bench/results/ablation/ (small, committed as results come).
 Distillation resumes from its last checkpoint; a fine-tuning run interrupted is redone.
@@ -36,11 +42,21 @@ WORK = ROOT / "runs" / "ablation"
 RESULTS = ROOT / "bench" / "results" / "ablation"
 TEACHER = "zoo:all-minilm-l6-v2"
 CORPUS = "zoo:corpus-en"
+# Student groups: teacher, the teacher's label in results, student layers, distillation corpus, vocabulary pruning.
+GROUPS = {
+    "3x384": (TEACHER, "6x384", 3, CORPUS, False),
+    "4x384": (TEACHER, "6x384", 4, CORPUS, False),
+    "mpnet-6x384": ("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, CORPUS, False),
+    "e5-6x384": ("zoo:multilingual-e5-small", "e5-12x384", 6, "zoo:corpus-multilingual", False),
+    "e5-6x384-pruned": ("zoo:multilingual-e5-small", "e5-12x384", 6, "zoo:corpus-multilingual", True),
+}
 BUDGET = {"steps": 500, "batch": 32, "seq_len": 64, "lr": 1.0e-3, "warmup": 0.1, "weight_decay": 0.01, "clip": 1.0,
           "checkpoint_every": 50, "log_every": 50}
 FINETUNE = {"max_length": 64, "batch_size": 32, "lr": 1.0e-4, "epochs": 1, "eval_splits": ["test"]}
-TASKS = {"rotten-tomatoes": "zoo:rotten-tomatoes", "trec": "zoo:trec", "r8": "zoo:r8"}
-SIZES = {"3x384": 3, "4x384": 4}
+TASKS = {"rotten-tomatoes": "zoo:rotten-tomatoes", "trec": "zoo:trec", "r8": "zoo:r8", "polarity": "zoo:polarity-multilingual"}
+# Per-task changes to FINETUNE; polarity: as recipes/polarity-xling.yaml (its teacher: bench/results/finetune/).
+TASK_FINETUNE = {"polarity": {"max_length": 128, "epochs": 2, "freeze_embeddings": True,
+                              "eval_splits": ["test", "test-fr", "test-nl", "test-de"]}}
 VARIANTS = {
     "a": "teacher fine-tuned",
     "b": "random init, no distillation",
@@ -58,6 +74,8 @@ PLAN: list[tuple[str, str, str, int]] = (
     [("3x384", v, "rotten-tomatoes", 1) for v in "cbehdga"]
     + [("4x384", "e", "rotten-tomatoes", 1), ("3x384", "f", "rotten-tomatoes", 1)]
     + [("3x384", v, "rotten-tomatoes", s) for s in (2, 3) for v in "abcdefgh"]
+    + [("mpnet-6x384", "a", "rotten-tomatoes", 1), ("mpnet-6x384", "e", "rotten-tomatoes", 1)]
+    + [("e5-6x384", "h", "polarity", 1), ("e5-6x384-pruned", "h", "polarity", 1)]
     + [("3x384", v, t, 1) for t in ("trec", "r8") for v in "abceh"]
     + [("4x384", v, "rotten-tomatoes", s) for s in (1, 2, 3) for v in "bcdegh" if (v, s) != ("e", 1)]
 )
@@ -70,15 +88,15 @@ def cpu_seconds() -> float:
 
 def distill_recipe(size: str, variant: str) -> dict[str, Any]:
     """The recipe (as a dict) of one distilled or initialised student."""
-    layers = SIZES[size]
+    teacher_spec, _, layers, corpus, prune = GROUPS[size]
     init = "teacher-layers" if variant in ("c", "h") else "random"
     loss = {"d": {"kind": "attention"}, "g": {"kind": "minilmv2", "relation_heads": 12}}.get(variant, {"kind": "minilm"})
-    teacher = str(student_dir("4x384", "e")) if variant == "f" else TEACHER
+    teacher = str(student_dir("4x384", "e")) if variant == "f" else teacher_spec
     init = "teacher-layers" if variant in ("c", "h", "i") else init
     train = {**BUDGET, "lr": 1.0e-4} if variant == "i" else dict(BUDGET)
     return {"name": f"ablation-{size}-{variant}", "teacher": teacher, "seed": 0, "output_dir": str(WORK / size / variant),
-            "distill": {"corpus": CORPUS, "student": {"layers": layers, "hidden": 384, "init": init}, "loss": loss,
-                        "train": train}}
+            "distill": {"corpus": corpus, "student": {"layers": layers, "hidden": 384, "init": init}, "loss": loss,
+                        "train": train, "vocab": {"prune": prune}}}
 
 
 def recipe_budget(recipe: Any) -> dict[str, Any]:
@@ -94,7 +112,7 @@ def student_dir(size: str, variant: str) -> Path:
 def ensure_student(size: str, variant: str) -> Path | str:
     """The encoder a variant fine-tunes: the teacher, an initialised student, or a distilled one."""
     if variant == "a":
-        return TEACHER
+        return GROUPS[size][0]
     folder = student_dir(size, variant)
     if (folder / "run.json").is_file() or (folder / "init.json").is_file():
         return folder
@@ -144,20 +162,22 @@ def finetune(size: str, variant: str, task: str, seed: int) -> None:
     if _result_path("finetune", size, variant, task, seed).is_file():
         return
     model = ensure_student(size, variant)
-    ft = from_dict(FinetuneRecipe, {"task": TASKS[task], "models": ["student"], **FINETUNE}, source="ablation")
+    settings = {**FINETUNE, **TASK_FINETUNE.get(task, {})}
+    ft = from_dict(FinetuneRecipe, {"task": TASKS[task], "models": ["student"], **settings}, source="ablation")
     out = WORK / size / variant / f"{task}-s{seed}"
     print(f"ablation: fine-tuning {size} {variant} on {task}, seed {seed}", file=sys.stderr)
     cpu = cpu_seconds()
     metrics = finetune_model(str(model), ft, out, (seed,), overwrite=True, label=f"{size}-{variant}-{task}-s{seed}")
     _save("finetune", size, variant, task, seed, {
         "metric": metrics["metric"], "test": metrics["splits"]["test"], "train_seconds": metrics["train_seconds"],
-        "wall_seconds": metrics["wall_seconds"], "cpu_seconds": round(cpu_seconds() - cpu, 1), "finetune": FINETUNE,
+        "wall_seconds": metrics["wall_seconds"], "cpu_seconds": round(cpu_seconds() - cpu, 1), "finetune": settings,
+        "splits": metrics["splits"],
         "data": metrics.get("data"),
     })
 
 
 def _result_path(kind: str, size: str, variant: str, task: str | None, seed: int | None) -> Path:
-    size = "6x384" if variant == "a" else size
+    size = GROUPS[size][1] if variant == "a" else size
     name = f"{size}-{variant}-distill" if kind == "distill" else f"{size}-{variant}-{task}-s{seed}"
     return RESULTS / f"{name}.json"
 
@@ -165,7 +185,7 @@ def _result_path(kind: str, size: str, variant: str, task: str | None, seed: int
 def _save(kind: str, size: str, variant: str, task: str | None, seed: int | None, record: dict[str, Any]) -> None:
     path = _result_path(kind, size, variant, task, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"kind": kind, "size": "6x384" if variant == "a" else size, "variant": variant, "description": VARIANTS[variant],
+    body = {"kind": kind, "size": GROUPS[size][1] if variant == "a" else size, "variant": variant, "description": VARIANTS[variant],
             "task": task, "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
@@ -186,8 +206,8 @@ def main() -> None:
         return
     plan = [(s, v, t, int(n)) for s, v, t, n in (o.split(":") for o in args.only)] if args.only else PLAN
     for size, variant, task, seed in plan:
-        if variant == "a" and size != "3x384":
-            continue
+        if variant == "a" and size == "4x384":
+            continue  # the same teacher as 3x384's
         finetune(size, variant, task, seed)
 
 
