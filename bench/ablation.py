@@ -131,7 +131,9 @@ def ensure_student(size: str, variant: str) -> Path | str:
         print(f"ablation: distilling {size} ({variant}: {VARIANTS[variant]})", file=sys.stderr)
         out = run_distill(recipe, resume=True)
         run = json.loads((folder / "run.json").read_text())
-        record = {"steps": run["steps"], "tokens": run["tokens"], "final": run["final"], "summary": out.get("notes")}
+        record = {"steps": run["steps"], "tokens": run["tokens"], "final": run["final"], "summary": out.get("notes"),
+                  "student_parameters": run["student"]["parameters"],
+                  "embedding_parameters": run["student"]["embedding_parameters"], "vocab": run.get("vocab")}
     _save("distill", size, variant, None, None, {
         **record, "teacher": recipe.teacher, "budget": BUDGET if variant not in ("b", "c") else None,
         "cpu_seconds_this_session": round(cpu_seconds() - cpu, 1), "wall_seconds_this_session": round(time.perf_counter() - wall, 1),

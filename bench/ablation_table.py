@@ -57,11 +57,30 @@ def write_table(results: Path) -> str:
             description = rt[0]["description"] if rt else next(r for k, rs in runs.items() if k[:2] == (size, v) for r in rs)["description"]
             lines.append(f"| {size} | ({v}) {description} | " + " | ".join(cell(runs.get((size, v, t), [])) for t in tasks)
                          + f" | {d.get('tokens', 0):,} | {d.get('cpu_seconds_this_session', 0):.0f} | {ft_cpu} |")
-    table = "\n".join(lines)
+    table = "\n".join(lines) + _zero_shot(runs, distills)
     (results / "ablation.md").write_text(table + "\n")
     _plot(runs, results / "ablation.png")
     print(table)
     return table
+
+
+def _zero_shot(runs: dict[tuple[str, str, str], list[dict[str, Any]]], distills: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """The multilingual students: English polarity training, zero-shot French, Dutch, German (accuracy %)."""
+    keys = sorted(k for k in runs if k[2] == "polarity")
+    if not keys:
+        return ""
+    splits = ("test", "test-fr", "test-nl", "test-de")
+    lines = ["", "", "Multilingual: fine-tuned on English polarity, scored zero-shot (accuracy %, English `test` = reviews);",
+             "the teacher's row is bench/results/finetune/teacher-polarity-xling.json.", "",
+             "| student | variant | " + " | ".join(splits) + " | parameters | embedding parameters |",
+             "|---|---|" + "---:|" * (len(splits) + 2)]
+    for key in keys:
+        records = runs[key]
+        d = distills.get(key[:2], {})
+        values = [statistics.mean(100 * float(r["splits"][s]["accuracy"]) for r in records) for s in splits]
+        lines.append(f"| {key[0]} | ({key[1]}) {records[0]['description']} | " + " | ".join(f"{v:.1f}" for v in values)
+                     + f" | {d.get('student_parameters', 0):,} | {d.get('embedding_parameters', 0):,} |")
+    return "\n".join(lines)
 
 
 def _plot(runs: dict[tuple[str, str, str], list[dict[str, Any]]], path: Path) -> None:
