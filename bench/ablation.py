@@ -75,6 +75,7 @@ PLAN: list[tuple[str, str, str, int]] = (
     + [("4x384", "e", "rotten-tomatoes", 1), ("3x384", "f", "rotten-tomatoes", 1)]
     + [("3x384", v, "rotten-tomatoes", s) for s in (2, 3) for v in "abcdefgh"]
     + [("mpnet-6x384", "a", "rotten-tomatoes", 1), ("mpnet-6x384", "e", "rotten-tomatoes", 1)]
+    + [("3x384", "i", "rotten-tomatoes", s) for s in (1, 2, 3)]
     + [("e5-6x384", "h", "polarity", 1), ("e5-6x384-pruned", "h", "polarity", 1)]
     + [("3x384", v, t, 1) for t in ("trec", "r8") for v in "abceh"]
     + [("4x384", v, "rotten-tomatoes", s) for s in (1, 2, 3) for v in "bcdegh" if (v, s) != ("e", 1)]
