@@ -100,19 +100,17 @@ def real_length(tok, sessions: dict, eager, texts: list[str], batch: int, rounds
 
 
 def probe_accuracy(tok, embed, train: list, test: list) -> float:
-    """Nearest-centroid probe on normalised mean-pooled embeddings (the same probe `minilm bench` uses)."""
+    """Nearest-centroid probe on normalised mean-pooled embeddings (`minilm bench`'s own probe function)."""
+    from minilm_deploy.bench.accuracy import nearest_centroid, unit_rows
+
     def embeddings(texts: list[str]) -> np.ndarray:
-        out = []
-        for chunk in _batches(texts, 32) + ([texts[len(texts) // 32 * 32 :]] if len(texts) % 32 else []):
-            out.append(embed(tok(chunk, truncation=True, max_length=128, padding=True, return_tensors="np")))
-        e = np.concatenate(out)
-        return e / np.linalg.norm(e, axis=1, keepdims=True)
+        chunks = [texts[i : i + 32] for i in range(0, len(texts), 32)]
+        return unit_rows(np.concatenate([embed(tok(c, truncation=True, max_length=128, padding=True, return_tensors="np"))
+                                         for c in chunks]))
 
     labels = sorted({y for _, y in train})
-    x_train, y_train = embeddings([t for t, _ in train]), np.array([labels.index(y) for _, y in train])
-    centroids = np.stack([x_train[y_train == k].mean(0) for k in range(len(labels))])
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    predicted = (embeddings([t for t, _ in test]) @ centroids.T).argmax(1)
+    ids = np.array([labels.index(y) for _, y in train])
+    predicted = nearest_centroid(embeddings([t for t, _ in train]), ids, len(labels), embeddings([t for t, _ in test]))
     return float(np.mean(predicted == np.array([labels.index(y) for _, y in test])))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,6 @@ def test_ctrl_c_during_distillation_and_finetuning_leaves_a_run_that_a_second_ru
     assert code == 130 and "Traceback" not in err, err[-2000:]
     steps = [json.loads(line)["step"] for line in (run / "student" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 400  # one log, no step twice: resumed, not restarted
-    import re
-
     logged = [int(n) for n in re.findall(r"student step (\d+)/400", err)]
     assert logged and logged[0] == interrupted_at + 5  # the second run's first step follows the checkpoint
     assert not (run / "student-task").exists() and not list(run.glob(".student-task.tmp-*"))  # nothing half-written

@@ -79,10 +79,19 @@ def _label_map(model_labels: Sequence[str], task: TaskData) -> tuple[dict[str, i
     )
 
 
+def unit_rows(e: np.ndarray) -> np.ndarray:
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+def nearest_centroid(train: np.ndarray, ids: np.ndarray, classes: int, test: np.ndarray) -> np.ndarray:
+    """Class of each test row: the nearest (cosine) centroid of each class's train rows; all rows unit-norm (`unit_rows`)."""
+    centroids = np.stack([train[ids == k].mean(axis=0) if (ids == k).any() else np.zeros(train.shape[1]) for k in range(classes)])
+    return (test @ unit_rows(centroids).T).argmax(axis=1)  # (N, H) @ (H, K) → (N,)
+
+
 def _embed(predictor: Predictor, texts: Sequence[str]) -> np.ndarray:
     parts = [predictor.predict(list(texts[i : i + BATCH])).embeddings for i in range(0, len(texts), BATCH)]
-    e = np.concatenate(parts)  # (N, H)
-    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return unit_rows(np.concatenate(parts))  # (N, H)
 
 
 def _encoder(predictor: Predictor, task: TaskData, examples: Sequence[Example], limit: int, seed: int) -> dict[str, Any] | None:
@@ -95,9 +104,7 @@ def _encoder(predictor: Predictor, task: TaskData, examples: Sequence[Example], 
         return {"reason": f"no accuracy method for an encoder on {task.kind} task {task.name}; fine-tune it first"}
     train = eval_examples(task, "train", limit, seed)
     ids = np.array([task.label_names.index(str(ex.label)) for ex in train])
-    emb = _embed(predictor, [ex.text for ex in train])
-    centroids = np.stack([emb[ids == k].mean(axis=0) if (ids == k).any() else np.zeros(emb.shape[1]) for k in range(len(task.label_names))])
-    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)  # (K, H)
-    y_pred = (_embed(predictor, [ex.text for ex in examples]) @ centroids.T).argmax(axis=1)
+    y_pred = nearest_centroid(_embed(predictor, [ex.text for ex in train]), ids, len(task.label_names),
+                              _embed(predictor, [ex.text for ex in examples]))
     y_true = np.array([task.label_names.index(str(ex.label)) for ex in examples])
     return _result(task, y_true, y_pred, f"nearest-centroid probe ({len(train)} train texts)", len(examples))

@@ -38,6 +38,11 @@ def speedups(results: dict[str, Any], teacher: str, model: str, mode: str) -> li
             for r in latency_rows(results, model) if r["mode"] == mode and (r["batch_size"], r["seq_len"]) in ref]
 
 
+def metric_loss(metric: str, reference: float, value: float) -> float:
+    """How much worse `value` is than `reference` in `metric`'s units (negative: better)."""
+    return (value - reference) if metric in LOWER_IS_BETTER else (reference - value)
+
+
 def summarize(results: dict[str, Any]) -> list[Row]:
     """One line per model: speed-ups and accuracy against the teacher, size ratio."""
     teacher = results.get("teacher")
@@ -54,8 +59,7 @@ def summarize(results: dict[str, Any]) -> list[Row]:
             line["speedup_real"] = _geomean(speedups(results, teacher, name, "real"))
             line["size_ratio"] = m["file_size_bytes"] / max(models[teacher]["file_size_bytes"], 1)
             if acc and base_acc and acc["metric"] == base_acc["metric"]:
-                sign = -1.0 if acc["metric"] in LOWER_IS_BETTER else 1.0
-                line["accuracy_drop"] = sign * (base_acc["value"] - acc["value"])
+                line["accuracy_drop"] = metric_loss(acc["metric"], base_acc["value"], acc["value"])
         out.append(line)
     return out
 
@@ -158,8 +162,7 @@ def _accuracy_loss_gate(now: Row, old: Row, limit: float) -> Row:
     if now["accuracy"] is None or old.get("accuracy") is None or now["metric"] != old.get("metric"):
         return _gate("max-accuracy-loss", now["model"], None, limit, False,
                      f"{now['model']}: cannot compare the accuracy with the baseline's: not the same metric measured in both")
-    sign = -1.0 if now["metric"] in LOWER_IS_BETTER else 1.0
-    loss = sign * (old["accuracy"] - now["accuracy"])
+    loss = metric_loss(now["metric"], old["accuracy"], now["accuracy"])
     return _gate("max-accuracy-loss", now["model"], loss, limit, loss <= limit,
                  f"{now['model']} {now['metric']} {now['accuracy']:.4f} vs the baseline's {old['accuracy']:.4f} "
                  f"(loss {loss:.4f}, limit {limit:.4f})")

@@ -108,24 +108,23 @@ def environment() -> dict[str, Any]:
             "platform": platform.platform(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions}
 
 
+def _cpuinfo(field: str) -> str | None:
+    """The first `field` of /proc/cpuinfo (None where there is no such file or field)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(field)), None)
+
+
 def cpu_class() -> str:
     """The CPU feature that decides INT8 speed most: avx512_vnni, avx_vnni, avx2 or other (from /proc/cpuinfo)."""
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
-    except OSError:
-        flags = []
+    flags = (_cpuinfo("flags") or "").split()
     return next((f for f in ("avx512_vnni", "avx_vnni", "avx2") if f in flags), platform.machine() or "other")
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return _cpuinfo("model name") or platform.processor() or "unknown"
 
 
 def _check_names(models: list[ModelSpec]) -> None:
