@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from minilm_deploy.bench.run import ModelSpec, run_bench  # noqa: E402
 from minilm_deploy.bench.suite import BenchSuite, Grid, Timing  # noqa: E402
+from minilm_deploy.pipeline import saved_parameters  # noqa: E402
 
 SUITE = BenchSuite(name="deployment", task="zoo:rotten-tomatoes", split="test", eval_limit=0,
                    grid=Grid(batch_sizes=(1, 32), seq_lens=(128,)), real_batch_size=32, real_samples=256,
@@ -38,12 +39,6 @@ def export(model: Path, precision: str, out: Path, task: str) -> Path:
     if not (folder / "manifest.json").is_file():
         export_model(str(model), load_profile(f"onnx-cpu-{precision}"), output=folder, task=task, overwrite=True)
     return folder
-
-
-def parameters(folder: Path) -> int | None:
-    from minilm_deploy.pipeline import _parameters
-
-    return _parameters(folder)
 
 
 def main() -> None:
@@ -83,7 +78,7 @@ def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[M
     for spec in models:
         folder = Path(spec.path)
         b1 = latency(main_run, spec.name, "grid", 1)
-        row = {"model": spec.name, "parameters": parameters(folder) if (folder / "model.safetensors").is_file() else None,
+        row = {"model": spec.name, "parameters": saved_parameters(folder),
                "file_mb": info[spec.name]["file_size_bytes"] / 1e6, "b1_s128_ms": b1,
                "b32_s128_ms": latency(main_run, spec.name, "grid", 32), "b1_real_ms": latency(single, spec.name, "real", 1),
                "b32_real_ms": latency(main_run, spec.name, "real", 32),

@@ -234,7 +234,7 @@ def run_pipeline(recipe: Recipe, *, on_stage: Callable[[str, str], None] | None 
     return summary
 
 
-def _parameters(folder: Path) -> int | None:
+def saved_parameters(folder: Path) -> int | None:
     from safetensors import safe_open
 
     weights = folder / "model.safetensors"
@@ -265,7 +265,7 @@ def build_summary(recipe: Recipe) -> dict[str, Any]:
         folder = Path(spec.path)
         row = {
             "model": spec.name, "path": spec.path,
-            "parameters": _parameters(folder) if folder.is_dir() else None,
+            "parameters": saved_parameters(folder) if folder.is_dir() else None,
             "file_size_mb": round(info["file_size_bytes"] / 1e6, 1) if info.get("file_size_bytes") else None,
             "latency_ms_b1": latency.get(spec.name), "speedup": line.get("speedup"),
             "metric": line.get("metric"), "accuracy": line.get("accuracy"),
