@@ -1,13 +1,16 @@
 """The deployment table (issue 8, item 4): every fine-tuned student against its fine-tuned teacher.
 
     .venv/bin/python bench/deployment.py --teacher runs/ablation/3x384/a/rotten-tomatoes-s1 \\
-        STUDENT_DIR... --out bench/results/deployment       # a fine-tuned model folder each, NAME=DIR to name it
+        STUDENT_DIR... --out bench/results/deployment/minilm   # a fine-tuned model folder each, NAME=DIR to name it
+    .venv/bin/python bench/deployment.py ... --export-only      # the ONNX artifacts only (no timing: any machine)
 
 For each student: exported with the project's profiles (`onnx-cpu-fp32`, `onnx-cpu-int8`, validated on
 the task), then `minilm bench`'s machinery measures, one model per fresh process, one intra-op thread:
+the teacher in PyTorch and its own ONNX fp32/INT8 exports (what quantisation alone gives), then every student;
 latency at batch 1 and 32 × 128 tokens and at the task's real lengths (batch 1 and 32), and the task
 accuracy on the whole test split. The table gives parameters, file sizes, latencies, the speed-up against
-the teacher in PyTorch and the accuracy retained. Run it on an otherwise idle machine.
+the teacher in PyTorch and the accuracy retained; deployment.png plots speed-up against accuracy retained.
+Run it on an otherwise idle machine (export first with --export-only while the machine is busy).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def export(model: Path, precision: str, out: Path, task: str) -> Path:
     from minilm_deploy.export.build import export_model
     from minilm_deploy.export.profile import load_profile
 
-    folder = out / "artifacts" / f"{model.parent.name}-{model.name}-{precision}"
+    folder = ROOT / "runs" / "deployment" / out.name / f"{model.parent.name}-{model.name}-{precision}"  # large: not committed
     if not (folder / "manifest.json").is_file():
         export_model(str(model), load_profile(f"onnx-cpu-{precision}"), output=folder, task=task, overwrite=True)
     return folder
@@ -46,15 +49,19 @@ def main() -> None:
     parser.add_argument("students", nargs="+", metavar="[NAME=]DIR")
     parser.add_argument("--teacher", type=Path, required=True, help="the fine-tuned teacher (PyTorch is the reference)")
     parser.add_argument("--task", default=SUITE.task)
+    parser.add_argument("--split", default=SUITE.split, help="the split scored and drawn from for real lengths")
+    parser.add_argument("--export-only", action="store_true", help="write the ONNX artifacts and stop (no timing)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deployment")
     args = parser.parse_args()
     named = [(s.split("=", 1) if "=" in s else (Path(s).parent.name, s)) for s in args.students]
     models = [ModelSpec("teacher", str(args.teacher), "teacher")]
-    for name, folder in named:
-        models += [ModelSpec(f"{name}", folder, "candidate"),
-                   ModelSpec(f"{name}-onnx-fp32", str(export(Path(folder), "fp32", args.out, args.task)), "candidate"),
+    for name, folder in [("teacher", str(args.teacher)), *named]:
+        models += [] if name == "teacher" else [ModelSpec(name, folder, "candidate")]
+        models += [ModelSpec(f"{name}-onnx-fp32", str(export(Path(folder), "fp32", args.out, args.task)), "candidate"),
                    ModelSpec(f"{name}-onnx-int8", str(export(Path(folder), "int8", args.out, args.task)), "candidate")]
-    suite = replace(SUITE, task=args.task)
+    if args.export_only:
+        return
+    suite = replace(SUITE, task=args.task, split=args.split)
     main_run = run_bench(models, suite, args.out / "b32")
     single = run_bench(models, replace(suite, grid=Grid(batch_sizes=(1,), seq_lens=(128,)), real_batch_size=1, real_samples=128,
                                        eval_limit=1), args.out / "b1-real")
@@ -93,7 +100,31 @@ def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[M
     (out / "deployment.md").write_text(f"CPU: {main_run['environment']['cpu']} ({main_run['environment'].get('cpu_class')}), "
                                        f"1 intra-op thread\n\n{table}\n")
     (out / "deployment.json").write_text(json.dumps({"environment": main_run["environment"], "rows": rows}, indent=2) + "\n")
+    plot(rows, out / "deployment.png")
     return table
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Speed-up at batch 1 × 128 against the teacher in PyTorch (log x) and accuracy retained, one point per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in rows if r["speedup_b1"] and r["retained"] is not None]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for r in points:
+        fmt = "ONNX INT8" if r["model"].endswith("-onnx-int8") else "ONNX fp32" if r["model"].endswith("-onnx-fp32") else "PyTorch"
+        ax.scatter(r["speedup_b1"], 100 * r["retained"], marker={"PyTorch": "o", "ONNX fp32": "s", "ONNX INT8": "^"}[fmt],
+                   color="#444444" if r["model"].startswith("teacher") else "#1f77b4")
+        ax.annotate(r["model"], (r["speedup_b1"], 100 * r["retained"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("speed-up vs the teacher in PyTorch (batch 1 × 128, 1 thread; log scale)")
+    ax.set_ylabel("task accuracy retained (%)")
+    ax.set_title("Deployment: ○ PyTorch  □ ONNX fp32  △ ONNX INT8")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""The evidence scripts under bench/ (issue 8): the ablation table and the deployment table are computed
+from the per-run records exactly as documented (means, standard deviations, speed-ups, accuracy retained)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+from minilm_deploy.bench.run import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import ablation  # noqa: E402
+import ablation_table  # noqa: E402
+import deployment  # noqa: E402
+
+
+def _finetune_record(size: str, variant: str, task: str, seed: int, accuracy: float, splits: dict[str, float] | None = None) -> dict:
+    splits = splits or {"test": accuracy}
+    return {"kind": "finetune", "size": size, "variant": variant, "description": ablation.VARIANTS[variant], "task": task,
+            "seed": seed, "metric": "accuracy", "test": {"accuracy": accuracy}, "cpu_seconds": 100.0 * seed,
+            "splits": {k: {"accuracy": v} for k, v in splits.items()}}
+
+
+def test_ablation_table_gives_mean_and_std_over_seeds_and_the_zero_shot_table(tmp_path: Path) -> None:
+    records = [_finetune_record("6x384", "a", "rotten-tomatoes", s, acc) for s, acc in ((1, 0.80), (2, 0.82), (3, 0.81))]
+    records += [_finetune_record("3x384", "e", "rotten-tomatoes", 1, 0.70), _finetune_record("3x384", "e", "trec", 1, 0.5)]
+    records += [_finetune_record("e5-6x384-pruned", "h", "polarity", 1, 0.6,
+                                 {"test": 0.6, "test-fr": 0.7, "test-nl": 0.8, "test-de": 0.75})]
+    records += [{"kind": "distill", "size": "3x384", "variant": "e", "tokens": 1234, "cpu_seconds_this_session": 56.0},
+                {"kind": "distill", "size": "e5-6x384-pruned", "variant": "h", "tokens": 1, "student_parameters": 40_000,
+                 "embedding_parameters": 17_000}]
+    for i, record in enumerate(records):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(record))
+
+    table = ablation_table.write_table(tmp_path)
+
+    rows = {line.split("|")[1].strip() + line.split("|")[2].strip()[:3]: line for line in table.splitlines() if line.startswith("| ")}
+    teacher_rt = rows["6x384(a)"].split("|")[3].strip()
+    assert teacher_rt == f"81.0 ± {100 * statistics.stdev([0.80, 0.82, 0.81]):.1f} (3 seeds)"
+    assert rows["3x384(e)"].split("|")[3].strip() == "70.0 (1 seed)"
+    assert rows["3x384(e)"].split("|")[4].strip() == "50.0 (1 seed)"  # trec
+    assert "| 1,234 | 56 | 100 |" in rows["3x384(e)"]
+    assert "| 60.0 | 70.0 | 80.0 | 75.0 | 40,000 | 17,000 |" in rows["e5-6x384-pruned(h)"]
+    assert (tmp_path / "ablation.md").read_text().strip() == table.strip()
+    assert (tmp_path / "ablation.png").stat().st_size > 1000
+
+
+def test_ablation_plan_gives_every_distilled_variant_the_same_budget() -> None:
+    recipes = {v: ablation.distill_recipe("3x384", v) for v in "defgh"}
+    assert {json.dumps(r["distill"]["train"], sort_keys=True) for r in recipes.values()} == {json.dumps(ablation.BUDGET, sort_keys=True)}
+    assert recipes["d"]["distill"]["loss"]["kind"] == "attention" and recipes["g"]["distill"]["loss"]["kind"] == "minilmv2"
+    assert recipes["h"]["distill"]["student"]["init"] == "teacher-layers" and recipes["e"]["distill"]["student"]["init"] == "random"
+    assert recipes["f"]["teacher"].endswith("4x384/e/student")
+    assert ablation.distill_recipe("3x384", "i")["distill"]["train"]["lr"] == pytest.approx(ablation.BUDGET["lr"] / 10)
+    assert ablation.distill_recipe("e5-6x384-pruned", "h")["distill"]["vocab"]["prune"] is True
+
+
+def _latency(model: str, mode: str, batch: int, p50: float) -> dict:
+    return {"model": model, "kind": "latency", "mode": mode, "batch_size": batch, "latency_ms": {"p50": p50}}
+
+
+def test_deployment_table_gives_speedup_against_the_pytorch_teacher_and_accuracy_retained(tmp_path: Path) -> None:
+    models = [ModelSpec("teacher", str(tmp_path / "teacher"), "teacher"), ModelSpec("s", str(tmp_path / "s"), "candidate"),
+              ModelSpec("s-onnx-int8", str(tmp_path / "s8"), "candidate")]
+    main_run = {
+        "environment": {"cpu": "test cpu", "cpu_class": "x86_64-avx2"},
+        "models": [{"name": m.name, "file_size_bytes": size} for m, size in zip(models, (90e6, 40e6, 10e6), strict=True)],
+        "summary": [{"model": "teacher", "accuracy": 0.80}, {"model": "s", "accuracy": 0.76}, {"model": "s-onnx-int8", "accuracy": 0.72}],
+        "rows": [_latency("teacher", "grid", 1, 30.0), _latency("teacher", "grid", 32, 900.0), _latency("teacher", "real", 32, 300.0),
+                 _latency("s", "grid", 1, 15.0), _latency("s", "grid", 32, 450.0), _latency("s", "real", 32, 150.0),
+                 _latency("s-onnx-int8", "grid", 1, 3.0), _latency("s-onnx-int8", "grid", 32, 90.0)],
+    }
+    single = {"rows": [_latency("teacher", "real", 1, 10.0), _latency("s", "real", 1, 5.0)]}
+
+    table = deployment.write_table(main_run, single, models, tmp_path)
+
+    rows = {r["model"]: r for r in json.loads((tmp_path / "deployment.json").read_text())["rows"]}
+    assert rows["teacher"]["speedup_b1"] == pytest.approx(1.0) and rows["teacher"]["retained"] == pytest.approx(1.0)
+    assert rows["s"]["speedup_b1"] == pytest.approx(2.0) and rows["s"]["retained"] == pytest.approx(0.95)
+    assert rows["s"]["b1_real_ms"] == 5.0 and rows["s"]["b32_real_ms"] == 150.0
+    assert rows["s-onnx-int8"]["speedup_b1"] == pytest.approx(10.0) and rows["s-onnx-int8"]["retained"] == pytest.approx(0.9)
+    assert rows["s-onnx-int8"]["b1_real_ms"] is None  # not measured: a dash, not a zero
+    assert "| s-onnx-int8 | – | 10.0 | 3.00 | 90.0 | – | – | 10.00x | 0.7200 | 90.0% |" in table
+    assert (tmp_path / "deployment.md").read_text().startswith("CPU: test cpu (x86_64-avx2)")
+    assert (tmp_path / "deployment.png").stat().st_size > 1000
