@@ -11,6 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ablation import GROUPS  # bench/ablation.py: each student group's teacher
+
 ORDER = "abcdefghi"
 TASK_ORDER = ("rotten-tomatoes", "trec", "r8")
 
@@ -40,13 +42,22 @@ def cell(records: list[dict[str, Any]]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f} ({len(values)} seeds)"
 
 
+def retained(runs: dict[tuple[str, str, str], list[dict[str, Any]]], size: str, records: list[dict[str, Any]]) -> str:
+    """Mean rotten-tomatoes accuracy as a share of the group's teacher's (variant a) mean."""
+    teacher = next((runs.get((label, "a", "rotten-tomatoes")) for group, (_, label, *_) in GROUPS.items()
+                    if size in (group, label)), None)
+    if not records or not teacher:
+        return "–"
+    return f"{100 * statistics.mean(map(score, records)) / statistics.mean(map(score, teacher)):.1f}"
+
+
 def write_table(results: Path) -> str:
     runs, distills = load(results)
     sizes = sorted({k[0] for k in runs} | {k[0] for k in distills}, key=lambda s: (s != "6x384", s))
     tasks = [t for t in TASK_ORDER if any(k[2] == t for k in runs)]
     lines = ["| student | variant | " + " | ".join(f"{t} test accuracy %" for t in tasks)
-             + " | distill tokens | distill CPU s | fine-tune CPU s (RT, mean) |",
-             "|---|---|" + "---:|" * (len(tasks) + 3)]
+             + " | RT retained % | distill tokens | distill CPU s | fine-tune CPU s (RT, mean) |",
+             "|---|---|" + "---:|" * (len(tasks) + 4)]
     for size in sizes:
         for v in ORDER:
             if not any(k[:2] == (size, v) for k in runs):
@@ -56,7 +67,7 @@ def write_table(results: Path) -> str:
             ft_cpu = f"{statistics.mean(r['cpu_seconds'] for r in rt):.0f}" if rt else "–"
             description = rt[0]["description"] if rt else next(r for k, rs in runs.items() if k[:2] == (size, v) for r in rs)["description"]
             lines.append(f"| {size} | ({v}) {description} | " + " | ".join(cell(runs.get((size, v, t), [])) for t in tasks)
-                         + f" | {d.get('tokens', 0):,} | {d.get('cpu_seconds_this_session', 0):.0f} | {ft_cpu} |")
+                         + f" | {retained(runs, size, rt)} | {d.get('tokens', 0):,} | {d.get('cpu_seconds_this_session', 0):.0f} | {ft_cpu} |")
     table = "\n".join(lines) + _zero_shot(runs, distills)
     (results / "ablation.md").write_text(table + "\n")
     _plot(runs, results / "ablation.png")

@@ -45,7 +45,8 @@ def test_ablation_table_gives_mean_and_std_over_seeds_and_the_zero_shot_table(tm
     assert teacher_rt == f"81.0 ± {100 * statistics.stdev([0.80, 0.82, 0.81]):.1f} (3 seeds)"
     assert rows["3x384(e)"].split("|")[3].strip() == "70.0 (1 seed)"
     assert rows["3x384(e)"].split("|")[4].strip() == "50.0 (1 seed)"  # trec
-    assert "| 1,234 | 56 | 100 |" in rows["3x384(e)"]
+    assert "| 86.4 | 1,234 | 56 | 100 |" in rows["3x384(e)"]  # 70.0 / 81.0 of its teacher, 6x384 (a)
+    assert "| 100.0 |" in rows["6x384(a)"]
     assert "| 60.0 | 70.0 | 80.0 | 75.0 | 40,000 | 17,000 |" in rows["e5-6x384-pruned(h)"]
     assert (tmp_path / "ablation.md").read_text().strip() == table.strip()
     assert (tmp_path / "ablation.png").stat().st_size > 1000
