@@ -34,14 +34,18 @@ SUITE = BenchSuite(name="deployment", task="zoo:rotten-tomatoes", split="test", 
                    timing=Timing(warmup=2, min_iterations=10, min_duration_s=2.0), threads=1)
 
 
-def export(model: Path, precision: str, out: Path, task: str) -> Path:
+def export(name: str, model: Path, precision: str, out: Path, task: str) -> Path:
     from minilm_deploy.export.build import export_model
     from minilm_deploy.export.profile import load_profile
 
-    folder = ROOT / "runs" / "deployment" / out.name / f"{model.parent.name}-{model.name}-{precision}"  # large: not committed
-    if not (folder / "manifest.json").is_file():
+    folder = ROOT / "runs" / "deployment" / out.name / f"{name}-{precision}"  # large: not committed
+    if not (folder / "manifest.json").is_file() or exported_from(folder) != model.resolve():
         export_model(str(model), load_profile(f"onnx-cpu-{precision}"), output=folder, task=task, overwrite=True)
     return folder
+
+
+def exported_from(folder: Path) -> Path:
+    return Path(json.loads((folder / "manifest.json").read_text())["source"]["path"]).resolve()
 
 
 def main() -> None:
@@ -54,11 +58,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deployment")
     args = parser.parse_args()
     named = [(s.split("=", 1) if "=" in s else (Path(s).parent.name, s)) for s in args.students]
+    if len({n for n, _ in named} | {"teacher"}) != len(named) + 1:
+        parser.error("every student needs its own name (NAME=DIR), and none may be called 'teacher'")
     models = [ModelSpec("teacher", str(args.teacher), "teacher")]
     for name, folder in [("teacher", str(args.teacher)), *named]:
         models += [] if name == "teacher" else [ModelSpec(name, folder, "candidate")]
-        models += [ModelSpec(f"{name}-onnx-fp32", str(export(Path(folder), "fp32", args.out, args.task)), "candidate"),
-                   ModelSpec(f"{name}-onnx-int8", str(export(Path(folder), "int8", args.out, args.task)), "candidate")]
+        models += [ModelSpec(f"{name}-onnx-fp32", str(export(name, Path(folder), "fp32", args.out, args.task)), "candidate"),
+                   ModelSpec(f"{name}-onnx-int8", str(export(name, Path(folder), "int8", args.out, args.task)), "candidate")]
     if args.export_only:
         return
     suite = replace(SUITE, task=args.task, split=args.split)
