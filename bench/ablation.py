@@ -133,7 +133,7 @@ def ensure_student(size: str, variant: str) -> Path | str:
         out = run_distill(recipe, resume=True)
         run = json.loads((folder / "run.json").read_text())
         record = {"steps": run["steps"], "tokens": run["tokens"], "final": run["final"], "summary": out.get("notes"),
-                  "student_parameters": run["student"]["parameters"],
+                  "student_parameters": run["student"]["parameters"], "teacher_parameters": run["teacher"]["parameters"],
                   "embedding_parameters": run["student"]["embedding_parameters"], "vocab": run.get("vocab")}
     _save("distill", size, variant, None, None, {
         **record, "teacher": recipe.teacher, "budget": BUDGET if variant not in ("b", "c") else None,
