@@ -17,7 +17,8 @@ CPU time of each run is recorded. Variants:
                                                      beyond the issue; the copied layers are pretrained
 
 Beyond the ablation, the same driver runs the issue's other students (groups): all-mpnet-base-v2
-(12x768) into 6x384 (variant e: random init, the width differs), and multilingual-e5-small (12x384)
+(12x768) into 6x384 (variant e: random init, the width differs) and, beyond the issue, its own layers
+as a 6x768 student (variant c: what initialisation alone keeps), and multilingual-e5-small (12x384)
 into 6x384 on zoo:corpus-multilingual, with and without vocabulary pruning (variant h), fine-tuned on
 English polarity with the settings of recipes/polarity-xling.yaml and scored zero-shot on French,
 Dutch and German.
@@ -42,13 +43,15 @@ WORK = ROOT / "runs" / "ablation"
 RESULTS = ROOT / "bench" / "results" / "ablation"
 TEACHER = "zoo:all-minilm-l6-v2"
 CORPUS = "zoo:corpus-en"
-# Student groups: teacher, the teacher's label in results, student layers, distillation corpus, vocabulary pruning.
+# Student groups: teacher, the teacher's label in results, student layers, distillation corpus, vocabulary pruning,
+# student hidden size.
 GROUPS = {
-    "3x384": (TEACHER, "6x384", 3, CORPUS, False),
-    "4x384": (TEACHER, "6x384", 4, CORPUS, False),
-    "mpnet-6x384": ("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, CORPUS, False),
-    "e5-6x384": ("zoo:multilingual-e5-small", "e5-12x384", 6, "zoo:corpus-multilingual", False),
-    "e5-6x384-pruned": ("zoo:multilingual-e5-small", "e5-12x384", 6, "zoo:corpus-multilingual", True),
+    "3x384": (TEACHER, "6x384", 3, CORPUS, False, 384),
+    "4x384": (TEACHER, "6x384", 4, CORPUS, False, 384),
+    "mpnet-6x384": ("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, CORPUS, False, 384),
+    "mpnet-6x768": ("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, CORPUS, False, 768),
+    "e5-6x384": ("zoo:multilingual-e5-small", "e5-12x384", 6, "zoo:corpus-multilingual", False, 384),
+    "e5-6x384-pruned": ("zoo:multilingual-e5-small", "e5-12x384", 6, "zoo:corpus-multilingual", True, 384),
 }
 BUDGET = {"steps": 500, "batch": 32, "seq_len": 64, "lr": 1.0e-3, "warmup": 0.1, "weight_decay": 0.01, "clip": 1.0,
           "checkpoint_every": 50, "log_every": 50}
@@ -78,6 +81,7 @@ PLAN: list[tuple[str, str, str, int]] = (
     + [("3x384", "i", "rotten-tomatoes", s) for s in (1, 2, 3)]
     + [("e5-6x384", "h", "polarity", 1), ("e5-6x384-pruned", "h", "polarity", 1)]
     + [("3x384", v, t, 1) for t in ("trec", "r8") for v in "abceh"]
+    + [("mpnet-6x768", "c", "rotten-tomatoes", 1)]  # beyond the issue: the base teacher's own layers, no distillation
     + [("4x384", v, "rotten-tomatoes", s) for s in (1, 2, 3) for v in "bcdegh" if (v, s) != ("e", 1)]
 )
 
@@ -89,14 +93,14 @@ def cpu_seconds() -> float:
 
 def distill_recipe(size: str, variant: str) -> dict[str, Any]:
     """The recipe (as a dict) of one distilled or initialised student."""
-    teacher_spec, _, layers, corpus, prune = GROUPS[size]
+    teacher_spec, _, layers, corpus, prune, hidden = GROUPS[size]
     init = "teacher-layers" if variant in ("c", "h") else "random"
     loss = {"d": {"kind": "attention"}, "g": {"kind": "minilmv2", "relation_heads": 12}}.get(variant, {"kind": "minilm"})
     teacher = str(student_dir("4x384", "e")) if variant == "f" else teacher_spec
     init = "teacher-layers" if variant in ("c", "h", "i") else init
     train = {**BUDGET, "lr": 1.0e-4} if variant == "i" else dict(BUDGET)
     return {"name": f"ablation-{size}-{variant}", "teacher": teacher, "seed": 0, "output_dir": str(WORK / size / variant),
-            "distill": {"corpus": corpus, "student": {"layers": layers, "hidden": 384, "init": init}, "loss": loss,
+            "distill": {"corpus": corpus, "student": {"layers": layers, "hidden": hidden, "init": init}, "loss": loss,
                         "train": train, "vocab": {"prune": prune}}}
 
 

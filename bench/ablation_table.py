@@ -93,7 +93,8 @@ def _zero_shot(runs: dict[tuple[str, str, str], list[dict[str, Any]]], distills:
         embeddings = next((d["embedding_parameters"] for k, d in distills.items() if k[0] == "e5-6x384"), None)
         lines.append("| e5-12x384 (teacher, 3 seeds) | (a) teacher fine-tuned | "
                      + " | ".join(f"{100 * summary[s]['accuracy']['mean']:.1f} ± {100 * summary[s]['accuracy']['std']:.1f}" for s in splits)
-                     + f" | {params or 0:,} | {embeddings or 0:,} (as the unpruned student's: copied) |")
+                     + f" | {'–' if params is None else f'{params:,}'} | {'–' if embeddings is None else f'{embeddings:,}'}"
+                     " (as the unpruned student's: copied) |")
     for key in keys:
         records = runs[key]
         d = distills.get(key[:2], {})
