@@ -31,7 +31,7 @@ from minilm_deploy.pipeline import saved_parameters  # noqa: E402
 
 SUITE = BenchSuite(name="deployment", task="zoo:rotten-tomatoes", split="test", eval_limit=0,
                    grid=Grid(batch_sizes=(1, 32), seq_lens=(128,)), real_batch_size=32, real_samples=256,
-                   timing=Timing(warmup=2, min_iterations=10, min_duration_s=2.0), threads=1)
+                   timing=Timing(warmup=1, min_iterations=5, min_duration_s=1.0), threads=1)
 
 
 def export(name: str, model: Path, precision: str, out: Path, task: str) -> Path:
