@@ -71,11 +71,11 @@ def main() -> None:
     main_run = run_bench(models, suite, args.out / "b32")
     single = run_bench(models, replace(suite, grid=Grid(batch_sizes=(1,), seq_lens=(128,)), real_batch_size=1, real_samples=128,
                                        eval_limit=1), args.out / "b1-real")
-    table = write_table(main_run, single, models, args.out)
+    table = write_table(main_run, single, models, args.out, command=" ".join([".venv/bin/python bench/deployment.py", *sys.argv[1:]]))
     print(table)
 
 
-def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[ModelSpec], out: Path) -> str:
+def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[ModelSpec], out: Path, command: str = "") -> str:
     def latency(results: dict[str, Any], model: str, mode: str, batch: int) -> float | None:
         return next((r["latency_ms"]["p50"] for r in results["rows"] if r["kind"] == "latency" and r["model"] == model
                      and r["mode"] == mode and r["batch_size"] == batch), None)
@@ -104,7 +104,7 @@ def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[M
                      f"{fmt(row['speedup_b1'], '{:.2f}x')} | {fmt(row['accuracy'], '{:.4f}')} | {fmt(row['retained'], '{:.1%}')} |")
     table = "\n".join(lines)
     (out / "deployment.md").write_text(f"CPU: {main_run['environment']['cpu']} ({main_run['environment'].get('cpu_class')}), "
-                                       f"1 intra-op thread\n\n{table}\n")
+                                       f"1 intra-op thread. Command: `{command}`\n\n{table}\n")
     (out / "deployment.json").write_text(json.dumps({"environment": main_run["environment"], "rows": rows}, indent=2) + "\n")
     plot(rows, out / "deployment.png")
     return table
