@@ -89,7 +89,7 @@ def _zero_shot(runs: dict[tuple[str, str, str], list[dict[str, Any]]], distills:
     teacher = results / "finetune" / "teacher-polarity-xling.json"
     if teacher.is_file():
         summary = json.loads(teacher.read_text())["summary"]
-        params = next((d["teacher_parameters"] for k, d in distills.items() if k[0].startswith("e5") and "teacher_parameters" in d), None)
+        params = next((d["teacher_parameters"] for k, d in distills.items() if k[0] == "e5-6x384" and "teacher_parameters" in d), None)
         embeddings = next((d["embedding_parameters"] for k, d in distills.items() if k[0] == "e5-6x384"), None)
         lines.append("| e5-12x384 (teacher, 3 seeds) | (a) teacher fine-tuned | "
                      + " | ".join(f"{100 * summary[s]['accuracy']['mean']:.1f} ± {100 * summary[s]['accuracy']['std']:.1f}" for s in splits)

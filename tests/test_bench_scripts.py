@@ -35,7 +35,8 @@ def test_ablation_table_gives_mean_and_std_over_seeds_and_the_zero_shot_table(tm
     records += [{"kind": "distill", "size": "3x384", "variant": "e", "tokens": 1234, "cpu_seconds_this_session": 56.0},
                 {"kind": "distill", "size": "e5-6x384-pruned", "variant": "h", "tokens": 1, "student_parameters": 40_000,
                  "embedding_parameters": 17_000}]
-    records[-1]["teacher_parameters"] = 118_000
+    records += [{"kind": "distill", "size": "e5-6x384", "variant": "h", "tokens": 1, "student_parameters": 100_000,
+                 "embedding_parameters": 96_000, "teacher_parameters": 118_000}]  # the unpruned student: the teacher's row
     results = tmp_path / "ablation"
     results.mkdir()
     for i, record in enumerate(records):
@@ -54,7 +55,7 @@ def test_ablation_table_gives_mean_and_std_over_seeds_and_the_zero_shot_table(tm
     assert "| 86.4 | 1,234 | 56 | 100 |" in rows["3x384(e)"]  # 70.0 / 81.0 of its teacher, 6x384 (a)
     assert "| 100.0 |" in rows["6x384(a)"]
     assert "| 60.0 | 70.0 | 80.0 | 75.0 | 40,000 | 17,000 |" in rows["e5-6x384-pruned(h)"]
-    assert "| 70.0 ± 1.0 | 80.0 ± 1.0 | 90.0 ± 1.0 | 85.0 ± 1.0 | 118,000 |" in rows["e5-12x384 (teacher, 3 seeds)(a)"]
+    assert "| 70.0 ± 1.0 | 80.0 ± 1.0 | 90.0 ± 1.0 | 85.0 ± 1.0 | 118,000 | 96,000 " in rows["e5-12x384 (teacher, 3 seeds)(a)"]
     assert sum(line.startswith("| e5-6x384-pruned |") for line in table.splitlines()) == 1  # zero-shot table only
     assert (results / "ablation.md").read_text().strip() == table.strip()
     assert (results / "ablation.png").stat().st_size > 1000
