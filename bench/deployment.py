@@ -123,8 +123,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         fmt = "ONNX INT8" if r["model"].endswith("-onnx-int8") else "ONNX fp32" if r["model"].endswith("-onnx-fp32") else "PyTorch"
         ax.scatter(r["speedup_b1"], 100 * r["retained"], marker={"PyTorch": "o", "ONNX fp32": "s", "ONNX INT8": "^"}[fmt],
                    color="#444444" if r["model"].startswith("teacher") else "#1f77b4")
-        ax.annotate(r["model"], (r["speedup_b1"], 100 * r["retained"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        if fmt == "PyTorch":  # one label per model: the marker tells the format
+            ax.annotate(r["model"], (r["speedup_b1"], 100 * r["retained"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xscale("log")
+    ax.set_xlim(0.8, 2 * max(r["speedup_b1"] for r in points))
     ax.set_xlabel("speed-up vs the teacher in PyTorch (batch 1 × 128, 1 thread; log scale)")
     ax.set_ylabel("task accuracy retained (%)")
     ax.set_title("Deployment: ○ PyTorch  □ ONNX fp32  △ ONNX INT8")
