@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, required=True, help="the fine-tuned teacher (PyTorch is the reference)")
     parser.add_argument("--task", default=SUITE.task)
     parser.add_argument("--split", default=SUITE.split, help="the split scored and drawn from for real lengths")
+    parser.add_argument("--eval-limit", type=int, default=SUITE.eval_limit, help="examples scored (0: the whole split)")
     parser.add_argument("--export-only", action="store_true", help="write the ONNX artifacts and stop (no timing)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deployment")
     args = parser.parse_args()
@@ -67,7 +68,7 @@ def main() -> None:
                    ModelSpec(f"{name}-onnx-int8", str(export(name, Path(folder), "int8", args.out, args.task)), "candidate")]
     if args.export_only:
         return
-    suite = replace(SUITE, task=args.task, split=args.split)
+    suite = replace(SUITE, task=args.task, split=args.split, eval_limit=args.eval_limit)
     main_run = run_bench(models, suite, args.out / "b32")
     single = run_bench(models, replace(suite, grid=Grid(batch_sizes=(1,), seq_lens=(128,)), real_batch_size=1, real_samples=128,
                                        eval_limit=1), args.out / "b1-real")
