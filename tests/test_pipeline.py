@@ -163,7 +163,10 @@ def test_ctrl_c_during_distillation_and_finetuning_leaves_a_run_that_a_second_ru
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(data), encoding="utf-8")
     run = tmp_path / "run"
-    command = [sys.executable, "-c", "from minilm_deploy.cli.main import entry; entry()", "run", str(recipe_file)]
+    # A shell without job control starts background jobs with SIGINT ignored, and children inherit that:
+    # restore Python's default handler so the test means the same wherever pytest runs.
+    boot = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from minilm_deploy.cli.main import entry; entry()"
+    command = [sys.executable, "-c", boot, "run", str(recipe_file)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def start() -> subprocess.Popen[str]:
