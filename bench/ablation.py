@@ -94,10 +94,9 @@ def cpu_seconds() -> float:
 def distill_recipe(size: str, variant: str) -> dict[str, Any]:
     """The recipe (as a dict) of one distilled or initialised student."""
     teacher_spec, _, layers, corpus, prune, hidden = GROUPS[size]
-    init = "teacher-layers" if variant in ("c", "h") else "random"
     loss = {"d": {"kind": "attention"}, "g": {"kind": "minilmv2", "relation_heads": 12}}.get(variant, {"kind": "minilm"})
     teacher = str(student_dir("4x384", "e")) if variant == "f" else teacher_spec
-    init = "teacher-layers" if variant in ("c", "h", "i") else init
+    init = "teacher-layers" if variant in ("c", "h", "i") else "random"
     train = {**BUDGET, "lr": 1.0e-4} if variant == "i" else dict(BUDGET)
     return {"name": f"ablation-{size}-{variant}", "teacher": teacher, "seed": 0, "output_dir": str(WORK / size / variant),
             "distill": {"corpus": corpus, "student": {"layers": layers, "hidden": hidden, "init": init}, "loss": loss,
@@ -183,8 +182,13 @@ def finetune(size: str, variant: str, task: str, seed: int) -> None:
     })
 
 
+def _label(size: str, variant: str) -> str:
+    """The name results use: the group's teacher label for variant a (one teacher serves several groups)."""
+    return GROUPS[size][1] if variant == "a" else size
+
+
 def _result_path(kind: str, size: str, variant: str, task: str | None, seed: int | None) -> Path:
-    size = GROUPS[size][1] if variant == "a" else size
+    size = _label(size, variant)
     name = f"{size}-{variant}-distill" if kind == "distill" else f"{size}-{variant}-{task}-s{seed}"
     return RESULTS / f"{name}.json"
 
@@ -192,7 +196,7 @@ def _result_path(kind: str, size: str, variant: str, task: str | None, seed: int
 def _save(kind: str, size: str, variant: str, task: str | None, seed: int | None, record: dict[str, Any]) -> None:
     path = _result_path(kind, size, variant, task, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"kind": kind, "size": GROUPS[size][1] if variant == "a" else size, "variant": variant, "description": VARIANTS[variant],
+    body = {"kind": kind, "size": _label(size, variant), "variant": variant, "description": VARIANTS[variant],
             "task": task, "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
