@@ -15,6 +15,9 @@ CPU time of each run is recorded. Variants:
                                                   h  (e) starting from (c)'s initialisation
                                                   i  (h) with a 10x lower learning rate (1e-4):
                                                      beyond the issue; the copied layers are pretrained
+  j  (c) fine-tuned with task distillation        k  (h) fine-tuned with task distillation
+     (beyond the issue: soft targets from the group's teacher fine-tuned on the task, variant (a) seed 1,
+     T = 2, weight 0.5: `finetune.distill` of the project's own recipes)
 
 Beyond the ablation, the same driver runs the issue's other students (groups): all-mpnet-base-v2
 (12x768) into 6x384 (variant e: random init, the width differs) and, beyond the issue, its own layers
@@ -70,7 +73,12 @@ VARIANTS = {
     "g": "MiniLMv2 relations",
     "h": "(e) from (c)'s initialisation",
     "i": "(h) with lr 1e-4",
+    "j": "(c) + task distillation from (a)",
+    "k": "(h) + task distillation from (a)",
 }
+# Variants that fine-tune another variant's student with soft targets from the fine-tuned teacher (seed 1).
+TASK_DISTILLED = {"j": "c", "k": "h"}
+TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 # The order of the default plan: first every variant on rotten-tomatoes with seed 1, then the other
 # seeds, then trec and r8 (one seed) for a, b, c, e, h, then the 4x384 student.
 PLAN: list[tuple[str, str, str, int]] = (
@@ -83,6 +91,8 @@ PLAN: list[tuple[str, str, str, int]] = (
     + [("3x384", v, t, 1) for t in ("trec", "r8") for v in "abceh"]
     + [("mpnet-6x768", "c", "rotten-tomatoes", 1)]  # beyond the issue: the base teacher's own layers, no distillation
     + [("4x384", v, "rotten-tomatoes", s) for s in (1, 2, 3) for v in "bcdegh" if (v, s) != ("e", 1)]
+    + [("mpnet-6x768", "j", "rotten-tomatoes", 1)]  # beyond the issue: toward the base-size target
+    + [("3x384", v, "rotten-tomatoes", s) for s in (1, 2, 3) for v in "jk"]
 )
 
 
@@ -117,6 +127,8 @@ def ensure_student(size: str, variant: str) -> Path | str:
     """The encoder a variant fine-tunes: the teacher, an initialised student, or a distilled one."""
     if variant == "a":
         return GROUPS[size][0]
+    if variant in TASK_DISTILLED:
+        return ensure_student(size, TASK_DISTILLED[variant])
     folder = student_dir(size, variant)
     if (folder / "run.json").is_file() or (folder / "init.json").is_file():
         return folder
@@ -169,17 +181,32 @@ def finetune(size: str, variant: str, task: str, seed: int) -> None:
         return
     model = ensure_student(size, variant)
     settings = {**FINETUNE, **TASK_FINETUNE.get(task, {})}
+    teacher = teacher_task_model(size, task) if variant in TASK_DISTILLED else None
+    if teacher is not None:
+        settings["distill"] = {"teacher": str(teacher), **TASK_DISTILL}
     ft = from_dict(FinetuneRecipe, {"task": TASKS[task], "models": ["student"], **settings}, source="ablation")
     out = WORK / size / variant / f"{task}-s{seed}"
     print(f"ablation: fine-tuning {size} {variant} on {task}, seed {seed}", file=sys.stderr)
     cpu = cpu_seconds()
-    metrics = finetune_model(str(model), ft, out, (seed,), overwrite=True, label=f"{size}-{variant}-{task}-s{seed}")
+    metrics = finetune_model(str(model), ft, out, (seed,), overwrite=True, label=f"{size}-{variant}-{task}-s{seed}",
+                             distill_teacher=teacher)
     _save("finetune", size, variant, task, seed, {
         "metric": metrics["metric"], "test": metrics["splits"]["test"], "train_seconds": metrics["train_seconds"],
         "wall_seconds": metrics["wall_seconds"], "cpu_seconds": round(cpu_seconds() - cpu, 1), "finetune": settings,
         "splits": metrics["splits"],
         "data": metrics.get("data"),
     })
+
+
+def teacher_task_model(size: str, task: str) -> Path:
+    """The group's teacher fine-tuned on `task` (variant a, seed 1), fine-tuned first if no group has it yet."""
+    same_teacher = [group for group, spec in GROUPS.items() if spec[0] == GROUPS[size][0]]
+    done = [WORK / group / "a" / f"{task}-s1" for group in same_teacher]
+    found = next((folder for folder in done if (folder / "metrics.json").is_file()), None)
+    if found is not None:
+        return found
+    finetune(size, "a", task, 1)
+    return WORK / size / "a" / f"{task}-s1"
 
 
 def _label(size: str, variant: str) -> str:

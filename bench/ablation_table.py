@@ -11,9 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ablation import GROUPS  # bench/ablation.py: each student group's teacher
+from ablation import GROUPS, VARIANTS  # bench/ablation.py: each student group's teacher, the variants in order
 
-ORDER = "abcdefghi"
+ORDER = "".join(VARIANTS)
 TASK_ORDER = ("rotten-tomatoes", "trec", "r8")
 
 

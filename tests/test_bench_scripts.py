@@ -75,6 +75,20 @@ def _latency(model: str, mode: str, batch: int, p50: float) -> dict:
     return {"model": model, "kind": "latency", "mode": mode, "batch_size": batch, "latency_ms": {"p50": p50}}
 
 
+def test_task_distilled_variants_reuse_their_base_student_and_the_group_teachers_fine_tuned_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ablation, "WORK", tmp_path)
+    (tmp_path / "3x384" / "h" / "student").mkdir(parents=True)
+    (tmp_path / "3x384" / "h" / "student" / "run.json").write_text("{}")
+    teacher = tmp_path / "mpnet-6x384" / "a" / "rotten-tomatoes-s1"  # fine-tuned once, under another group
+    teacher.mkdir(parents=True)
+    (teacher / "metrics.json").write_text("{}")
+
+    assert ablation.ensure_student("3x384", "k") == tmp_path / "3x384" / "h" / "student"
+    assert ablation.teacher_task_model("mpnet-6x768", "rotten-tomatoes") == teacher
+    assert set(ablation.TASK_DISTILLED) <= set(ablation.VARIANTS) and set(ablation.TASK_DISTILLED.values()) <= set(ablation.VARIANTS)
+
+
 def test_deployment_table_gives_speedup_against_the_pytorch_teacher_and_accuracy_retained(tmp_path: Path) -> None:
     models = [ModelSpec("teacher", str(tmp_path / "teacher"), "teacher"), ModelSpec("s", str(tmp_path / "s"), "candidate"),
               ModelSpec("s-onnx-int8", str(tmp_path / "s8"), "candidate")]
