@@ -17,7 +17,7 @@ from minilm_deploy.finetune import api
 from minilm_deploy.finetune import data as D
 from minilm_deploy.finetune.evaluate import predict_logits
 from minilm_deploy.finetune.losses import mean_kl, soft_kl, task_loss
-from minilm_deploy.finetune.model import load_tokenizer
+from minilm_deploy.finetune.model import load_task_model, load_tokenizer
 from minilm_deploy.finetune.prepare import prepare
 from minilm_deploy.finetune.recipe import FinetuneRecipe, TaskDistillRecipe
 from minilm_deploy.finetune.trainer import train_seed
@@ -223,3 +223,16 @@ def test_distillation_through_the_library_records_the_teacher(tmp_path: Path, ti
                                  distill_teacher=teacher)
     assert metrics["distill_teacher"] == str(teacher)
     assert metrics["splits"]["test"]["accuracy"] > 0.9
+
+
+def test_predict_logits_reports_every_example_once_to_its_progress_callback(tiny_bert_session_dir: Path, tiny_bert_factory) -> None:
+    model_dir = tiny_bert_factory("scorer", architecture="BertForSequenceClassification", seed=3,
+                                  id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    model, tokenizer, _ = load_task_model(model_dir)
+    prep = prepare(synthetic_task(n_train=70), load_tokenizer(tiny_bert_session_dir), replace(FAST, train_limit=70))
+    seen: list[int] = []
+
+    logits = predict_logits(model, prep.train, 32, prep.pad_id, on_batch=seen.append)
+
+    assert sum(seen) == len(prep.train) == 70 and len(seen) == 3  # batches of 32, 32, 6
+    np.testing.assert_array_equal(logits, predict_logits(model, prep.train, 32, prep.pad_id))

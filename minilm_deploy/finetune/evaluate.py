@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,10 @@ from minilm_deploy.finetune.model import TaskHead, load_task_model
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, encoded: D.Encoded, batch_size: int, pad_id: int) -> np.ndarray:
-    """(N, K) logits in the order of `encoded` (batches sorted by length, little padding)."""
+def predict_logits(model: torch.nn.Module, encoded: D.Encoded, batch_size: int, pad_id: int,
+                   on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """(N, K) logits in the order of `encoded` (batches sorted by length, little padding); `on_batch(n)` after
+    each batch of n examples (a progress bar)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -28,6 +30,8 @@ def predict_logits(model: torch.nn.Module, encoded: D.Encoded, batch_size: int, 
         if out is None:
             out = np.empty((len(encoded), logits.shape[-1]), dtype=np.float32)
         out[idx] = logits
+        if on_batch is not None:
+            on_batch(len(idx))
         interrupt.check()
     model.train(was_training)
     assert out is not None

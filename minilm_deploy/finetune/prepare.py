@@ -14,6 +14,7 @@ from minilm_deploy.finetune.evaluate import check_kind, predict_logits
 from minilm_deploy.finetune.model import TaskHead, load_task_model
 from minilm_deploy.finetune.recipe import FinetuneRecipe
 from minilm_deploy.finetune.trainer import Prepared
+from minilm_deploy.progress import make_progress
 
 KINDS = tuple(METRICS)
 
@@ -80,4 +81,7 @@ def teacher_logits(folder: Path, task: TaskData, head: TaskHead, rows, ft: Finet
             f"{list(head.label_names)}; fine-tune the teacher on the same task first"
         )
     encoded = D.encode(tokenizer, rows, D.targets(task, "train", rows, head.label2id if head.kind == "classification" else None), ft.max_length)
-    return predict_logits(model, encoded, ft.eval_batch_size, tokenizer.pad_token_id)
+    with make_progress() as progress:  # a base-size teacher over a whole training set takes minutes on a CPU
+        bar = progress.add_task(f"soft targets from {folder.name}", total=len(encoded))
+        return predict_logits(model, encoded, ft.eval_batch_size, tokenizer.pad_token_id,
+                              on_batch=lambda n: progress.advance(bar, n))
