@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ablation import GROUPS, VARIANTS  # bench/ablation.py: each student group's teacher, the variants in order
+from ablation import GROUPS, TASK_DISTILLED, VARIANTS  # bench/ablation.py: each group's teacher, the variants in order
 
 ORDER = "".join(VARIANTS)
 TASK_ORDER = ("rotten-tomatoes", "trec", "r8")
@@ -62,7 +62,7 @@ def write_table(results: Path) -> str:
         for v in ORDER:
             if not any(k[:2] == (size, v) and k[2] in tasks for k in runs):
                 continue  # not run, or run on polarity only (the zero-shot table)
-            d = distills.get((size, v), {})
+            d = distills.get((size, TASK_DISTILLED.get(v, v)), {})  # (j), (k): their student's distillation
             rt = runs.get((size, v, "rotten-tomatoes"), [])
             ft_cpu = f"{statistics.mean(r['cpu_seconds'] for r in rt):.0f}" if rt else "–"
             description = rt[0]["description"] if rt else next(r for k, rs in runs.items() if k[:2] == (size, v) for r in rs)["description"]

@@ -30,6 +30,8 @@ def _finetune_record(size: str, variant: str, task: str, seed: int, accuracy: fl
 def test_ablation_table_gives_mean_and_std_over_seeds_and_the_zero_shot_table(tmp_path: Path) -> None:
     records = [_finetune_record("6x384", "a", "rotten-tomatoes", s, acc) for s, acc in ((1, 0.80), (2, 0.82), (3, 0.81))]
     records += [_finetune_record("3x384", "e", "rotten-tomatoes", 1, 0.70), _finetune_record("3x384", "e", "trec", 1, 0.5)]
+    records += [_finetune_record("3x384", "k", "rotten-tomatoes", 1, 0.75),
+                {"kind": "distill", "size": "3x384", "variant": "h", "tokens": 999, "cpu_seconds_this_session": 7.0}]
     records += [_finetune_record("e5-6x384-pruned", "h", "polarity", 1, 0.6,
                                  {"test": 0.6, "test-fr": 0.7, "test-nl": 0.8, "test-de": 0.75})]
     records += [{"kind": "distill", "size": "3x384", "variant": "e", "tokens": 1234, "cpu_seconds_this_session": 56.0},
@@ -54,6 +56,7 @@ def test_ablation_table_gives_mean_and_std_over_seeds_and_the_zero_shot_table(tm
     assert rows["3x384(e)"].split("|")[4].strip() == "50.0 (1 seed)"  # trec
     assert "| 86.4 | 1,234 | 56 | 100 |" in rows["3x384(e)"]  # 70.0 / 81.0 of its teacher, 6x384 (a)
     assert "| 100.0 |" in rows["6x384(a)"]
+    assert "| 92.6 | 999 | 7 | 100 |" in rows["3x384(k)"]  # task-distilled (h): (h)'s distillation budget
     assert "| 60.0 | 70.0 | 80.0 | 75.0 | 40,000 | 17,000 |" in rows["e5-6x384-pruned(h)"]
     assert "| 70.0 ± 1.0 | 80.0 ± 1.0 | 90.0 ± 1.0 | 85.0 ± 1.0 | 118,000 | 96,000 " in rows["e5-12x384 (teacher, 3 seeds)(a)"]
     assert sum(line.startswith("| e5-6x384-pruned |") for line in table.splitlines()) == 1  # zero-shot table only
