@@ -172,12 +172,13 @@ def _initialise(recipe: Any, folder: Path) -> None:
         (tmp / "init.json").write_text(json.dumps({"init": recipe.distill.student.init, "seed": recipe.seed}) + "\n")
 
 
-def finetune(size: str, variant: str, task: str, seed: int) -> None:
+def finetune(size: str, variant: str, task: str, seed: int, *, rerun: bool = False) -> None:
+    """One fine-tuning run; skipped when its result is recorded, unless `rerun` (its model folder is needed)."""
     from minilm_deploy.config import from_dict
     from minilm_deploy.finetune.api import finetune_model
     from minilm_deploy.finetune.recipe import FinetuneRecipe
 
-    if _result_path("finetune", size, variant, task, seed).is_file():
+    if not rerun and _result_path("finetune", size, variant, task, seed).is_file():
         return
     model = ensure_student(size, variant)
     settings = {**FINETUNE, **TASK_FINETUNE.get(task, {})}
@@ -205,7 +206,7 @@ def teacher_task_model(size: str, task: str) -> Path:
     found = next((folder for folder in done if (folder / "metrics.json").is_file()), None)
     if found is not None:
         return found
-    finetune(size, "a", task, 1)
+    finetune(size, "a", task, 1, rerun=True)  # its result may be recorded (committed) while runs/ is not there
     return WORK / size / "a" / f"{task}-s1"
 
 

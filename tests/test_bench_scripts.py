@@ -92,6 +92,25 @@ def test_task_distilled_variants_reuse_their_base_student_and_the_group_teachers
     assert set(ablation.TASK_DISTILLED) <= set(ablation.VARIANTS) and set(ablation.TASK_DISTILLED.values()) <= set(ablation.VARIANTS)
 
 
+def test_a_task_distilled_variant_fine_tunes_the_teacher_again_when_only_its_result_is_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ablation, "WORK", tmp_path / "runs")  # a fresh clone: results committed, no runs/
+    monkeypatch.setattr(ablation, "RESULTS", tmp_path / "results")
+    ablation._save("finetune", "3x384", "a", "trec", 1, {"test": {"accuracy": 0.9}})
+    started: list[tuple[str, str]] = []
+
+    def ensure_student(size: str, variant: str) -> str:  # the first step of a fine-tuning run that is not skipped
+        started.append((size, variant))
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(ablation, "ensure_student", ensure_student)
+    ablation.finetune("3x384", "a", "trec", 1)  # recorded: skipped
+    assert started == []
+    with pytest.raises(RuntimeError, match="stop before training"):
+        ablation.teacher_task_model("3x384", "trec")
+    assert started == [("3x384", "a")]
+
+
 def test_deployment_table_gives_speedup_against_the_pytorch_teacher_and_accuracy_retained(tmp_path: Path) -> None:
     models = [ModelSpec("teacher", str(tmp_path / "teacher"), "teacher"), ModelSpec("s", str(tmp_path / "s"), "candidate"),
               ModelSpec("s-onnx-int8", str(tmp_path / "s8"), "candidate")]
