@@ -225,11 +225,11 @@ def test_distillation_through_the_library_records_the_teacher(tmp_path: Path, ti
     assert metrics["splits"]["test"]["accuracy"] > 0.9
 
 
-def test_predict_logits_reports_every_example_once_to_its_progress_callback(tiny_bert_session_dir: Path, tiny_bert_factory) -> None:
+def test_predict_logits_reports_every_example_once_to_its_progress_callback(tiny_bert_factory) -> None:
     model_dir = tiny_bert_factory("scorer", architecture="BertForSequenceClassification", seed=3,
                                   id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
     model, tokenizer, _ = load_task_model(model_dir)
-    prep = prepare(synthetic_task(n_train=70), load_tokenizer(tiny_bert_session_dir), replace(FAST, train_limit=70))
+    prep = prepare(synthetic_task(n_train=70), tokenizer, replace(FAST, train_limit=70))
     seen: list[int] = []
 
     logits = predict_logits(model, prep.train, 32, prep.pad_id, on_batch=seen.append)
