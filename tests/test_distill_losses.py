@@ -9,7 +9,7 @@ import torch
 
 from minilm_deploy.distill.capture import RelationStates
 from minilm_deploy.distill.losses import kl_rows, relation_kl, relation_log_probs, resplit_heads, split_heads
-from minilm_deploy.distill.objective import MiniLMObjective
+from minilm_deploy.distill.objective import Counts, MiniLMObjective
 from minilm_deploy.distill.recipe import LossSpec
 from minilm_deploy.errors import InputError
 
@@ -144,9 +144,9 @@ def test_objective_sums_weighted_parts_and_global_denominator() -> None:
     weighted = MiniLMObjective(LossSpec(weights={"value": 0.5}), 2, 2)(t, s)
     assert weighted.total.item() == pytest.approx(att + 0.5 * val, rel=1e-6)
     # Two halves normalised by the whole batch's count add up to the whole batch's mean.
-    count = 2 * int(mask.sum())
+    counts = Counts(tokens=float(mask.sum()), sequences=float(mask.shape[0]))
     halves = [
-        MiniLMObjective(LossSpec(), 2, 2)(_slice(t, i), _slice(s, i), denominator=count).total.item() for i in range(2)
+        MiniLMObjective(LossSpec(), 2, 2)(_slice(t, i), _slice(s, i), counts).total.item() for i in range(2)
     ]
     assert sum(halves) == pytest.approx(plain.total.item(), rel=1e-6)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -246,3 +247,114 @@ def test_bf16_autocast_trains_with_finite_float32_losses(tmp_path, teacher_dir, 
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logged) and logged[-1]["loss"] < logged[0]["loss"]
     run = json.loads((tmp_path / "run" / "student" / "run.json").read_text())
     assert run["train"]["bf16"] is True
+
+
+def test_hidden_alignment_through_a_projection_trains_and_is_not_saved(tmp_path, teacher_dir, corpus) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, loss={"weights": {"hidden": 1.0, "embedding": 1.0}},
+                          train={"steps": 20, "keep_checkpoints": 1})
+    proc = subprocess.Popen(_cli(str(recipe)), env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE)
+    work = tmp_path / "run" / "student.partial" / "checkpoints"
+    deadline = time.time() + 120
+    while latest_checkpoint(work) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    found = latest_checkpoint(work)
+    if found is not None:  # the projection is kept beside the student while training (for --resume)
+        assert (found / "projection.safetensors").is_file() or not found.exists()
+    assert proc.wait(timeout=300) == 0
+    out = tmp_path / "run" / "student"
+    logged = metrics(out)
+    assert {"attention", "value", "hidden", "embedding"} <= set(logged[-1])
+    assert logged[-1]["hidden"] < logged[0]["hidden"] and logged[-1]["loss"] < logged[0]["loss"]
+    assert all(r["loss"] == pytest.approx(sum(r[p] for p in ("attention", "value", "hidden", "embedding")), rel=1e-5)
+               for r in logged)
+    saved = _weights(out)
+    assert not any("projection" in name for name in saved)  # trained with the student, never part of it
+    assert AutoModel.from_pretrained(out).config.hidden_size == 16
+    run = json.loads((out / "run.json").read_text())
+    assert run["bf16"] is False or run["cpu"]["class"] == "amx" or "bf16" in run["cpu"]["class"]
+    assert run["cpu"]["class"] and run["init"] == {"init": "random"}
+
+
+def test_resume_restores_the_projection(tmp_path, teacher_dir, corpus) -> None:
+    from minilm_deploy.distill import distributed as D
+    from minilm_deploy.distill.data import pack_blocks
+    from minilm_deploy.distill.recipe import LossSpec, StudentSpec, TrainSpec
+    from minilm_deploy.distill.trainer import Stage, train_stage
+    from minilm_deploy.models.student import build_student
+    from minilm_deploy.models.teacher import load_encoder
+
+    teacher = load_encoder(teacher_dir)
+    blocks = pack_blocks(corpus.read_text().splitlines(), teacher.tokenizer, 32)
+    loss = LossSpec(weights={"attention": 0, "value": 0, "hidden": 1.0})
+
+    def run(work: Path, resume: bool) -> torch.nn.Module:
+        work.mkdir(exist_ok=True)
+        student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
+        spec = TrainSpec(steps=6, batch=4, checkpoint_every=3, keep_checkpoints=5, log_every=1)
+        train_stage(Stage(teacher.model, student, loss, spec, blocks, 0, work), D.DistInfo(), torch.device("cpu"),
+                    resume=resume)
+        return student
+
+    whole = run(tmp_path / "whole", resume=False)
+    step3 = tmp_path / "whole" / "checkpoints" / "step-0000003"
+    assert (step3 / "projection.safetensors").is_file()  # kept beside the student while training
+    split = tmp_path / "split"
+    shutil.copytree(step3, split / "checkpoints" / step3.name)  # as if killed after step 3
+    shutil.copyfile(tmp_path / "whole" / "metrics.jsonl", split / "metrics.jsonl")
+    resumed = run(split, resume=True)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    whole_log = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    split_log = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [r["hidden"] for r in split_log] == pytest.approx([r["hidden"] for r in whole_log], rel=1e-5)
+
+
+def test_zero_steps_writes_the_initialised_student_with_the_given_picks(tmp_path, teacher_dir, corpus) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 0},
+                          student={"layers": 2, "hidden": 32, "init": "teacher-layers", "init_layers": [1, 2]})
+    assert main(["distill", str(recipe)]) == 0
+    out = tmp_path / "run" / "student"
+    run = json.loads((out / "run.json").read_text())
+    assert run["steps"] == 0 and run["tokens"] == 0 and run["init"] == {"init": "teacher-layers", "teacher_layers": [1, 2]}
+    student, teacher = _weights(out), _weights(teacher_dir)
+    for key, value in student.items():
+        source = key.replace("layer.0.", "layer.1.") if "layer.0." in key else key.replace("layer.1.", "layer.2.")
+        assert torch.equal(value, teacher[source]), key
+    assert not (tmp_path / "run" / "student.partial").exists()
+
+
+def test_a_loss_below_the_students_last_layer_is_refused(tmp_path, teacher_dir, corpus, capsys) -> None:
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, student={"layers": 3, "hidden": 16},
+                          loss={"student_layer": 2}, train={"steps": 2})
+    assert main(["distill", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "leaves the student's layers 3..3 untrained" in err
+    assert "distill.student.layers=2" in err and not (tmp_path / "run").exists()
+
+
+def test_a_corpus_mixture_spends_the_budget_by_weight(tmp_path, teacher_dir, corpus) -> None:
+    small = tmp_path / "in-domain.txt"
+    small.write_text("good movie it is a great story and fun\nbad film not a good plot i hate it\n", encoding="utf-8")
+    mixture = [{"source": str(corpus), "weight": 3.0}, {"source": str(small), "weight": 1.0}]
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 5})
+    data = yaml.safe_load(recipe.read_text())
+    data["distill"]["corpus"] = mixture
+    recipe.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert main(["distill", str(recipe)]) == 0
+    run = json.loads((tmp_path / "run" / "student" / "run.json").read_text())
+    report = {part["source"]: part for part in run["corpus"]}
+    assert report[str(corpus)]["share"] == 0.75 and report[str(small)]["share"] == 0.25
+    assert report[str(corpus)]["blocks"] == 30 and report[str(small)]["blocks"] == 10  # of 5 x 8 sequences
+    assert report[str(small)]["repeated"] and report[str(small)]["distinct_blocks"] == 1
+    assert run["blocks"]["count"] == 40
+
+
+def test_mix_blocks_repeats_a_small_source_and_cuts_a_large_one() -> None:
+    from minilm_deploy.distill.data import Blocks, mix_blocks
+
+    def blocks(n: int, value: int) -> Blocks:
+        return Blocks(torch.full((n, 4), value), torch.ones((n, 4), dtype=torch.long))
+
+    mixed, report = mix_blocks([("a", blocks(10, 1), 1.0), ("b", blocks(2, 2), 1.0)], samples=8)
+    assert mixed.input_ids[:, 0].tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert [r["repeated"] for r in report] == [False, True] and [r["share"] for r in report] == [0.5, 0.5]

@@ -39,17 +39,48 @@ def test_random_init_is_seeded(tiny_bert_session_dir: Path) -> None:
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
 
 
-def test_teacher_layers_init_copies_every_kth_layer(tiny_bert_factory) -> None:
-    assert teacher_layer_picks(12, 6) == [0, 2, 4, 6, 8, 10]
-    assert teacher_layer_picks(6, 3) == [0, 2, 4]
+def test_default_picks_keep_the_first_and_last_teacher_layer() -> None:
+    assert teacher_layer_picks(6, 3) == [0, 2, 5]
+    assert teacher_layer_picks(6, 4) == [0, 2, 3, 5]
+    assert teacher_layer_picks(12, 6) == [0, 2, 4, 7, 9, 11]
     assert teacher_layer_picks(4, 4) == [0, 1, 2, 3]
-    teacher = load_encoder(tiny_bert_factory("t", num_hidden_layers=4))
-    student = build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers"), seed=0)
-    t_layers, s_layers = teacher.model.encoder.layer, student.encoder.layer
-    for s_i, t_i in enumerate([0, 2]):
+    assert teacher_layer_picks(6, 2) == [0, 5]
+    assert teacher_layer_picks(6, 1) == [5]  # one layer: the one a last-layer loss aims at
+    for teacher in range(1, 25):
+        for student in range(2, teacher + 1):
+            picks = teacher_layer_picks(teacher, student)
+            assert picks[0] == 0 and picks[-1] == teacher - 1 and len(set(picks)) == student
+            assert picks == sorted(picks)
+
+
+def _assert_copied(student, teacher, picks: list[int]) -> None:
+    t_layers, s_layers = teacher.encoder.layer, student.encoder.layer
+    for s_i, t_i in enumerate(picks):
         for (name, sp), (_, tp) in zip(s_layers[s_i].named_parameters(), t_layers[t_i].named_parameters(), strict=True):
-            assert torch.equal(sp, tp), name
-    assert torch.equal(student.embeddings.word_embeddings.weight, teacher.model.embeddings.word_embeddings.weight)
+            assert torch.equal(sp, tp), (s_i, t_i, name)
+    assert torch.equal(student.embeddings.word_embeddings.weight, teacher.embeddings.word_embeddings.weight)
+
+
+def test_teacher_layers_init_copies_the_picked_layers(tiny_bert_factory) -> None:
+    teacher = load_encoder(tiny_bert_factory("t", num_hidden_layers=4))
+    default = build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers"), seed=0)
+    _assert_copied(default, teacher.model, [0, 3])
+    given = build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers", init_layers=(1, 2)), 0)
+    _assert_copied(given, teacher.model, [1, 2])
+
+
+def test_init_layers_are_validated(tiny_bert_factory) -> None:
+    teacher = load_encoder(tiny_bert_factory("t", num_hidden_layers=4))
+    with pytest.raises(InputError, match=r"teacher's layers are 0\.\.3"):
+        build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers", init_layers=(0, 4)), 0)
+    with pytest.raises(InputError, match="increasing order"):
+        build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers", init_layers=(2, 1)), 0)
+    with pytest.raises(InputError, match="increasing order"):
+        build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers", init_layers=(1, 1)), 0)
+    with pytest.raises(ValueError, match="one teacher layer per student layer"):
+        StudentSpec(layers=2, hidden=32, init="teacher-layers", init_layers=(0, 1, 2))
+    with pytest.raises(ValueError, match="needs init: teacher-layers"):
+        StudentSpec(layers=2, hidden=32, init_layers=(0, 1))
 
 
 def test_teacher_layers_init_needs_equal_widths(tiny_bert_session_dir: Path) -> None:

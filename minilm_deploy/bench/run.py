@@ -31,6 +31,7 @@ from minilm_deploy.bench.timing import clock_for, measure, peak_memory_mb, reset
 from minilm_deploy.config import to_dict
 from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError, MinilmError
+from minilm_deploy.hardware import cpu_class, cpu_name
 from minilm_deploy.paths import atomic_directory
 
 
@@ -104,27 +105,8 @@ def environment() -> dict[str, Any]:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             continue
-    return {"cpu": _cpu_name(), "cpu_class": cpu_class(), "cores": os.cpu_count() or 0, "python": sys.version.split()[0],
+    return {"cpu": cpu_name(), "cpu_class": cpu_class(), "cores": os.cpu_count() or 0, "python": sys.version.split()[0],
             "platform": platform.platform(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": versions}
-
-
-def _cpuinfo(field: str) -> str | None:
-    """The first `field` of /proc/cpuinfo (None where there is no such file or field)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(field)), None)
-
-
-def cpu_class() -> str:
-    """The CPU feature that decides INT8 speed most: avx512_vnni, avx_vnni, avx2 or other (from /proc/cpuinfo)."""
-    flags = (_cpuinfo("flags") or "").split()
-    return next((f for f in ("avx512_vnni", "avx_vnni", "avx2") if f in flags), platform.machine() or "other")
-
-
-def _cpu_name() -> str:
-    return _cpuinfo("model name") or platform.processor() or "unknown"
 
 
 def _check_names(models: list[ModelSpec]) -> None:

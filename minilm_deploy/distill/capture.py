@@ -1,8 +1,8 @@
-"""Read Q, K and V of one layer through forward hooks on its projection modules.
+"""Read Q, K and V of one layer (and its output hidden states) through forward hooks.
 
-Never `output_attentions=True` over every layer: the hooks take the projections' outputs, and
-once everything the loss needs is captured the forward pass stops (the rest of the network
-does not contribute to the loss). Hooks are registered for one call and removed right after,
+Never `output_attentions=True` over every layer: the hooks take the projections' outputs (and,
+for hidden-state alignment, the layer's own output), and once everything the loss needs is
+captured the forward pass stops (the rest of the network does not contribute to the loss). Hooks are registered for one call and removed right after,
 whatever happens.
 """
 
@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from minilm_deploy.models.adapters import adapter_for, base_model, layer_list, resolve_layer
 
-PARTS = ("query", "key", "value")
+PROJECTIONS = ("query", "key", "value")
+PARTS = (*PROJECTIONS, "hidden")  # hidden: the layer's output, (B, T, D)
 
 
 class _StopForward(Exception):
@@ -25,13 +26,15 @@ class _StopForward(Exception):
 
 @dataclass
 class RelationStates:
-    """Captured projections of one layer, (B, H, T, d) each, with the (B, T) attention mask."""
+    """Captured projections of one layer, (B, H, T, d) each, with the (B, T) attention mask; and
+    the layer's output hidden states (B, T, D), projected to the teacher's width for a student."""
 
     query: Tensor | None
     key: Tensor | None
     value: Tensor | None
     mask: Tensor
     score_bias: Tensor | None = None  # (H, T, T) or (B, H, T, T), added to attention scores
+    hidden: Tensor | None = None
 
     def get(self, part: str) -> Tensor:
         tensor = getattr(self, part)
@@ -45,21 +48,25 @@ class CaptureModel(nn.Module):
 
     `layer` counts from 1 (or negative from the end). `parts` says what to capture; with
     `want_bias`, an additive score bias too (architectures that have one, e.g. MPNet).
-    A module, so DistributedDataParallel can wrap it.
+    `projection` (a student's, trained with it and never saved in it) maps the captured hidden
+    states to the teacher's width. A module, so DistributedDataParallel can wrap it (and the
+    projection with it).
     """
 
     def __init__(
         self,
         model: nn.Module,
         layer: int = -1,
-        parts: Iterable[str] = PARTS,
+        parts: Iterable[str] = PROJECTIONS,
         *,
         want_bias: bool = False,
         stop_early: bool = True,
         what: str = "layer",
+        projection: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.projection = projection
         config = model.config
         self.adapter = adapter_for(config.model_type)
         layers = layer_list(model)
@@ -71,15 +78,15 @@ class CaptureModel(nn.Module):
 
     def _modules_to_hook(self) -> dict[str, nn.Module]:
         layer = layer_list(self.model)[self.layer_index]
-        return {part: layer.get_submodule(getattr(self.adapter, part)) for part in self.parts}
+        return {part: layer if part == "hidden" else layer.get_submodule(getattr(self.adapter, part)) for part in self.parts}
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> RelationStates:
         store: dict[str, Tensor] = {}
         handles = []
 
         def hook_for(name: str):
-            def hook(_module: nn.Module, _inputs: object, output: Tensor) -> None:
-                store[name] = output
+            def hook(_module: nn.Module, _inputs: object, output: Tensor | tuple[Tensor, ...]) -> None:
+                store[name] = output[0] if isinstance(output, tuple) else output  # a layer may return a tuple
                 if self.stop_early and all(p in store for p in self.parts):
                     raise _StopForward
 
@@ -108,6 +115,9 @@ class CaptureModel(nn.Module):
             B, T, D = x.shape
             return x.view(B, T, self.heads, D // self.heads).transpose(1, 2)  # (B, H, T, d)
 
+        hidden = store.get("hidden")
+        if hidden is not None and self.projection is not None:
+            hidden = self.projection(hidden)  # (B, T, D_student) → (B, T, D_teacher)
         bias = store.get("score_bias")
         if bias is not None and self.adapter.score_bias_view is not None:
             bias = self.adapter.score_bias_view(bias)
@@ -117,6 +127,7 @@ class CaptureModel(nn.Module):
             value=heads(store.get("value")),
             mask=mask,
             score_bias=bias,
+            hidden=hidden,
         )
 
 

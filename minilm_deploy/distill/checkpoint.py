@@ -3,6 +3,8 @@
 ```
 WORK/checkpoints/step-0000100/
   model.safetensors       the student's state dict
+  projection.safetensors  (where the loss has one) what a checkpoint keeps beside the student: its
+                          learned projection to the teacher's width, never part of the student
   optimizer.safetensors   AdamW state tensors, keyed "<param index>.<name>"
   rng.safetensors         torch CPU (and CUDA) generator states
   state.json              step, samples seen, optimizer param groups and scalar state, metrics
@@ -77,14 +79,17 @@ def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 
 def save_checkpoint(
-    root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainProgress, keep: int
+    root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainProgress, keep: int,
+    extras: dict[str, nn.Module] | None = None,
 ) -> Path:
-    """Write `root/step-NNNNNNN` atomically, then drop all but the newest `keep` checkpoints."""
+    """Write `root/step-NNNNNNN` atomically, then drop all but the newest `keep` checkpoints.
+    `extras`: modules trained beside the model, each saved as `<name>.safetensors`."""
     final = Path(root) / f"step-{progress.step:07d}"
     tensors, meta = _optimizer_tensors(optimizer)
     with atomic_directory(final, overwrite=True) as tmp:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
+        for name, module in {"model": model, **(extras or {})}.items():
+            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, str(tmp / f"{name}.safetensors"))
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
         record = {"progress": progress.__dict__, "optimizer": meta}
@@ -109,11 +114,13 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def load_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, device: torch.device
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, device: torch.device,
+    extras: dict[str, nn.Module] | None = None,
 ) -> TrainProgress:
-    """Restore model, optimizer and RNG states from `path`; returns where training stood."""
+    """Restore model (and `extras`), optimizer and RNG states from `path`; returns where training stood."""
     path = Path(path)
-    model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device)))
+    for name, module in {"model": model, **(extras or {})}.items():
+        module.load_state_dict(load_file(str(path / f"{name}.safetensors"), device=str(device)))
     record = json.loads((path / "state.json").read_text(encoding="utf-8"))
     if optimizer is not None:
         tensors = load_file(str(path / "optimizer.safetensors"), device=str(device))

@@ -100,3 +100,25 @@ class BlockOrder:
 
 def batch_slice(blocks: Blocks, index: Tensor) -> tuple[Tensor, Tensor]:
     return blocks.input_ids[index], blocks.attention_mask[index]
+
+
+def mix_blocks(pieces: list[tuple[str, Blocks, float]], samples: int) -> tuple[Blocks, list[dict]]:
+    """Blocks of several sources, each repeated (cyclically) or cut to its share of `samples`.
+
+    pieces: (source name, its blocks, its weight); the weights are normalised to shares. A source
+    with fewer blocks than its share is repeated, so one pass over the mixture spends the budget
+    in the given proportions. Returns the mixture and, per source, what it contributed.
+    """
+    total = sum(weight for _, _, weight in pieces)
+    parts, report = [], []
+    for name, blocks, weight in pieces:
+        share = weight / total
+        want = max(1, round(share * samples))
+        index = torch.arange(want) % len(blocks)  # (want,): cycles through the source's blocks
+        parts.append((blocks.input_ids[index], blocks.attention_mask[index]))
+        report.append({"source": name, "share": round(share, 4), "blocks": want, "distinct_blocks": min(want, len(blocks)),
+                       "repeated": want > len(blocks)})
+    width = max(ids.shape[1] for ids, _ in parts)
+    if any(ids.shape[1] != width for ids, _ in parts):
+        raise ValueError("every source must be packed to the same block length")
+    return Blocks(torch.cat([ids for ids, _ in parts]), torch.cat([m for _, m in parts])), report

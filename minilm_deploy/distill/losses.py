@@ -110,3 +110,32 @@ def relation_kl_sum(
     s_logp = relation_log_probs(student[0], student[1], mask, student_bias)
     rows = kl_rows(t_logp, s_logp, mask)  # (B, H, T)
     return masked_row_sum(rows, mask), int(mask.sum().item()) * rows.shape[1]
+
+
+def token_cosine_sum(student: Tensor, teacher: Tensor, mask: Tensor) -> tuple[Tensor, int]:
+    """(Σ over real tokens of 1 − cos(student_t, teacher_t), real tokens): DistilBERT's L_cos.
+
+    student, teacher: (B, T, D) hidden states of one width (project the student first);
+    mask: (B, T), nonzero for real tokens. Computed in float32.
+    """
+    keep = mask.bool()
+    with torch.autocast(device_type=student.device.type, enabled=False):
+        cos = F.cosine_similarity(student.float(), teacher.detach().float(), dim=-1, eps=1e-8)  # (B, T)
+        return ((1.0 - cos) * keep).sum(), int(keep.sum().item())
+
+
+def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
+    """(B, T, D) → (B, D): the mean over real tokens (sentence-transformers' pooling), float32."""
+    weights = mask.to(torch.float32).unsqueeze(-1)  # (B, T, 1)
+    return (hidden.float() * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def pooled_mse_sum(student: Tensor, teacher: Tensor, mask: Tensor) -> tuple[Tensor, int]:
+    """(Σ over sequences of the mean squared error of the mean-pooled embeddings, sequences).
+
+    student, teacher: (B, T, D); mask: (B, T). The error is averaged over the D dimensions of each
+    sentence embedding and summed over the batch, in float32.
+    """
+    with torch.autocast(device_type=student.device.type, enabled=False):
+        s, t = mean_pool(student, mask), mean_pool(teacher.detach(), mask)  # (B, D) each
+        return ((s - t) ** 2).mean(dim=-1).sum(), s.shape[0]

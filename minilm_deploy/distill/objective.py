@@ -1,18 +1,21 @@
 """The distillation objective: which relations, which heads, which weights (from `LossSpec`).
 
-Each loss part names a relation between two captured projections; a new part is one line in
-`RELATIONS`, a new loss kind one line in `recipe.LOSS_PARTS`.
+Each relation part names a relation between two captured projections; a new part is one line in
+`RELATIONS`, a new loss kind one line in `recipe.LOSS_PARTS`. The alignment parts (`hidden`,
+`embedding`) compare the captured layer's output hidden states; where the widths differ, the
+student's go through a learned projection (`make_projection`), trained with the student and not
+saved in it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from minilm_deploy.distill.capture import RelationStates
-from minilm_deploy.distill.losses import relation_kl_sum
-from minilm_deploy.distill.recipe import LOSS_PARTS, LossSpec
+from minilm_deploy.distill.losses import pooled_mse_sum, relation_kl_sum, token_cosine_sum
+from minilm_deploy.distill.recipe import ALIGNMENT_PARTS, LossSpec
 from minilm_deploy.errors import InputError
 
 # part → (left, right): relation softmax(left · rightᵀ / √d)
@@ -21,6 +24,11 @@ RELATIONS: dict[str, tuple[str, str]] = {
     "value": ("value", "value"),
     "query": ("query", "query"),
     "key": ("key", "key"),
+}
+# alignment part → (Σ-and-count function of (student, teacher, mask), what its sum is normalised by)
+ALIGNMENTS = {
+    "hidden": (token_cosine_sum, "tokens"),
+    "embedding": (pooled_mse_sum, "sequences"),
 }
 
 
@@ -32,14 +40,25 @@ class LossOutput:
     parts: dict[str, Tensor]
 
 
+@dataclass(frozen=True)
+class Counts:
+    """What the parts' sums are divided by: the real tokens and the sequences of the (global) batch."""
+
+    tokens: float
+    sequences: float
+
+
 class MiniLMObjective:
-    """Sum over parts of weight × mean KL(teacher ‖ student) of that relation."""
+    """Σ over parts of weight × mean of that part: KL(teacher ‖ student) per relation head and real
+    query row for relations, per real token for `hidden`, per sequence for `embedding`."""
 
     def __init__(self, spec: LossSpec, teacher_heads: int, student_heads: int) -> None:
         self.spec = spec
-        self.parts = LOSS_PARTS[spec.kind]
-        self.heads = self._relation_heads(spec, teacher_heads, student_heads)
-        self.row_heads = self.heads or teacher_heads  # the KL is averaged over these heads
+        self.parts = spec.active_parts()
+        self.relations = tuple(p for p in self.parts if p in RELATIONS)
+        self.alignments = tuple(p for p in self.parts if p in ALIGNMENT_PARTS)
+        self.heads = self._relation_heads(spec, teacher_heads, student_heads) if self.relations else None
+        self.row_heads = self.heads or teacher_heads  # a relation's KL is averaged over these heads
         # The score bias (MPNet's relative positions) belongs to the model's own attention heads.
         self.use_bias = "attention" in self.parts and self.heads in (None, teacher_heads) and (
             self.heads in (None, student_heads)
@@ -60,17 +79,19 @@ class MiniLMObjective:
         return None
 
     def captured_parts(self) -> tuple[str, ...]:
-        needed = {name for part in self.parts for name in RELATIONS[part]}
-        return tuple(p for p in ("query", "key", "value") if p in needed)
+        needed = {name for part in self.relations for name in RELATIONS[part]}
+        if self.alignments:
+            needed.add("hidden")
+        return tuple(p for p in ("query", "key", "value", "hidden") if p in needed)
 
-    def sums(self, teacher: RelationStates, student: RelationStates) -> tuple[dict[str, Tensor], int]:
-        """Per part: Σ KL over relation heads and real query rows; and the count it is a sum over."""
+    def sums(self, teacher: RelationStates, student: RelationStates) -> tuple[dict[str, Tensor], Counts]:
+        """Per part: its sum (over relation heads and real query rows, real tokens or sequences);
+        and the local counts those sums are over."""
         sums: dict[str, Tensor] = {}
-        count = 0
-        for part in self.parts:
+        for part in self.relations:
             left, right = RELATIONS[part]
             bias = self.use_bias and part == "attention"
-            sums[part], count = relation_kl_sum(
+            sums[part], _ = relation_kl_sum(
                 (teacher.get(left), teacher.get(right)),
                 (student.get(left), student.get(right)),
                 student.mask,
@@ -78,14 +99,31 @@ class MiniLMObjective:
                 teacher.score_bias if bias else None,
                 student.score_bias if bias else None,
             )
-        return sums, count
+        for part in self.alignments:
+            function, _ = ALIGNMENTS[part]
+            sums[part], _ = function(student.get("hidden"), teacher.get("hidden"), student.mask)
+        mask = student.mask.bool()
+        return sums, Counts(tokens=float(mask.sum().item()), sequences=float(mask.shape[0]))
 
-    def __call__(self, teacher: RelationStates, student: RelationStates, denominator: float | None = None) -> LossOutput:
-        """The weighted loss; `denominator` replaces the local count (heads × real query rows of the
-        whole global batch, so micro-batches and processes add up to the global-batch mean)."""
-        sums, count = self.sums(teacher, student)
-        scale = 1.0 / (denominator if denominator is not None else max(count, 1))
-        parts = {name: self.spec.weight(name) * value * scale for name, value in sums.items()}
+    def __call__(self, teacher: RelationStates, student: RelationStates, counts: Counts | None = None) -> LossOutput:
+        """The weighted loss; `counts` replaces the local counts (those of the whole global batch, so
+        micro-batches and processes add up to the global-batch mean)."""
+        sums, local = self.sums(teacher, student)
+        counts = counts or local
+        parts = {name: self.spec.weight(name) * value / self._count(name, counts) for name, value in sums.items()}
         total = sum(parts.values())
         assert isinstance(total, Tensor)
         return LossOutput(total=total, parts={k: v.detach() for k, v in parts.items()})
+
+    def _count(self, part: str, counts: Counts) -> float:
+        if part in RELATIONS:
+            return max(self.row_heads * counts.tokens, 1.0)
+        return max(getattr(counts, ALIGNMENTS[part][1]), 1.0)
+
+
+def make_projection(objective: MiniLMObjective, student_width: int, teacher_width: int) -> nn.Module | None:
+    """The learned map of the student's hidden states to the teacher's width, where the alignment
+    parts need one (a bias-free linear layer, initialised like any nn.Linear); else None."""
+    if not objective.alignments or student_width == teacher_width:
+        return None
+    return nn.Linear(student_width, teacher_width, bias=False)

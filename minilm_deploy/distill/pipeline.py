@@ -115,7 +115,7 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
     if advice and stage.name == "student":
         notes.append(advice)
     student = build_student(teacher.model, stage.student, seed)
-    blocks = _blocks(spec, stage.train, teacher.tokenizer, seed)
+    blocks, corpus_report = _blocks(spec, stage.train, teacher.tokenizer, seed)
     job = Stage(teacher.model, student, stage.loss, stage.train, blocks, seed, work, label=stage.name)
     check_stage(job, info.world)
     fresh = not work.exists()
@@ -126,6 +126,13 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
         if fresh and info.is_main and not any((work / "checkpoints").glob("step-*")):
             shutil.rmtree(work, ignore_errors=True)  # nothing worth resuming: leave no trace
         raise
+    from minilm_deploy.distill.trainer import use_bf16
+    from minilm_deploy.hardware import cpu_class, cpu_name
+    from minilm_deploy.models.student import student_layer_picks
+
+    init = {"init": stage.student.init}
+    if stage.student.init == "teacher-layers":
+        init["teacher_layers"] = student_layer_picks(stage.student, teacher.shape[0])
     record = {
         "stage": stage.name,
         "teacher": {"source": teacher_spec, "path": str(teacher.path), "parameters": count_parameters(teacher.model)},
@@ -136,6 +143,8 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
         "steps": progress.step, "samples": progress.samples, "tokens": progress.tokens,
         "final": progress.last,
         "blocks": {"count": len(blocks), "tokens": blocks.tokens, "seq_len": stage.train.seq_len},
+        "corpus": corpus_report, "init": init,
+        "bf16": use_bf16(stage.train, device), "cpu": {"name": cpu_name(), "class": cpu_class()},
         "vocab": vocab_report, "notes": notes, "world_size": info.world, "device": str(device),
         "elapsed_s": round(time.perf_counter() - started, 2), "versions": _versions(),
         "recipe": to_dict(recipe),
@@ -171,12 +180,23 @@ def _check_workdir(recipe, work: Path, resume: bool, info: D.DistInfo) -> None:
 
 
 def _blocks(spec: DistillRecipe, train: TrainSpec, tokenizer, seed: int):
-    from minilm_deploy.distill.data import pack_blocks, shuffled_documents
+    """The token blocks of the corpus (or of its mixture), and what each source contributed."""
+    from minilm_deploy.distill.data import mix_blocks, pack_blocks, shuffled_documents
     from minilm_deploy.sources import read_corpus
 
-    docs = shuffled_documents(read_corpus(spec.corpus), seed, spec.max_documents)
+    parts = spec.corpus_parts()
     budget = train.total_steps() * train.batch * (train.seq_len - 2)
-    return pack_blocks(docs, tokenizer, train.seq_len, max_tokens=budget)
+    total_weight = sum(part.weight for part in parts)
+    pieces = []
+    for part in parts:
+        docs = shuffled_documents(read_corpus(part.source), seed, spec.max_documents)
+        share = -(-budget * part.weight // total_weight)  # this source's tokens, rounded up
+        pieces.append((part.source, pack_blocks(docs, tokenizer, train.seq_len, max_tokens=share), part.weight))
+    if len(pieces) == 1:
+        blocks = pieces[0][1]
+        return blocks, [{"source": parts[0].source, "share": 1.0, "blocks": len(blocks), "distinct_blocks": len(blocks),
+                         "repeated": False}]
+    return mix_blocks(pieces, train.total_steps() * train.batch)
 
 
 def _prune(teacher, spec: DistillRecipe, seed: int):
@@ -184,10 +204,11 @@ def _prune(teacher, spec: DistillRecipe, seed: int):
     from minilm_deploy.models.vocab import prune_encoder
     from minilm_deploy.sources import read_corpus
 
-    corpus = spec.vocab.corpus or spec.corpus
-    docs = shuffled_documents(read_corpus(corpus), seed, spec.vocab.max_documents)
-    if spec.vocab.corpus is not None and spec.vocab.corpus != spec.corpus:
-        docs += read_corpus(spec.corpus)  # the distillation text must stay representable
+    sources = [part.source for part in spec.corpus_parts()]
+    docs = [doc for source in ([spec.vocab.corpus] if spec.vocab.corpus else sources)
+            for doc in shuffled_documents(read_corpus(source), seed, spec.vocab.max_documents)]
+    if spec.vocab.corpus is not None and spec.vocab.corpus not in sources:
+        docs += [doc for source in sources for doc in read_corpus(source)]  # the distillation text must stay representable
     return prune_encoder(teacher, docs, min_count=spec.vocab.min_count)
 
 

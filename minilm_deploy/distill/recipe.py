@@ -2,9 +2,11 @@
 
 ```yaml
 distill:
-  corpus: zoo:corpus-en          # raw text: zoo:NAME or a local .txt (one document per line)
+  corpus: zoo:corpus-en          # raw text: zoo:NAME or a local .txt (one document per line), or a mixture:
+  #   [{source: zoo:corpus-en, weight: 0.7}, {source: zoo:rotten-tomatoes, weight: 0.3}]  (a task: its training texts)
   student: {layers: 3, hidden: 384, heads: 12, ffn: null, init: random}
-  loss: {kind: minilm, teacher_layer: -1, student_layer: -1, relation_heads: null, weights: {}}
+  loss: {kind: minilm, teacher_layer: -1, student_layer: -1, relation_heads: null,
+         weights: {attention: 1.0, value: 1.0, hidden: 0.0, embedding: 0.0}}
   train: {steps: 300, batch: 32, seq_len: 128, lr: 5.0e-4, warmup: 0.1, ...}
   assistants: []                 # teacher → assistant(s) → student, in one command
   vocab: {prune: false, corpus: null, min_count: 1}
@@ -25,6 +27,10 @@ LOSS_PARTS: dict[str, tuple[str, ...]] = {
     "attention": ("attention",),
     "minilmv2": ("query", "key", "value"),
 }
+# Hidden-state alignment parts (beyond the paper), off unless `weights` gives them a weight:
+# hidden = token-level cosine distance of the last hidden states (DistilBERT's L_cos), embedding =
+# MSE of the mean-pooled sentence embeddings. Any kind may add them.
+ALIGNMENT_PARTS: tuple[str, ...] = ("hidden", "embedding")
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,9 @@ class StudentSpec:
     heads: int | None = None  # default: the teacher's head count (MiniLM v1 needs it equal)
     ffn: int | None = None  # default: 4 × hidden
     init: Literal["random", "teacher-layers"] = "random"
+    # teacher-layers: the 0-based teacher layers to copy, one per student layer, increasing (e.g. [0, 2, 5]);
+    # default: spread over the teacher with its first and last layer kept
+    init_layers: tuple[int, ...] | None = None
     dropout: float | None = None  # hidden and attention dropout; default: the teacher's
 
     def __post_init__(self) -> None:
@@ -45,6 +54,12 @@ class StudentSpec:
             raise ValueError(f"student.ffn must be positive, got {self.ffn}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"student.dropout must be in [0, 1), got {self.dropout}")
+        if self.init_layers is not None:
+            if self.init != "teacher-layers":
+                raise ValueError("student.init_layers picks the teacher layers to copy: it needs init: teacher-layers")
+            if len(self.init_layers) != self.layers:
+                raise ValueError(f"student.init_layers={list(self.init_layers)}: give one teacher layer per student "
+                                 f"layer ({self.layers}), 0-based")
 
     @property
     def ffn_size(self) -> int:
@@ -57,20 +72,32 @@ class LossSpec:
     teacher_layer: int = -1  # 1..L, or negative from the end; an upper-middle layer suits large teachers
     student_layer: int = -1
     relation_heads: int | None = None  # re-split heads into N relation heads (MiniLMv2); v1 default: own heads
-    weights: dict[str, float] = field(default_factory=dict)  # part name → weight (default 1.0 each)
+    # part name → weight: the kind's relation parts default to 1.0, the alignment parts to 0 (off);
+    # a weight of 0 turns a part off (not computed)
+    weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.teacher_layer == 0 or self.student_layer == 0:
             raise ValueError("loss.teacher_layer/student_layer count from 1 (or -1 for the last layer); 0 is not a layer")
         if self.relation_heads is not None and self.relation_heads < 1:
             raise ValueError(f"loss.relation_heads must be positive, got {self.relation_heads}")
-        unknown = sorted(set(self.weights) - set(LOSS_PARTS[self.kind]))
+        known = (*LOSS_PARTS[self.kind], *ALIGNMENT_PARTS)
+        unknown = sorted(set(self.weights) - set(known))
         if unknown:
-            parts = ", ".join(LOSS_PARTS[self.kind])
-            raise ValueError(f"loss.weights: unknown part(s) {', '.join(unknown)} for kind {self.kind}; parts: {parts}")
+            raise ValueError(f"loss.weights: unknown part(s) {', '.join(unknown)} for kind {self.kind}; "
+                             f"parts: {', '.join(known)}")
+        negative = sorted(name for name, value in self.weights.items() if value < 0)
+        if negative:
+            raise ValueError(f"loss.weights: {', '.join(negative)} must be >= 0 (0 turns a part off)")
+        if not self.active_parts():
+            raise ValueError(f"loss.weights: every part is 0; give at least one of {', '.join(known)} a positive weight")
 
     def weight(self, part: str) -> float:
-        return float(self.weights.get(part, 1.0))
+        return float(self.weights.get(part, 1.0 if part in LOSS_PARTS[self.kind] else 0.0))
+
+    def active_parts(self) -> tuple[str, ...]:
+        """The parts the loss sums, in order: the kind's relations, then alignment; weight 0 = off."""
+        return tuple(p for p in (*LOSS_PARTS[self.kind], *ALIGNMENT_PARTS) if self.weight(p) > 0)
 
 
 @dataclass(frozen=True)
@@ -85,7 +112,7 @@ class TrainSpec:
     clip: float = 1.0  # max gradient norm; 0 disables clipping
     grad_accum: int = 1
     seed: int | None = None  # default: the recipe's seed
-    bf16: bool | Literal["auto"] = "auto"  # autocast to bfloat16 where the device supports it (CUDA)
+    bf16: bool | Literal["auto"] = "auto"  # autocast to bf16: auto = CUDA with bf16, or a CPU with AMX/AVX512-BF16
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
@@ -97,8 +124,8 @@ class TrainSpec:
         for name in ("batch", "seq_len", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
-        if (self.steps is not None and self.steps < 1) or (self.tokens is not None and self.tokens < 1):
-            raise ValueError("train.steps / train.tokens must be positive")
+        if (self.steps is not None and self.steps < 0) or (self.tokens is not None and self.tokens < 0):
+            raise ValueError("train.steps / train.tokens must be >= 0 (0 writes the initialised student untrained)")
         if self.batch % self.grad_accum:
             raise ValueError(f"train.batch={self.batch} must be a multiple of train.grad_accum={self.grad_accum}")
         if self.seq_len < 8:
@@ -111,7 +138,7 @@ class TrainSpec:
             return self.steps
         assert self.tokens is not None
         per_step = self.batch * self.seq_len
-        return max(1, -(-self.tokens // per_step))
+        return -(-self.tokens // per_step)
 
     def warmup_steps(self) -> int:
         return int(self.warmup * self.total_steps()) if self.warmup < 1 else int(self.warmup)
@@ -141,11 +168,34 @@ class VocabSpec:
 
 
 @dataclass(frozen=True)
+class CorpusPart:
+    """One source of a corpus mixture; `weight` is its share of the distillation tokens (normalised)."""
+
+    source: str
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.weight > 0:
+            raise ValueError(f"corpus weight of {self.source} must be positive, got {self.weight}")
+
+
+@dataclass(frozen=True)
 class DistillRecipe:
-    corpus: str = "zoo:corpus-en"
+    corpus: str | tuple[CorpusPart, ...] = "zoo:corpus-en"
     student: StudentSpec = field(default_factory=StudentSpec)
     loss: LossSpec = field(default_factory=LossSpec)
     train: TrainSpec = field(default_factory=lambda: TrainSpec(steps=100))
     assistants: tuple[AssistantSpec, ...] = ()
     vocab: VocabSpec = field(default_factory=VocabSpec)
-    max_documents: int | None = None  # read at most this many corpus documents (after a seeded shuffle)
+    max_documents: int | None = None  # read at most this many corpus documents per source (after a seeded shuffle)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.corpus, str):
+            if not self.corpus:
+                raise ValueError("corpus: give a source, or a list of {source, weight}")
+            sources = [part.source for part in self.corpus]
+            if len(set(sources)) != len(sources):
+                raise ValueError(f"corpus: a source is listed twice: {sources}")
+
+    def corpus_parts(self) -> tuple[CorpusPart, ...]:
+        return (CorpusPart(self.corpus),) if isinstance(self.corpus, str) else self.corpus

@@ -25,9 +25,11 @@ from minilm_deploy.distill import distributed as D
 from minilm_deploy.distill.capture import CaptureModel, capture_teacher
 from minilm_deploy.distill.checkpoint import TrainProgress, latest_checkpoint, load_checkpoint, save_checkpoint
 from minilm_deploy.distill.data import BlockOrder, Blocks, batch_slice
-from minilm_deploy.distill.objective import MiniLMObjective
+from minilm_deploy.distill.objective import Counts, MiniLMObjective, make_projection
 from minilm_deploy.distill.recipe import LossSpec, TrainSpec
 from minilm_deploy.errors import InputError, MinilmError
+from minilm_deploy.hardware import bf16_autocast
+from minilm_deploy.models.adapters import attention_shape, layer_list, resolve_layer
 from minilm_deploy.progress import make_progress, progress_enabled
 
 METRICS_FILE = "metrics.jsonl"
@@ -57,9 +59,8 @@ def lr_at(step: int, spec: TrainSpec) -> float:
 
 
 def use_bf16(spec: TrainSpec, device: torch.device) -> bool:
-    if spec.bf16 == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return bool(spec.bf16)
+    """`train.bf16` on this device: auto = CUDA with bf16, or a CPU with AMX/AVX512-BF16 (slower elsewhere)."""
+    return bf16_autocast(spec.bf16, device.type)
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.AdamW:
@@ -83,9 +84,10 @@ def freeze_unreached(student: CaptureModel, teacher: CaptureModel, objective: Mi
     out.total.backward()
     frozen = [n for n, p in student.model.named_parameters() if p.requires_grad and p.grad is None]
     for name, param in student.model.named_parameters():
-        param.grad = None
         if name in frozen:
             param.requires_grad_(False)
+    for param in student.parameters():  # the projection's too
+        param.grad = None
     return frozen
 
 
@@ -116,6 +118,19 @@ def check_stage(stage: Stage, world: int = 1) -> None:
     objective = MiniLMObjective(stage.loss, _heads(stage.teacher), _heads(stage.student))
     CaptureModel(stage.teacher, stage.loss.teacher_layer, objective.captured_parts(), what="distill.loss.teacher_layer")
     CaptureModel(stage.student, stage.loss.student_layer, objective.captured_parts(), what="distill.loss.student_layer")
+    check_student_layer(stage.loss.student_layer, len(layer_list(stage.student)))
+
+
+def check_student_layer(student_layer: int, layers: int) -> None:
+    """Refuse a loss on a student layer below the last: the layers above it would get no gradient and
+    be saved (and fine-tuned) at their initial values."""
+    index = resolve_layer(student_layer, layers, what="distill.loss.student_layer")
+    if index < layers - 1:
+        raise InputError(
+            f"distill.loss.student_layer={student_layer} leaves the student's layers {index + 2}..{layers} untrained "
+            f"(no loss reaches them; they would ship at their initial values): set distill.student.layers={index + 1} "
+            "for a student that ends at that layer, or distill.loss.student_layer=-1"
+        )
 
 
 def train_stage(stage: Stage, info: D.DistInfo, device: torch.device, *, resume: bool) -> TrainProgress:
@@ -123,20 +138,25 @@ def train_stage(stage: Stage, info: D.DistInfo, device: torch.device, *, resume:
     spec = stage.train
     check_stage(stage, info.world)
     per_rank = spec.batch // spec.grad_accum // info.world
+    if spec.total_steps() == 0:
+        return TrainProgress()  # the initialised student, as it is (a baseline, or point 0 of a budget curve)
     objective = MiniLMObjective(stage.loss, _heads(stage.teacher), _heads(stage.student))
     parts = objective.captured_parts()
+    torch.manual_seed(stage.seed)
+    projection = make_projection(objective, _width(stage.student), _width(stage.teacher))
     teacher = CaptureModel(stage.teacher.to(device), stage.loss.teacher_layer, parts,
                            want_bias=objective.use_bias, what="distill.loss.teacher_layer")
     student = CaptureModel(stage.student.to(device), stage.loss.student_layer, parts,
-                           want_bias=objective.use_bias, what="distill.loss.student_layer")
+                           want_bias=objective.use_bias, what="distill.loss.student_layer",
+                           projection=projection.to(device) if projection is not None else None)
     student.model.train()
     freeze_unreached(student, teacher, objective, stage.blocks)
-    optimizer = make_optimizer(student.model, spec)
+    optimizer = make_optimizer(student, spec)  # the student and its projection
     ckpt_root = stage.workdir / CHECKPOINTS
     progress = TrainProgress()
     found = latest_checkpoint(ckpt_root) if resume else None
     if found is not None:
-        progress = load_checkpoint(found, student.model, optimizer, device)
+        progress = load_checkpoint(found, student.model, optimizer, device, extras=_extras(student))
     module: nn.Module = student
     if info.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -148,9 +168,16 @@ def train_stage(stage: Stage, info: D.DistInfo, device: torch.device, *, resume:
 
 
 def _heads(model: nn.Module) -> int:
-    from minilm_deploy.models.adapters import attention_shape
-
     return attention_shape(model.config)[2]
+
+
+def _width(model: nn.Module) -> int:
+    return attention_shape(model.config)[1]
+
+
+def _extras(student: CaptureModel) -> dict[str, nn.Module]:
+    """What a checkpoint keeps beside the student's own weights: its projection, if it has one."""
+    return {"projection": student.projection} if student.projection is not None else {}
 
 
 class _Loop:
@@ -182,7 +209,7 @@ class _Loop:
     def _save(self, progress: TrainProgress) -> None:
         model = self.module.module if hasattr(self.module, "module") else self.module
         save_checkpoint(self.stage.workdir / CHECKPOINTS, model.model, self.optimizer, progress,
-                        self.spec.keep_checkpoints)
+                        self.spec.keep_checkpoints, extras=_extras(model))
 
     def _step(self, progress: TrainProgress) -> tuple[dict[str, float], float]:
         spec, info = self.spec, self.info
@@ -192,7 +219,7 @@ class _Loop:
         torch.manual_seed(_seed_for(self.stage.seed, progress.step, info.rank))
         index = self.order.indices(progress.samples, progress.samples + spec.batch)  # the global batch
         real_tokens = int(self.stage.blocks.attention_mask[index].sum())
-        denominator = self.objective.row_heads * real_tokens / info.world  # DDP averages over ranks
+        counts = Counts(tokens=real_tokens / info.world, sequences=spec.batch / info.world)  # DDP averages over ranks
         micro = spec.batch // spec.grad_accum
         sums = torch.zeros(len(self.objective.parts) + 1, device=self.device)
         for m in range(spec.grad_accum):
@@ -200,11 +227,12 @@ class _Loop:
             ids, mask = batch_slice(self.stage.blocks, index[start : start + self.per_rank])
             ids, mask = ids.to(self.device), mask.to(self.device)
             sync = contextlib.nullcontext() if m == spec.grad_accum - 1 or not info.active else self.module.no_sync()
-            with sync, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                t_states = capture_teacher(self.teacher, ids, mask)
-                s_states = self.module(ids, mask)
-                out = self.objective(t_states, s_states, denominator)  # float32 inside, autocast or not
-                out.total.backward()
+            with sync:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    t_states = capture_teacher(self.teacher, ids, mask)
+                    s_states = self.module(ids, mask)
+                    out = self.objective(t_states, s_states, counts)  # float32 inside, autocast or not
+                out.total.backward()  # outside autocast, as torch recommends
             sums += torch.stack([out.total.detach(), *out.parts.values()]).float()
         sums = D.all_reduce_sum(sums, info) / info.world
         values = dict(zip(["loss", *self.objective.parts], sums.tolist(), strict=True))
@@ -236,8 +264,8 @@ class _Loop:
         now = time.perf_counter()
         rate = (progress.tokens - window[1]) / max(now - window[0], 1e-9)
         record = {"step": progress.step, "lr": self.optimizer.param_groups[0]["lr"], **parts,
-                  "grad_norm": grad_norm, "tokens": progress.tokens, "tokens_per_s": round(rate, 1)}
-        progress.last = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+                  "grad_norm": grad_norm, "tokens": progress.tokens, "tokens_per_s": round(rate, 1), "bf16": self.bf16}
+        progress.last = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.log.write(record)
         text = _describe(record, self.objective.parts)
         bar.update(task, info=text)

@@ -13,6 +13,7 @@ finetune:
   seeds: [1, 2, 3]                 # each seed trains once; metrics.json reports mean ± std
   eval_splits: [test]              # cross-lingual: [test, test-fr, test-nl, test-de]
   freeze_embeddings: false         # true: word embeddings stay fixed (multilingual zero-shot transfer)
+  bf16: auto                       # autocast training to bf16: auto = CUDA with bf16, or a CPU with AMX/AVX512-BF16
   distill:                         # optional task distillation from a fine-tuned teacher
     teacher: ""                    # "" = <run_dir>/teacher-task
     temperature: 2.0
@@ -23,6 +24,7 @@ finetune:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 ROLES = ("teacher", "student")  # model roles a recipe can name; anything else is a model spec
 
@@ -55,6 +57,7 @@ class FinetuneRecipe:
     max_grad_norm: float = 1.0  # 0 = no clipping
     freeze_embeddings: bool = False  # keep the word embeddings fixed (large multilingual vocabularies: faster,
     #                                  and words unseen in training stay aligned across languages)
+    bf16: bool | Literal["auto"] = "auto"  # training forward passes under bf16 autocast (the loss in float32)
     epochs: int = 3
     steps: int = 0  # > 0: train exactly this many optimizer steps (evaluating at each epoch end and at the last step)
     seeds: tuple[int, ...] = ()  # () = the recipe's top-level seed

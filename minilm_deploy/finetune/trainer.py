@@ -22,6 +22,7 @@ from minilm_deploy.finetune.evaluate import predict_logits, score
 from minilm_deploy.finetune.losses import task_loss
 from minilm_deploy.finetune.model import TaskHead, load_for_training, state_copy
 from minilm_deploy.finetune.recipe import FinetuneRecipe
+from minilm_deploy.hardware import bf16_autocast
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class SeedRun:
     best_dev: float
     train_seconds: float
     splits: dict[str, dict[str, float]] = field(default_factory=dict)
+    bf16: bool = False  # trained under bf16 autocast
 
 
 def log(line: str) -> None:
@@ -86,11 +88,14 @@ def make_optimizer(model: torch.nn.Module, ft: FinetuneRecipe, total: int):
 
 
 def train_step(model: torch.nn.Module, optimizer, schedule, batch: dict[str, torch.Tensor], labels: torch.Tensor,
-               soft: torch.Tensor | None, kind: str, ft: FinetuneRecipe) -> float:
-    """One optimizer step on one padded batch; returns the loss."""
+               soft: torch.Tensor | None, kind: str, ft: FinetuneRecipe, bf16: bool = False) -> float:
+    """One optimizer step on one padded batch (the forward under bf16 autocast if `bf16`); returns the loss."""
     distill = ft.distill
-    logits = model(**batch).logits  # (B, K)
-    loss, _ = task_loss(kind, logits, labels, soft, distill.temperature if distill else 1.0, distill.weight if distill else 0.0)
+    device = labels.device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(**batch).logits  # (B, K)
+    loss, _ = task_loss(kind, logits.float(), labels, soft, distill.temperature if distill else 1.0,
+                        distill.weight if distill else 0.0)  # float32, outside autocast
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if ft.max_grad_norm > 0:
@@ -117,14 +122,16 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     labels = torch.from_numpy(prep.train.labels)
     name = f"{label} seed {seed}".strip()
     bar = progress.add_task(name, total=total) if progress is not None else None
-    run = SeedRun(seed, [], 0, math.nan, 0.0)
+    bf16 = bf16_autocast(ft.bf16, device.type)
+    run = SeedRun(seed, [], 0, math.nan, 0.0, bf16=bf16)
     best_state, best, step, start = None, None, 0, time.perf_counter()
     for epoch in range(1, epochs + 1):
         losses = []
         for idx, feats in D.train_batches(prep.train, ft.batch_size, generator):
             batch = {k: v.to(device) for k, v in D.collate(feats, prep.pad_id).items()}
             soft = None if teacher is None else teacher[idx].to(device)
-            losses.append(train_step(model, optimizer, schedule, batch, labels[idx].to(device), soft, prep.head.kind, ft))
+            losses.append(train_step(model, optimizer, schedule, batch, labels[idx].to(device), soft, prep.head.kind, ft,
+                                     bf16))
             step += 1
             interrupt.check()
             if bar is not None:

@@ -1,7 +1,9 @@
 """Student construction: the teacher's architecture and vocabulary, a free depth and width.
 
-`init: random` is the paper's choice; `init: teacher-layers` copies the embeddings and every
-k-th layer of the teacher (the DistilBERT-style baseline; needs equal widths).
+`init: random` is the paper's choice; `init: teacher-layers` copies the embeddings and some of
+the teacher's layers (the DistilBERT-style baseline; needs equal widths): by default spread over
+the teacher with its first and last layer kept (DistilBERT's and sentence-transformers' layer
+reduction), or the 0-based layers `student.init_layers` names.
 """
 
 from __future__ import annotations
@@ -50,23 +52,48 @@ def build_student(teacher: nn.Module, spec: StudentSpec, seed: int) -> nn.Module
     student = AutoModel.from_config(config)
     student.config.architectures = [type(student).__name__]
     if spec.init == "teacher-layers":
-        copy_teacher_layers(teacher, student)
+        copy_teacher_layers(teacher, student, student_layer_picks(spec, attention_shape(teacher.config)[0]))
     return student
 
 
 def teacher_layer_picks(teacher_layers: int, student_layers: int) -> list[int]:
-    """Every k-th teacher layer (k = L // M), 0-based: 12 → 6 gives 0, 2, 4, 6, 8, 10."""
+    """Teacher layers spread evenly with the first and the last kept, 0-based: 6 → 3 gives 0, 2, 5;
+    6 → 4 gives 0, 2, 3, 5; 12 → 6 gives 0, 2, 4, 7, 9, 11 (a half rounds down). A single student
+    layer copies the teacher's last one: a last-layer loss then starts where it aims."""
     if student_layers > teacher_layers:
         raise InputError(
             f"init: teacher-layers needs at most the teacher's {teacher_layers} layers, got {student_layers}; "
             "use init: random"
         )
-    k = teacher_layers // student_layers
-    return [i * k for i in range(student_layers)]
+    if student_layers == 1:
+        return [teacher_layers - 1]
+    span, gaps = teacher_layers - 1, student_layers - 1
+    return [-(-(2 * i * span - gaps) // (2 * gaps)) for i in range(student_layers)]  # ceil(i·span/gaps − ½), exactly
 
 
-def copy_teacher_layers(teacher: nn.Module, student: nn.Module) -> None:
-    """Copy every parameter outside the layers (embeddings, shared biases) and the picked layers."""
+def check_layer_picks(picks: list[int] | tuple[int, ...], teacher_layers: int, student_layers: int) -> list[int]:
+    """`student.init_layers` as given: 0-based, in range, strictly increasing, one per student layer."""
+    picks = list(picks)
+    where = f"distill.student.init_layers={picks}"
+    if len(picks) != student_layers:
+        raise InputError(f"{where}: give one teacher layer per student layer ({student_layers}), 0-based")
+    if any(p < 0 or p >= teacher_layers for p in picks):
+        raise InputError(f"{where}: the teacher's layers are 0..{teacher_layers - 1} (0-based)")
+    if any(b <= a for a, b in zip(picks, picks[1:], strict=False)):
+        raise InputError(f"{where}: list the layers in increasing order, each once")
+    return picks
+
+
+def student_layer_picks(spec: StudentSpec, teacher_layers: int) -> list[int]:
+    """The teacher layers a `teacher-layers` student copies: `init_layers` if given, else the default spread."""
+    if spec.init_layers is not None:
+        return check_layer_picks(spec.init_layers, teacher_layers, spec.layers)
+    return teacher_layer_picks(teacher_layers, spec.layers)
+
+
+def copy_teacher_layers(teacher: nn.Module, student: nn.Module, picks: list[int]) -> None:
+    """Copy every parameter outside the layers (embeddings, shared biases) and teacher layer
+    `picks[i]` into student layer i."""
     t_layers, t_hidden, t_heads = attention_shape(teacher.config)
     s_layers, s_hidden, s_heads = attention_shape(student.config)
     adapter = adapter_for(teacher.config.model_type)
@@ -82,5 +109,5 @@ def copy_teacher_layers(teacher: nn.Module, student: nn.Module) -> None:
     own = {k: v for k, v in t_state.items() if not k.startswith(prefix) and k in student.state_dict()}
     student.load_state_dict(own, strict=False)
     teacher_list, student_list = layer_list(teacher), layer_list(student)
-    for s_index, t_index in enumerate(teacher_layer_picks(t_layers, s_layers)):
+    for s_index, t_index in enumerate(check_layer_picks(picks, t_layers, s_layers)):
         student_list[s_index].load_state_dict(teacher_list[t_index].state_dict())

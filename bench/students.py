@@ -1,0 +1,263 @@
+"""Students that beat layer truncation (issue 14): the evidence, with the project's own library, resumable.
+
+    .venv/bin/python bench/students.py plan                       # the default plan, one line per run, [done] marked
+    .venv/bin/python bench/students.py run                        # the default plan, in order; skips what is recorded
+    .venv/bin/python bench/students.py run --only 3x384:c1-both:1M:rotten-tomatoes:1 --threads 1
+    .venv/bin/python bench/students.py table                      # students.md, summary.json, crossover.png
+
+A run is GROUP:VARIANT:TOKENS:TASK:SEED. Groups (teacher → student shape):
+
+  3x384, 4x384     zoo:all-minilm-l6-v2 (6x384) → 3 or 4 layers x 384
+  mpnet-6x768      zoo:all-mpnet-base-v2 (12x768) → 6 layers x 768 (the new picks)
+  mpnet-6x384      zoo:all-mpnet-base-v2 (12x768) → 6 layers x 384 (random init; hidden-state parts through
+                   the learned projection 384 → 768)
+
+Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16M; 0 = no distillation):
+
+  teacher     the group's teacher, fine-tuned (the reference)
+  c           layer copy with the old picks (every k-th layer from 0: 6→3 [0, 2, 4]), no distillation
+  c1          layer copy with the new picks (first and last kept: 6→3 [0, 2, 5]), no distillation
+  c1-minilm   c1 + MiniLM relations (attention + value KL of the last layer)
+  c1-hidden   c1 + hidden-state alignment only (token cosine + pooled-embedding MSE on the last layer)
+  c1-both     c1 + relations + hidden-state alignment
+  c1-both-rt  c1-both on a corpus mixture: half zoo:corpus-en, half rotten-tomatoes' own training texts
+  rand-both   random initialisation + relations + hidden-state alignment
+
+Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
+Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
+(committed as results come). A distillation resumes from its last checkpoint; a fine-tuning run interrupted
+is redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "runs" / "students"
+RESULTS = ROOT / "bench" / "results" / "students"
+RUNS = RESULTS / "runs"
+
+
+@dataclass(frozen=True)
+class Group:
+    teacher: str
+    teacher_label: str  # one teacher serves several groups: its fine-tuned results are shared under this name
+    layers: int
+    hidden: int
+
+
+GROUPS = {
+    "3x384": Group("zoo:all-minilm-l6-v2", "minilm-6x384", 3, 384),
+    "4x384": Group("zoo:all-minilm-l6-v2", "minilm-6x384", 4, 384),
+    "mpnet-6x768": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, 768),
+    "mpnet-6x384": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, 384),
+}
+VARIANTS = {
+    "teacher": "the teacher, fine-tuned",
+    "c": "layer copy, old picks (every k-th from 0), no distillation",
+    "c1": "layer copy, new picks (first and last kept), no distillation",
+    "c1-minilm": "c1 + MiniLM relations",
+    "c1-hidden": "c1 + hidden-state alignment",
+    "c1-both": "c1 + relations + hidden-state alignment",
+    "c1-both-rt": "c1-both on corpus-en + rotten-tomatoes training texts (half each)",
+    "rand-both": "random init + relations + hidden-state alignment",
+}
+TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_384_000}
+CORPUS = "zoo:corpus-en"
+TRAIN = {"batch": 32, "seq_len": 64, "warmup": 0.1, "weight_decay": 0.01, "clip": 1.0, "checkpoint_every": 50,
+         "log_every": 25}
+LR = {"teacher-layers": 1.0e-4, "random": 1.0e-3}  # the copied layers are pretrained: 1e-3 undid them (ablation i)
+RELATIONS = {"attention": 1.0, "value": 1.0}
+ALIGNMENT = {"hidden": 1.0, "embedding": 1.0}
+FINETUNE = {"max_length": 64, "batch_size": 32, "lr": 1.0e-4, "epochs": 3, "keep_best": True, "eval_splits": ["test"]}
+TASKS = {"rotten-tomatoes": "zoo:rotten-tomatoes", "trec": "zoo:trec"}
+
+# The default plan, most decisive first: every objective at seed 1, then the seeds that decide the claim,
+# then trec, the crossover curve, 4x384 and the base-size teacher.
+_3 = "3x384"
+PLAN: list[str] = (
+    [f"{_3}:teacher:0:rotten-tomatoes:1", f"{_3}:c:0:rotten-tomatoes:1", f"{_3}:c1:0:rotten-tomatoes:1"]
+    + [f"{_3}:{v}:1M:rotten-tomatoes:1" for v in ("c1-both", "c1-minilm", "c1-hidden", "rand-both", "c1-both-rt")]
+    + [f"{_3}:{v}:{t}:rotten-tomatoes:{s}" for s in (2, 3) for v, t in
+       (("teacher", "0"), ("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
+    + [f"{_3}:{v}:{t}:trec:1" for v, t in (("teacher", "0"), ("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
+    + [f"{_3}:c1-both:{t}:rotten-tomatoes:1" for t in ("250k", "4M", "16M")]
+    + [f"4x384:{v}:{t}:rotten-tomatoes:1" for v, t in (("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
+    + ["mpnet-6x768:teacher:0:rotten-tomatoes:1", "mpnet-6x768:c1:0:rotten-tomatoes:1",
+       "mpnet-6x768:c1-both:1M:rotten-tomatoes:1", "mpnet-6x384:rand-both:1M:rotten-tomatoes:1"]
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    group: str
+    variant: str
+    tokens: str
+    task: str
+    seed: int
+
+    @classmethod
+    def parse(cls, text: str) -> Run:
+        try:
+            group, variant, tokens, task, seed = text.split(":")
+            run = cls(group, variant, tokens, task, int(seed))
+        except ValueError:
+            raise SystemExit(f"students.py: {text!r}: expected GROUP:VARIANT:TOKENS:TASK:SEED") from None
+        for value, known, what in ((group, GROUPS, "group"), (variant, VARIANTS, "variant"), (tokens, TOKENS, "tokens"),
+                                   (task, TASKS, "task")):
+            if value not in known:
+                raise SystemExit(f"students.py: unknown {what} {value!r}; known: {', '.join(known)}")
+        if (variant in ("teacher", "c", "c1")) != (tokens == "0"):
+            raise SystemExit(f"students.py: {text}: teacher, c and c1 take 0 tokens, distilled variants more")
+        return run
+
+    @property
+    def label(self) -> str:
+        """The name results use (a teacher's runs are shared by every group of that teacher)."""
+        return GROUPS[self.group].teacher_label if self.variant == "teacher" else self.group
+
+    @property
+    def student_key(self) -> str:
+        return f"{self.label}-{self.variant}-{self.tokens}"
+
+    @property
+    def result(self) -> Path:
+        return RUNS / f"{self.student_key}-{self.task}-s{self.seed}.json"
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def old_picks(teacher_layers: int, student_layers: int) -> list[int]:
+    """The picks the project used before issue 14: every k-th layer from 0."""
+    k = teacher_layers // student_layers
+    return [i * k for i in range(student_layers)]
+
+
+def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
+    group = GROUPS[run.group]
+    init = "random" if run.variant.startswith("rand") else "teacher-layers"
+    student: dict[str, Any] = {"layers": group.layers, "hidden": group.hidden, "init": init}
+    if run.variant == "c":
+        student["init_layers"] = old_picks(teacher_layers, group.layers)
+    weights: dict[str, float] = {}
+    if run.variant in ("c1-minilm", "c1-both", "c1-both-rt", "rand-both"):
+        weights |= RELATIONS
+    else:
+        weights |= {part: 0.0 for part in RELATIONS}
+    if run.variant in ("c1-hidden", "c1-both", "c1-both-rt", "rand-both"):
+        weights |= ALIGNMENT
+    corpus: Any = CORPUS
+    if run.variant == "c1-both-rt":
+        corpus = [{"source": CORPUS, "weight": 0.5}, {"source": TASKS["rotten-tomatoes"], "weight": 0.5}]
+    return {
+        "name": f"students-{run.student_key}", "teacher": group.teacher, "seed": 0,
+        "output_dir": str(WORK / run.student_key),
+        "distill": {"corpus": corpus, "student": student, "loss": {"kind": "minilm", "weights": weights},
+                    "train": {**TRAIN, "tokens": TOKENS[run.tokens], "lr": LR[init]}},
+    }
+
+
+def ensure_student(run: Run) -> str:
+    """The encoder this run fine-tunes: the teacher itself, or a student (distilled, or only initialised)."""
+    group = GROUPS[run.group]
+    if run.variant == "teacher":
+        return group.teacher
+    folder = WORK / run.student_key / "student"
+    if (folder / "run.json").is_file():
+        return str(folder)
+    from transformers import AutoConfig
+
+    from minilm_deploy.distill.pipeline import run_distill
+    from minilm_deploy.models.adapters import attention_shape
+    from minilm_deploy.recipe import recipe_from_dict
+    from minilm_deploy.sources import resolve_model
+
+    layers = attention_shape(AutoConfig.from_pretrained(resolve_model(group.teacher)))[0]
+    recipe = recipe_from_dict(distill_recipe(run, layers))
+    print(f"students: distilling {run.student_key} ({VARIANTS[run.variant]})", file=sys.stderr)
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    run_distill(recipe, resume=True)
+    record = json.loads((folder / "run.json").read_text())
+    save(RUNS / f"{run.student_key}-distill.json", {
+        "kind": "distill", "student": run.group, "variant": run.variant, "tokens": record["tokens"],
+        "tokens_label": run.tokens, "steps": record["steps"], "final": record["final"], "init": record["init"],
+        "student_parameters": record["student"]["parameters"], "teacher_parameters": record["teacher"]["parameters"],
+        "bf16": record.get("bf16"), "cpu": record.get("cpu"), "recipe": record["recipe"]["distill"],
+        "cpu_seconds_this_session": round(cpu_seconds() - cpu, 1),
+        "wall_seconds_this_session": round(time.perf_counter() - wall, 1),
+    })
+    return str(folder)
+
+
+def finetune(run: Run) -> None:
+    from minilm_deploy.config import from_dict
+    from minilm_deploy.finetune.api import finetune_model
+    from minilm_deploy.finetune.recipe import FinetuneRecipe
+    from minilm_deploy.hardware import cpu_class
+
+    if run.result.is_file():
+        return
+    model = ensure_student(run)
+    ft = from_dict(FinetuneRecipe, {"task": TASKS[run.task], "models": ["student"], **FINETUNE}, source="students")
+    out = WORK / run.student_key / f"{run.task}-s{run.seed}"
+    print(f"students: fine-tuning {run.student_key} on {run.task}, seed {run.seed}", file=sys.stderr)
+    cpu = cpu_seconds()
+    metrics = finetune_model(model, ft, out, (run.seed,), overwrite=True, label=f"{run.student_key}-{run.task}-s{run.seed}")
+    save(run.result, {
+        "kind": "finetune", "student": run.label, "variant": run.variant, "tokens": TOKENS[run.tokens],
+        "tokens_label": run.tokens, "task": run.task, "seed": run.seed, "metric": metrics["metric"],
+        "test": metrics["splits"]["test"], "dev": metrics["splits"]["dev"], "best_epoch": metrics["runs"][0]["best_epoch"],
+        "train_seconds": metrics["train_seconds"], "wall_seconds": metrics["wall_seconds"],
+        "cpu_seconds": round(cpu_seconds() - cpu, 1), "cpu_class": cpu_class(), "finetune": FINETUNE,
+        "model": model, "data": metrics.get("data"),
+    })
+
+
+def save(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {**record, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--only", action="append", default=[], metavar="GROUP:VARIANT:TOKENS:TASK:SEED")
+    run.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    sub.add_parser("plan")
+    sub.add_parser("table")
+    args = parser.parse_args()
+    if args.command == "table":
+        from students_table import write_all  # bench/students_table.py
+
+        write_all(RUNS, RESULTS)
+        return
+    plan = [Run.parse(text) for text in (args.only if args.command == "run" and args.only else PLAN)]
+    if args.command == "plan":
+        for item in plan:
+            print(("[done] " if item.result.is_file() else "       ") + ":".join(map(str, vars(item).values())))
+        return
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    for item in plan:
+        finetune(item)
+
+
+if __name__ == "__main__":
+    main()
