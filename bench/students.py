@@ -150,10 +150,10 @@ def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
     student: dict[str, Any] = {"layers": group.layers, "hidden": group.hidden, "init": init}
     if run.variant == "c":
         student["init_layers"] = old_picks(teacher_layers, group.layers)
-    weights: dict[str, float] = {}
+    weights: dict[str, float] = {}  # c and c1 (0 steps): the default loss, never used
     if run.variant in ("c1-minilm", "c1-both", "c1-both-rt", "rand-both"):
         weights |= RELATIONS
-    else:
+    if run.variant == "c1-hidden":
         weights |= {part: 0.0 for part in RELATIONS}
     if run.variant in ("c1-hidden", "c1-both", "c1-both-rt", "rand-both"):
         weights |= ALIGNMENT
@@ -225,11 +225,11 @@ def finetune(run: Run) -> None:
 
 
 def save(path: Path, record: dict[str, Any]) -> None:
+    from minilm_deploy.paths import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {**record, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(body, indent=2, default=str) + "\n")
 
 
 def main() -> None:

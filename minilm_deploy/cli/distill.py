@@ -23,7 +23,12 @@ def command(
     continues from the newest checkpoint. Several processes (DDP):
     `torchrun --nproc_per_node N -m minilm_deploy.distill RECIPE [options]`.
 
-    Example: minilm distill recipes/quickstart.yaml --set distill.train.steps=50
+    Examples:
+
+    \b
+      minilm distill recipes/quickstart.yaml --set distill.train.steps=50
+      minilm distill recipes/quickstart.yaml --set distill.loss.weights.hidden=0   # relations only (the paper)
+      minilm distill recipes/quickstart.yaml --set distill.train.steps=0           # the layer copy, untrained
     """
     from minilm_deploy.distill.pipeline import run_distill
     from minilm_deploy.recipe import load_recipe

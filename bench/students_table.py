@@ -1,0 +1,135 @@
+"""The tables, `summary.json` and the crossover plot from the per-run JSON files of `bench/students.py`.
+
+    .venv/bin/python bench/students.py table   → bench/results/students/{students.md, summary.json, crossover.png}
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from students import GROUPS, TOKENS, VARIANTS  # bench/students.py
+
+TASK_ORDER = ("rotten-tomatoes", "trec")
+CURVE_VARIANT = "c1-both"  # the crossover curve: this objective at every budget
+Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
+
+
+def load(runs_dir: Path) -> tuple[dict[Key, list[dict[str, Any]]], dict[tuple[str, str, str], dict[str, Any]]]:
+    runs: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+    distills: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in sorted(runs_dir.glob("*.json")):
+        record = json.loads(path.read_text())
+        if record["kind"] == "finetune":
+            runs[(record["student"], record["variant"], record["tokens_label"], record["task"])].append(record)
+        else:
+            distills[(record["student"], record["variant"], record["tokens_label"])] = record
+    for records in runs.values():
+        records.sort(key=lambda r: r["seed"])
+    return runs, distills
+
+
+def accuracy(record: dict[str, Any]) -> float:
+    return float(record["test"][record["metric"]])
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    values = [accuracy(r) for r in records]
+    return {"seeds": [r["seed"] for r in records], "accuracy": [round(v, 6) for v in values],
+            "mean": round(statistics.mean(values), 6), "std": round(statistics.stdev(values), 6) if len(values) > 1 else None}
+
+
+def summary_rows(runs: dict[Key, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (student, variant, budget, task), in the order of the groups and variants."""
+    order = {name: i for i, name in enumerate([*(g.teacher_label for g in GROUPS.values()), *GROUPS])}
+    variants = {name: i for i, name in enumerate(VARIANTS)}
+    rows = []
+    for (student, variant, tokens, task), records in sorted(
+            runs.items(), key=lambda kv: (order.get(kv[0][0], 99), variants[kv[0][1]], TOKENS[kv[0][2]], kv[0][3])):
+        rows.append({"student": student, "variant": variant, "description": VARIANTS[variant], "task": task,
+                     "tokens": TOKENS[tokens], **summarize(records), "cpu_class": records[0].get("cpu_class")})
+    return rows
+
+
+def _teacher_mean(rows: list[dict[str, Any]], student: str, task: str) -> float | None:
+    label = next((g.teacher_label for name, g in GROUPS.items() if name == student), student)
+    return next((r["mean"] for r in rows if r["student"] == label and r["variant"] == "teacher" and r["task"] == task), None)
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "–"
+    n = len(row["seeds"])
+    spread = f" ± {100 * row['std']:.1f}" if row["std"] is not None else ""
+    return f"{100 * row['mean']:.1f}{spread} ({n} seed{'s' if n > 1 else ''})"
+
+
+def markdown(rows: list[dict[str, Any]], distills: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+    lines = ["| student | variant | distill tokens | " + " | ".join(f"{t} test acc. %" for t in TASK_ORDER)
+             + " | RT retained % | distill CPU-s |", "|---|---|---:|" + "---:|" * (len(TASK_ORDER) + 2)]
+    keys = list(dict.fromkeys((r["student"], r["variant"], r["tokens"]) for r in rows))
+    label = {v: k for k, v in TOKENS.items()}
+    for student, variant, tokens in keys:
+        cells = {r["task"]: r for r in rows if (r["student"], r["variant"], r["tokens"]) == (student, variant, tokens)}
+        rt, teacher = cells.get("rotten-tomatoes"), _teacher_mean(rows, student, "rotten-tomatoes")
+        kept = f"{100 * rt['mean'] / teacher:.1f}" if rt and teacher else "–"
+        distill = distills.get((student, variant, label[tokens]))
+        cpu = f"{distill['cpu_seconds_this_session']:.0f}" if distill else "–"
+        lines.append(f"| {student} | {variant}: {VARIANTS[variant]} | {tokens:,} | "
+                     + " | ".join(_cell(cells.get(t)) for t in TASK_ORDER) + f" | {kept} | {cpu} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path, student: str = "3x384", task: str = "rotten-tomatoes") -> bool:
+    """Test accuracy of c1 + the curve's objective against the distillation budget, with the
+    truncation baselines (c, c1) and the teacher as bands. False if there is nothing to draw."""
+    curve = sorted((r for r in rows if r["student"] == student and r["task"] == task
+                    and r["variant"] in (CURVE_VARIANT, "c1")), key=lambda r: r["tokens"])
+    if len(curve) < 2:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    xs = [max(r["tokens"], 1e5) for r in curve]  # 0 tokens drawn at the left edge of a log axis
+    ax.errorbar(xs, [100 * r["mean"] for r in curve], yerr=[100 * (r["std"] or 0) for r in curve], marker="o",
+                capsize=3, label=f"c1 + {CURVE_VARIANT.removeprefix('c1-')} (first point: c1, no distillation)")
+    colours = {"c": "tab:red", "c1": "tab:orange", "teacher": "tab:green"}
+    for variant in ("c", "c1", "teacher"):
+        owner = student if variant != "teacher" else GROUPS[student].teacher_label
+        ref = next((r for r in rows if (r["student"], r["variant"], r["task"]) == (owner, variant, task)), None)
+        if ref is None:
+            continue
+        mean, std = 100 * ref["mean"], 100 * (ref["std"] or 0)
+        ax.axhline(mean, color=colours[variant], linestyle="--", label=f"{variant}: {VARIANTS[variant]}")
+        ax.axhspan(mean - std, mean + std, color=colours[variant], alpha=0.12)
+    ax.set_xscale("log")
+    ax.set_xlabel("distillation tokens (zoo:corpus-en)")
+    ax.set_ylabel(f"{task} test accuracy %")
+    ax.set_title(f"{student} student of all-MiniLM-L6-v2: where distillation overtakes truncation")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_all(runs_dir: Path, out: Path) -> None:
+    runs, distills = load(runs_dir)
+    rows = summary_rows(runs)
+    (out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
+    cpus = sorted({r["cpu_class"] for r in rows if r.get("cpu_class")})
+    header = ("# Students against layer truncation (issue 14)\n\n"
+              "Made by `.venv/bin/python bench/students.py table` from `runs/*.json`; CPU class of the runs: "
+              f"{', '.join(cpus) or '–'}. Test accuracy, mean ± std over seeds; fine-tuning: the whole task, 3 epochs, "
+              "best dev epoch, length 64, lr 1e-4.\n\n")
+    drawn = plot(rows, out / "crossover.png")
+    (out / "students.md").write_text(header + markdown(rows, distills)
+                                     + ("\n![crossover](crossover.png)\n" if drawn else ""))
+    print(f"wrote {out / 'students.md'}, {out / 'summary.json'}" + (f", {out / 'crossover.png'}" if drawn else ""))
