@@ -131,6 +131,37 @@ def test_steps_override_epochs(tiny_bert_session_dir: Path) -> None:
     assert [h["step"] for h in run.history] == [4, 7]
 
 
+def test_bf16_fine_tuning_trains_in_autocast_with_a_float32_loss(tiny_bert_session_dir: Path, monkeypatch) -> None:
+    from minilm_deploy.finetune import trainer
+
+    head_dtypes: list[torch.dtype] = []
+    loss_dtypes: list[torch.dtype] = []
+    real_load, real_loss = trainer.load_for_training, trainer.task_loss
+
+    def load(*args, **kwargs):
+        model, info = real_load(*args, **kwargs)
+        model.classifier.register_forward_hook(lambda _m, _i, out: head_dtypes.append(out.dtype))
+        return model, info
+
+    def loss(kind, logits, *args):
+        loss_dtypes.append(logits.dtype)
+        return real_loss(kind, logits, *args)
+
+    monkeypatch.setattr(trainer, "load_for_training", load)
+    monkeypatch.setattr(trainer, "task_loss", loss)
+    ft = replace(FAST, epochs=2, train_limit=64, bf16=True)
+    prep = prepare(synthetic_task(), load_tokenizer(tiny_bert_session_dir), ft)
+    run = train_seed(tiny_bert_session_dir, prep, ft, 0)[1]
+    assert run.bf16 is True and torch.bfloat16 in head_dtypes  # the training forward ran in autocast
+    assert loss_dtypes and all(dtype == torch.float32 for dtype in loss_dtypes)  # the loss did not
+    assert all(np.isfinite(h["train_loss"]) for h in run.history)
+    head_dtypes.clear()
+    plain = train_seed(tiny_bert_session_dir, prep, replace(ft, bf16=False), 0)[1]
+    assert plain.bf16 is False and set(head_dtypes) == {torch.float32}
+    auto = train_seed(tiny_bert_session_dir, prep, replace(ft, bf16="auto", steps=1), 0)[1]
+    assert auto.bf16 == trainer.bf16_autocast("auto", "cpu")  # on only where the CPU has AMX/AVX512-BF16
+
+
 def test_frozen_embeddings_stay_fixed(tiny_bert_session_dir: Path) -> None:
     from transformers import AutoModel
 
