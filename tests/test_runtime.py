@@ -19,6 +19,7 @@ import pytest
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export.build import export_model
 from minilm_deploy.export.profile import ExportProfile, load_profile
+from minilm_deploy.hardware import cpu_has_fast_bf16
 from minilm_deploy.runtime import Predictor, inspect_model
 from minilm_deploy.runtime.backends import BACKENDS, runner_class
 from minilm_deploy.runtime.backends.ort_runner import check_providers, session_options
@@ -270,7 +271,38 @@ def test_an_edited_model_file_is_refused(tmp_path, classifier):
         Predictor.load(copy)
 
 
+def test_openvino_runs_the_artifacts_onnx_like_onnxruntime(classifier, encoder):
+    pytest.importorskip("openvino")  # the openvino extra; `make test` installs it
+    for _, artifact in (classifier, encoder):
+        with Predictor.load(artifact, threads=1) as ort, Predictor.load(artifact, backend="openvino", threads=1) as ov:
+            assert ov.info["backend"] == "openvino" and ov.info["threads"] == 1
+            assert ov.info["inference_precision"] == ("bf16" if cpu_has_fast_bf16() else "f32")
+            a, b = ort.predict(TEXTS), ov.predict(TEXTS)
+            if ort.task == "classification":
+                assert a.labels == b.labels
+                np.testing.assert_allclose(a.scores, b.scores, atol=1e-2 if cpu_has_fast_bf16() else 1e-4)
+            else:
+                cosine = (a.embeddings * b.embeddings).sum(1) / np.linalg.norm(a.embeddings, axis=1) / np.linalg.norm(b.embeddings, axis=1)
+                assert cosine.min() > 0.999
+    hf, _ = classifier
+    with pytest.raises(InputError, match="no ONNX model here"):
+        Predictor.load(hf, backend="openvino")
+    with pytest.raises(InputError, match="runs on the CPU"):
+        Predictor.load(classifier[1], backend="openvino", device="cuda")
+
+
+def test_openvino_refuses_onnx_runtimes_fused_ops_in_one_line(tmp_path, classifier):
+    pytest.importorskip("openvino")
+    hf, _ = classifier
+    int8 = make_artifact(hf, tmp_path / "int8", int8=True)  # ORT-fused INT8: com.microsoft.QAttention
+    with Predictor.load(int8, threads=1) as ort:
+        assert ort.predict(TEXTS).labels
+    with pytest.raises(InputError, match=r"OpenVINO cannot read com\.microsoft\.QAttention") as caught:
+        Predictor.load(int8, backend="openvino", threads=1)
+    assert "\n" not in str(caught.value) and "--backend onnxruntime" in str(caught.value)
+
+
 def test_the_registry_is_the_only_list_of_backends():
-    assert set(BACKENDS) == {"torch", "onnxruntime", "tensorrt"}
+    assert set(BACKENDS) == {"torch", "onnxruntime", "openvino", "tensorrt"}
     for name in BACKENDS:
         assert runner_class(name).name == name

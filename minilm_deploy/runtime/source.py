@@ -40,7 +40,7 @@ class ModelSource:
 
     def file_size_bytes(self, backend: str) -> int:
         """Size on disk of what `backend` runs: the engine, the ONNX file (+ external data), or the weights."""
-        target = {"tensorrt": self.engine_file, "onnxruntime": self.model_file}.get(backend)
+        target = {"tensorrt": self.engine_file, "onnxruntime": self.model_file, "openvino": self.model_file}.get(backend)
         if target is not None:
             extra = [p for p in target.parent.glob(f"{target.name}*") if p != target]  # external data
             return target.stat().st_size + sum(p.stat().st_size for p in extra)

@@ -1,6 +1,6 @@
 """Backend registry: a new backend is one module (a `Runner` subclass) plus one line here.
 
-Entries are import paths, so a backend's library (torch, onnxruntime, tensorrt) is imported only
+Entries are import paths, so a backend's library (torch, onnxruntime, openvino, tensorrt) is imported only
 when that backend is used.
 """
 
@@ -14,6 +14,7 @@ from minilm_deploy.runtime.backends.base import Runner
 BACKENDS: dict[str, str] = {
     "torch": "minilm_deploy.runtime.backends.torch_runner:TorchRunner",
     "onnxruntime": "minilm_deploy.runtime.backends.ort_runner:OrtRunner",
+    "openvino": "minilm_deploy.runtime.backends.openvino_runner:OpenVinoRunner",
     "tensorrt": "minilm_deploy.runtime.backends.trt_runner:TrtRunner",
 }
 

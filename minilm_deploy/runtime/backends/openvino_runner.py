@@ -1,0 +1,93 @@
+"""OpenVINO backend: the artifact's ONNX graph compiled by OpenVINO for the CPU.
+
+OpenVINO reads `model.onnx` as it is (fp32, or our INT8), with dynamic batch and sequence. Its
+inference precision is a hint: `bf16` pays on CPUs with AMX or AVX512-BF16 (where `auto` picks
+it), `f32` elsewhere. `threads` sets `INFERENCE_NUM_THREADS`; the latency hint keeps one stream.
+Needs the `openvino` extra (`pip install -e ".[openvino]"`), imported only when this backend runs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from minilm_deploy.errors import InputError
+from minilm_deploy.hardware import cpu_has_fast_bf16
+from minilm_deploy.runtime.backends.base import Runner, mean_pool
+from minilm_deploy.runtime.source import ModelSource
+
+PRECISIONS = ("auto", "f32", "bf16")
+
+
+def inference_precision(setting: str = "auto") -> str:
+    """The `INFERENCE_PRECISION_HINT` for a setting: auto = bf16 where the CPU runs it natively, else f32."""
+    if setting not in PRECISIONS:
+        raise ValueError(f"OpenVINO inference precision {setting!r}: choose one of {', '.join(PRECISIONS)}")
+    if setting == "auto":
+        return "bf16" if cpu_has_fast_bf16() else "f32"
+    return setting
+
+
+def openvino_missing() -> str | None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return 'OpenVINO is not installed; install the extra: pip install -e ".[openvino]"'
+    return None
+
+
+def read_model(core, path):
+    """The ONNX graph as an OpenVINO model, or a one-line error naming the ops OpenVINO cannot read
+    (ONNX Runtime's fused contrib ops, e.g. com.microsoft.QAttention in an ORT-fused INT8 graph)."""
+    try:
+        return core.read_model(str(path))
+    except RuntimeError as exc:
+        ops = re.search(r"No conversion rule found for operations: ([^\n]+)", str(exc))
+        if ops is None:
+            raise
+        raise InputError(
+            f"{path}: OpenVINO cannot read {ops.group(1).strip()} (ONNX Runtime's own fused ops); run this artifact "
+            "with --backend onnxruntime, or give OpenVINO a standard-ops graph (an fp32 export, or an unfused one: "
+            "optimize: false in the export profile)"
+        ) from None
+
+
+class OpenVinoRunner(Runner):
+    name = "openvino"
+    precision = "auto"  # the inference precision hint (see `inference_precision`)
+
+    @classmethod
+    def unsupported(cls, source: ModelSource, device: str) -> str | None:
+        if source.model_file is None:
+            return f"{source.path}: no ONNX model here (export it first: minilm export MODEL)"
+        if device != "cpu":
+            return f"device {device!r}: the openvino backend runs on the CPU here; use --device cpu"
+        return openvino_missing()
+
+    def activate(self) -> None:
+        import openvino as ov
+
+        hint = inference_precision(self.precision)
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        core = ov.Core()
+        self.compiled = core.compile_model(read_model(core, self.source.model_file), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        self.outputs = [(port.get_any_name(), port) for port in self.compiled.outputs]
+        self.info.update(openvino=ov.__version__, threads=self.threads or "default", inference_precision=hint,
+                         execution_devices=list(self.compiled.get_property("EXECUTION_DEVICES")))
+        super().activate()
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self.request.infer({name: feeds[name] for name in self.input_names})
+        out = {name: np.asarray(result[port], dtype=np.float32) for name, port in self.outputs}
+        if "last_hidden_state" in out and "sentence_embedding" not in out:
+            out["sentence_embedding"] = mean_pool(out["last_hidden_state"], feeds["attention_mask"])
+        return out
+
+    def deactivate(self) -> None:
+        self.request = self.compiled = None
+        super().deactivate()
