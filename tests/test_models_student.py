@@ -101,7 +101,9 @@ def test_heads_must_divide_hidden(tiny_bert_session_dir: Path) -> None:
 
 def test_adapter_table_and_layer_numbers() -> None:
     assert {"bert", "xlm-roberta", "mpnet", "distilbert", "roberta"} <= set(ADAPTERS)
-    assert adapter_for("xlm-roberta") == adapter_for("bert")
+    xlmr, bert = adapter_for("xlm-roberta"), adapter_for("bert")
+    assert (xlmr.layers, xlmr.query, xlmr.key, xlmr.value) == (bert.layers, bert.query, bert.key, bert.value)
+    assert (xlmr.position_offset, bert.position_offset) == (2, 0)  # RoBERTa-style positions start after padding
     assert adapter_for("mpnet").query.endswith("attn.q")
     with pytest.raises(InputError, match="no attention adapter"):
         adapter_for("gpt2")

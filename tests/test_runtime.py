@@ -302,6 +302,34 @@ def test_openvino_refuses_onnx_runtimes_fused_ops_in_one_line(tmp_path, classifi
     assert "\n" not in str(caught.value) and "--backend onnxruntime" in str(caught.value)
 
 
+def test_torch_and_onnx_rows_truncate_a_long_text_at_the_same_length(tmp_path):
+    """One source for the length limit: the export's default max_length and the torch runtime's agree
+    (sentence-transformers' max_seq_length, here 24, below the 64 positions)."""
+    from conftest import WORDS, make_tiny_bert
+
+    from minilm_deploy.models.adapters import sequence_limit
+
+    hf = make_tiny_bert(tmp_path / "st")
+    (hf / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 24, "do_lower_case": False}))
+    assert sequence_limit(hf, json.loads((hf / "config.json").read_text())) == 24
+    artifact = make_artifact(hf, tmp_path / "artifact", max_length=0)  # 0: the model's own limit
+    long_text = " ".join(WORDS[i % len(WORDS)] for i in range(400))
+    with Predictor.load(hf, backend="torch", threads=1) as torch_row, Predictor.load(artifact, threads=1) as onnx_row:
+        assert torch_row.max_length == onnx_row.max_length == 24
+        a, b = torch_row.tokenize([long_text]), onnx_row.tokenize([long_text])
+        assert a["input_ids"].shape == b["input_ids"].shape == (1, 24)
+        np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+        np.testing.assert_allclose(torch_row.predict([long_text]).embeddings, onnx_row.predict([long_text]).embeddings,
+                                   atol=1e-4)
+
+
+def test_position_offsets_live_in_the_adapter_table():
+    from minilm_deploy.models.adapters import position_offset
+
+    assert position_offset("bert") == 0 and position_offset("xlm-roberta") == 2 and position_offset("mpnet") == 2
+    assert position_offset("not-a-model") == 0
+
+
 def test_the_registry_is_the_only_list_of_backends():
     assert set(BACKENDS) == {"torch", "onnxruntime", "openvino", "tensorrt"}
     for name in BACKENDS:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,9 @@ import torch
 
 from minilm_deploy.errors import InputError
 from minilm_deploy.export.manifest import sha256_file
+from minilm_deploy.models.adapters import sequence_limit
 
 # Models whose position ids start after the padding index (RoBERTa-style): usable positions = max - offset.
-_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "mpnet": 2, "camembert": 2, "longformer": 2}
 OUTPUTS = {"embedding": ("last_hidden_state", "sentence_embedding"), "classification": ("logits",), "regression": ("logits",)}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -89,7 +88,7 @@ def load_source(path: Path, *, max_length: int = 0) -> SourceModel:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot load the model ({first[:200]}); check the folder is a complete, uncorrupted model") from None
     inputs = used_inputs(model, config, tokenizer)
-    limit = position_limit(config, tokenizer, path)
+    limit = sequence_limit(path, config.to_dict())
     if max_length > limit:
         raise InputError(f"max_length {max_length} exceeds the model's position limit {limit}; lower it")
     return SourceModel(path, model, tokenizer, config, task, inputs, max_length or limit, sha256_file(weights))
@@ -118,18 +117,3 @@ def used_inputs(model: torch.nn.Module, config: Any, tokenizer: Any) -> tuple[st
         and "token_type_ids" in getattr(tokenizer, "model_input_names", ())
     )
     return ("input_ids", "attention_mask") + (("token_type_ids",) if wants_types else ())
-
-
-def position_limit(config: Any, tokenizer: Any, path: Path) -> int:
-    positions = int(getattr(config, "max_position_embeddings", 512)) - _POSITION_OFFSET.get(config.model_type, 0)
-    limits = [positions]
-    tok_max = int(getattr(tokenizer, "model_max_length", 0) or 0)
-    if 0 < tok_max < 1_000_000:
-        limits.append(tok_max)
-    st_config = path / "sentence_bert_config.json"  # sentence-transformers' own sequence limit
-    if st_config.is_file():
-        try:
-            limits.append(int(json.loads(st_config.read_text())["max_seq_length"]))
-        except (ValueError, KeyError, TypeError):
-            pass
-    return min(limits)

@@ -7,8 +7,11 @@ never touched. A new architecture is one `Adapter` line in `ADAPTERS` (keyed by
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,6 +29,8 @@ class Adapter:
     # the module whose output it is, and how to turn that output into (H, T, T) or (B, H, T, T).
     score_bias: str | None = None
     score_bias_view: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Position ids start after the padding index (RoBERTa-style embeddings): usable length = positions - offset.
+    position_offset: int = 0
     # Config attribute names (DistilBERT spells them differently).
     heads_attr: str = "num_attention_heads"
     hidden_attr: str = "hidden_size"
@@ -34,12 +39,14 @@ class Adapter:
 
 
 _BERT = Adapter("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value")
+_ROBERTA = Adapter("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value",
+                   position_offset=2)
 
 ADAPTERS: dict[str, Adapter] = {
     "bert": _BERT,  # BERT, all-MiniLM, multilingual-e5 (loaded as BERT)
-    "roberta": _BERT,
-    "xlm-roberta": _BERT,
-    "camembert": _BERT,
+    "roberta": _ROBERTA,
+    "xlm-roberta": _ROBERTA,
+    "camembert": _ROBERTA,
     "electra": _BERT,
     "mpnet": Adapter(
         "encoder.layer",
@@ -48,6 +55,7 @@ ADAPTERS: dict[str, Adapter] = {
         "attention.attn.v",
         score_bias="encoder.relative_attention_bias",
         score_bias_view=lambda out: out.permute(2, 0, 1),  # (T, T, H) → (H, T, T)
+        position_offset=2,
     ),
     "distilbert": Adapter(
         "transformer.layer",
@@ -103,3 +111,24 @@ def attention_shape(config) -> tuple[int, int, int]:
         int(getattr(config, adapter.hidden_attr)),
         int(getattr(config, adapter.heads_attr)),
     )
+
+
+def position_offset(model_type: str) -> int:
+    """How many position ids an architecture reserves (0 for a type outside the table)."""
+    adapter = ADAPTERS.get(model_type)
+    return adapter.position_offset if adapter is not None else 0
+
+
+def sequence_limit(folder: Path, config: dict[str, Any]) -> int:
+    """The longest input a model folder takes, from its files alone (no weights loaded): the position
+    table less the architecture's offset, the tokenizer's `model_max_length` and sentence-transformers'
+    `max_seq_length`, whichever is smallest. Export, the runtimes and the benchmark all truncate here."""
+    limits = [int(config.get("max_position_embeddings", 512)) - position_offset(str(config.get("model_type", "")))]
+    for name, key in (("tokenizer_config.json", "model_max_length"), ("sentence_bert_config.json", "max_seq_length")):
+        try:
+            value = int(json.loads((Path(folder) / name).read_text(encoding="utf-8"))[key])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if 0 < value < 1_000_000:  # transformers writes a huge sentinel for "no limit"
+            limits.append(value)
+    return min(limits)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from minilm_deploy.errors import InputError
+from minilm_deploy.models.adapters import sequence_limit
 
 TASKS = ("embedding", "classification", "regression")
 MANIFEST_FILE = "manifest.json"
@@ -106,9 +107,8 @@ def _from_hf(path: Path) -> ModelSource:
     except ValueError as exc:
         raise InputError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
     task, labels = hf_task(config)
-    positions = int(config.get("max_position_embeddings", 512))
     return ModelSource(
-        path=path, kind="hf", task=task, label_names=labels, max_length=min(positions, 512),
+        path=path, kind="hf", task=task, label_names=labels, max_length=sequence_limit(path, config),
         input_names=(), tokenizer_dir=path, weights_dir=path,
     )
 
