@@ -217,6 +217,29 @@ def test_cli_gate_failure_is_one_line_and_the_report_is_still_written(models, tm
     assert main(["bench", str(models["student"]), "--set", "grid.batch_sizes=[0]"]) == 2
 
 
+def test_backends_side_by_side_in_one_run(models, tmp_path, capsys):
+    from minilm_deploy.cli.main import main
+
+    pytest.importorskip("openvino")
+    out = tmp_path / "backends"
+    args = ["bench", f"student={models['student']}", "--against", str(models["teacher"]), "--task", str(models["task_dir"]),
+            "-o", str(out), "--backends", "onnxruntime,openvino,torch", "--set", "grid.batch_sizes=[1]",
+            "--set", "grid.seq_lens=[8]", "--set", "timing.min_iterations=2", "--set", "timing.min_duration_s=0",
+            "--set", "timing.warmup=0", "--set", "real_samples=8", "--set", "isolate=false", "--json"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    validate_results(results)
+    backends = {m["name"]: m["backend"] for m in results["models"]}
+    assert backends == {"teacher": "torch", "student@onnxruntime": "onnxruntime", "student@openvino": "openvino",
+                        "student@torch": "torch"}
+    accuracy = {r["model"]: r["value"] for r in results["rows"] if r["kind"] == "accuracy"}
+    assert accuracy["student@onnxruntime"] == pytest.approx(accuracy["student@openvino"], abs=0.02)
+    assert accuracy["student@onnxruntime"] == pytest.approx(accuracy["student@torch"], abs=0.02)
+    capsys.readouterr()
+    assert main([*args[:-1], "--backends", "onnxruntime,nope"]) == 2
+    assert "give distinct names from" in capsys.readouterr().err
+
+
 def test_isolated_measurement_runs_in_its_own_process(models, tmp_path):
     suite = replace(TINY, isolate=True, grid=Grid(batch_sizes=(2,), seq_lens=(8,)), real_batch_size=0)
     results = run_bench([ModelSpec("s", str(models["student"]))], suite, tmp_path / "iso")

@@ -44,6 +44,19 @@ class ModelSpec:
     name: str
     path: str  # an artifact or model folder, or zoo:NAME / a hub id for a Hugging Face model
     role: str = "candidate"  # "teacher" | "candidate"
+    backend: str | None = None  # None: the suite's backend
+
+
+def per_backend(specs: list[ModelSpec], backends: list[str]) -> list[ModelSpec]:
+    """Each candidate once per backend, named NAME@BACKEND (`minilm bench ART --backends onnxruntime,openvino`);
+    the teacher stays as it is, so every row is compared with the same reference in one run."""
+    from minilm_deploy.runtime.backends import BACKENDS
+
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends or len(set(backends)) != len(backends):
+        raise InputError(f"--backends {','.join(backends)}: give distinct names from {', '.join(BACKENDS)}")
+    return [s for spec in specs for s in ([spec] if spec.role == "teacher" else
+                                          [ModelSpec(f"{spec.name}@{b}", spec.path, spec.role, b) for b in backends])]
 
 
 def run_bench(models: list[ModelSpec], suite: BenchSuite, output: Path, task: TaskData | None = None) -> dict[str, Any]:
@@ -137,7 +150,8 @@ def measure_model(spec: ModelSpec, suite: BenchSuite, task: TaskData | None, exa
     scoped = reset_peak_memory()
     path = _resolve(spec.path)
     started = time.perf_counter()
-    predictor = Predictor.load(path, backend=suite.backend, device=suite.device, threads=suite.threads or None)
+    predictor = Predictor.load(path, backend=spec.backend or suite.backend, device=suite.device,
+                               threads=suite.threads or None)
     load_s = time.perf_counter() - started
     try:
         rows = grid_rows(spec.name, predictor, suite)

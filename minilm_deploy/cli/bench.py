@@ -20,6 +20,7 @@ def command(
     task: Annotated[str | None, typer.Option("--task", help="Task for accuracy and real text lengths, e.g. zoo:rotten-tomatoes.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (default: runs/bench/SUITE).", show_default=False)] = None,
     backend: Annotated[str | None, typer.Option(help="auto, torch, onnxruntime, openvino or tensorrt (default: the suite's).", show_default=False)] = None,
+    backends: Annotated[str | None, typer.Option(help="Compare backends side by side: each artifact once per backend, e.g. onnxruntime,openvino,torch.", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: the suite's).", show_default=False)] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads (0: library default).", show_default=False)] = None,
     max_accuracy_drop: Annotated[float | None, typer.Option(help="Gate: fail if a candidate's metric is this much below the teacher's (0.01 = 1 point).", show_default=False)] = None,
@@ -35,9 +36,14 @@ def command(
     Writes results.json (one row per measurement; schema in results.schema.json), report.md and PNG
     plots. A failed gate exits 1 with one line naming the gate, the figure and the limit.
 
-    Example: minilm bench runs/quickstart/export --against zoo:all-minilm-l6-v2 --suite bench/quick.yaml --task zoo:rotten-tomatoes --min-speedup 1.5
+    Examples:
+
+    \b
+      minilm bench runs/quickstart/export --against zoo:all-minilm-l6-v2 --suite bench/quick.yaml \\
+          --task zoo:rotten-tomatoes --min-speedup 1.5
+      minilm bench runs/quickstart/export --backends onnxruntime,openvino,torch --task zoo:rotten-tomatoes
     """
-    from minilm_deploy.bench.run import ModelSpec, run_bench
+    from minilm_deploy.bench.run import ModelSpec, per_backend, run_bench
     from minilm_deploy.bench.suite import load_suite, with_gates
 
     suite = load_suite(suite_file, overrides) if suite_file else _default_suite(overrides)
@@ -51,6 +57,8 @@ def command(
     if suite.device not in ("cpu", "cuda"):
         raise InputError(f"--device {suite.device!r}: choose cpu or cuda")
     models = ([ModelSpec(_name(against), against, "teacher")] if against else []) + [ModelSpec(*_named(a)) for a in artifacts]
+    if backends is not None:
+        models = per_backend(models, [b.strip() for b in backends.split(",") if b.strip()])
     out = output or Path("runs/bench") / suite.name
     results = run_bench(models, suite, out)
     summary = {"output": str(out), "summary": results["summary"], "gates": results["gates"]}
