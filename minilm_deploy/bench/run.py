@@ -160,7 +160,7 @@ def measure_model(spec: ModelSpec, suite: BenchSuite, task: TaskData | None, exa
         acc = evaluate(predictor, task, examples, suite.probe_train_limit, suite.seed) if task and examples else None
         model = {
             "name": spec.name, "role": spec.role, "path": str(spec.path), "backend": predictor.info["backend"],
-            "device": suite.device, "precision": predictor.source.precision, "task": predictor.task,
+            "device": suite.device, "precision": predictor.info["precision"], "task": predictor.task,
             "file_size_bytes": predictor.source.file_size_bytes(predictor.info["backend"]), "load_s": load_s,
             "peak_rss_mb": peak_memory_mb(), "peak_rss_scope": "model" if scoped and suite.isolate else "process",
             "max_length": predictor.max_length, "info": {k: v for k, v in predictor.info.items() if k != "path"},

@@ -22,12 +22,12 @@ from typing import Any
 from minilm_deploy.config import to_dict
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export import manifest as mf
-from minilm_deploy.export import optimize, quantize, tensorrt, triton
+from minilm_deploy.export import openvino, optimize, quantize, tensorrt, triton
 from minilm_deploy.export.onnx_export import export_onnx, graph_opset
 from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeProfile
 from minilm_deploy.export.source import SourceModel, load_source
 from minilm_deploy.export.taskcheck import task_check
-from minilm_deploy.export.validate import reference_batches, torch_outputs, validate_outputs
+from minilm_deploy.export.validate import Graph, reference_batches, torch_outputs, validate_outputs
 from minilm_deploy.paths import atomic_directory
 
 
@@ -68,6 +68,8 @@ def export_model(model: str | Path, profile: ExportProfile, *, output: Path | No
     profile = fit_trt_profiles(profile, source.max_length)
     task_spec = task or profile.calibration.task
     task_data = load_task(task_spec) if task_spec else None
+    if profile.backend == "openvino" and (why := openvino.missing()):
+        raise InputError(why)
     trt_reason = tensorrt.unavailable_reason() if profile.tensorrt else None
     with atomic_directory(output, overwrite=overwrite) as root:
         work = Work(source, profile, root, output.name, task_data)
@@ -104,10 +106,12 @@ def build_artifact(work: Work, *, build_engine: bool) -> dict[str, Any]:
         work.record["task_check"] = task_check(work.source, work.task, work.variants, tolerances,
                                                limit=work.profile.validation.task_samples)
     shutil.copyfile(final, work.root / "model.onnx")
+    if "openvino" in work.record:
+        shutil.copytree(work.scratch / openvino.IR_DIR, work.root / openvino.IR_DIR)
     write_model_files(work)
     engine = build_trt(work) if build_engine else None
     write_triton(work, engine)
-    work.record["sizes"] = {name: path.stat().st_size for name, path in work.variants.items()}
+    work.record["sizes"] = {name: _size(variant) for name, variant in work.variants.items()}
     shutil.rmtree(work.scratch)
     manifest = make_manifest(work, engine)
     mf.write_manifest(work.root, manifest)
@@ -115,6 +119,13 @@ def build_artifact(work: Work, *, build_engine: bool) -> dict[str, Any]:
     return {"task": manifest.task, "precision": manifest.precision, "validation": manifest.validation,
             "optimization": manifest.optimization, "variants": manifest.variants, "triton_model": manifest.triton_model,
             "tensorrt": to_dict(manifest.tensorrt)}
+
+
+def _size(variant: Path | Graph) -> int:
+    """Bytes on disk: the ONNX file, or an OpenVINO IR's .xml and .bin."""
+    if isinstance(variant, Graph):
+        return sum(p.stat().st_size for p in variant.path.parent.glob(f"{variant.path.stem}.*"))
+    return variant.stat().st_size
 
 
 def publish_permissions(root: Path) -> None:
@@ -133,19 +144,22 @@ def export_and_check(work: Work) -> dict[str, Path]:
     work.references = [torch_outputs(src, b) for b in work.batches]
     work.record["opset"] = graph_opset(work.raw)
     work.record["raw"] = check(work, work.raw, "fp32")
-    graphs, work.record["optimization"] = optimize.candidates(src, work.raw, scratch / "fused.onnx", prof.optimize)
+    mode = "never" if prof.backend == "openvino" else prof.optimize  # OpenVINO reads standard ops and fuses itself
+    graphs, work.record["optimization"] = optimize.candidates(src, work.raw, scratch / "fused.onnx", mode)
     if "fused" in graphs:
         work.record["fused"] = check(work, graphs["fused"], "fp32")
     return graphs
 
 
-def check(work: Work, path: Path, precision: str) -> dict[str, Any]:
+def check(work: Work, path: Path | Graph, precision: str) -> dict[str, Any]:
     tolerance = work.profile.validation.for_precision(precision)
     return validate_outputs(work.source, path, tolerance, precision=precision, batches=work.batches, references=work.references)
 
 
 def make_variant(work: Work, graphs: dict[str, Path]) -> Path:
     """The profile's precision from each candidate graph; the fastest is kept (fused only if faster) and validated."""
+    if work.profile.backend == "openvino":
+        return make_openvino(work)
     prec = work.profile.precision
     if prec == "fp16" or (prec == "int8" and work.profile.quantization.mode == "static"):
         # fp16 conversion and QDQ calibration work on standard ops only (not ORT's fused contrib ops);
@@ -158,6 +172,40 @@ def make_variant(work: Work, graphs: dict[str, Path]) -> Path:
         work.record[prec] = check(work, made[kept], prec)
     work.variants = {"fp32": graphs[kept], prec: made[kept]}
     return made[kept]
+
+
+def make_openvino(work: Work) -> Path:
+    """backend openvino: the IR at the profile's precision from the fp32 graph, validated through OpenVINO;
+    model.onnx stays the fp32 graph (what ONNX Runtime and Triton load)."""
+    from minilm_deploy.runtime.backends.openvino_runner import inference_precision
+
+    prec, setting = work.profile.precision, work.profile.openvino.inference_precision
+    work.record["optimization"] = {**work.record["optimization"], "kept": "unfused",
+                                   "reason": "backend openvino: OpenVINO compiles the standard-ops graph and fuses it itself"}
+    target = work.scratch / openvino.IR_DIR / openvino.IR_FILE
+    built = openvino.build_ir(work.raw, target, prec, calibration_feeds(work) if prec == "int8" else [])
+    graph = Graph(target, "openvino", inference_precision(setting))
+    figures = check(work, graph, prec)
+    if prec != "fp32":
+        work.record[prec] = figures
+    work.record["openvino"] = {**built, "model_file": f"{openvino.IR_DIR}/{openvino.IR_FILE}",
+                               "inference_precision": setting, "inference_precision_at_export": graph.inference_precision,
+                               "validation": figures}
+    work.variants = {"fp32": work.raw, prec: graph} if prec != "fp32" else {"fp32": graph}
+    return work.raw
+
+
+def calibration_feeds(work: Work) -> list[dict]:
+    """The calibration texts as model feeds, `calibration.batch_size` at a time, padded to the longest."""
+    import numpy as np
+
+    texts, size = calibration_texts(work), work.profile.calibration.batch_size
+    batches = []
+    for start in range(0, len(texts), size):
+        enc = work.source.tokenizer(texts[start : start + size], truncation=True, max_length=work.source.max_length,
+                                    padding=True, return_tensors="np")
+        batches.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in work.source.inputs})
+    return batches
 
 
 def convert(work: Work, fp32: Path, precision: str, target: Path) -> Path:
@@ -249,16 +297,19 @@ def write_triton(work: Work, engine: dict[str, Any] | None) -> None:
 def make_manifest(work: Work, engine: dict[str, Any] | None) -> mf.ArtifactManifest:
     src, prof, rec = work.source, work.profile, work.record
     validation = {k: rec[k] for k in ("raw", "fused", "fp16", "int8", "task_check", "triton") if k in rec}
+    if "openvino" in rec:
+        validation["openvino"] = rec["openvino"]["validation"]
     kept_fp32 = rec["fused"] if rec["optimization"]["kept"] == "fused" else rec["raw"]
     variants = {name: {"bytes": rec["sizes"][name], "outputs": (rec.get(name) if name != "fp32" else kept_fp32)["outputs"]}
                 for name in work.variants}
     trt_info = mf.TensorRTInfo(**engine) if engine else None
     return mf.ArtifactManifest(
         task=src.task, model_file="model.onnx", inputs=list(src.inputs), outputs=list(src.outputs),
-        max_length=src.max_length, precision=prof.precision, opset=rec["opset"],
+        max_length=src.max_length, precision="fp32" if prof.backend == "openvino" else prof.precision, opset=rec["opset"],
         source=mf.SourceInfo(path=str(src.path.resolve()), sha256=src.weights_sha256),
         files=mf.hash_tree(work.root), label_names=list(src.label_names), hidden_size=src.hidden_size,
         profile=to_dict(prof), validation=validation, optimization=rec["optimization"], variants=variants,
         versions=mf.library_versions(), triton_model=rec["triton"]["name"], tensorrt=trt_info,
+        openvino={k: v for k, v in rec["openvino"].items() if k != "validation"} if "openvino" in rec else None,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )

@@ -59,6 +59,8 @@ class ArtifactManifest:
     versions: dict[str, str] = field(default_factory=dict)
     triton_model: str = ""
     tensorrt: TensorRTInfo | None = None
+    # backend openvino: {"model_file": "openvino/model.xml", "precision", "inference_precision", nncf, versions}
+    openvino: dict[str, Any] | None = None
     created: str = ""
 
 

@@ -6,6 +6,7 @@ engine is built. Loading is strict (`config.from_dict`): an unknown key, a wrong
 shape range whose min/opt/max are out of order is a one-line `InputError`.
 
     name: onnx-cpu-int8
+    backend: onnxruntime       # or openvino: model.onnx (fp32) + openvino/model.xml at `precision`
     precision: int8            # model.onnx: fp32 | int8 | fp16
     quantization: {mode: dynamic, per_channel: true}
     shapes: {batch: {min: 1, opt: 8, max: 32}, sequence: {min: 1, opt: 128, max: 256}}
@@ -124,9 +125,19 @@ class TritonOptions:
 
 
 @dataclass(frozen=True)
+class OpenVinoOptions:
+    """`backend: openvino`: how the IR is compiled when it is loaded."""
+
+    inference_precision: Literal["auto", "f32", "bf16"] = "auto"  # auto: bf16 where the CPU has AMX/AVX512-BF16
+
+
+@dataclass(frozen=True)
 class ExportProfile:
     name: str = "onnx-cpu-fp32"
-    precision: Precision = "fp32"  # what the artifact's model.onnx holds
+    # onnxruntime: model.onnx holds `precision`; openvino: model.onnx is the fp32 graph and
+    # openvino/model.xml the IR at `precision` (fp32 or int8, NNCF-calibrated)
+    backend: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    precision: Precision = "fp32"  # of the backend's model file
     exporter: Literal["legacy", "dynamo"] = "legacy"  # legacy + eager attention: ORT fuses attention
     opset: int = 17
     max_length: int = 0  # 0: the model's position limit (and its tokenizer's, if lower)
@@ -137,8 +148,11 @@ class ExportProfile:
     validation: Validation = Validation()
     tensorrt: TensorRTOptions | None = None
     triton: TritonOptions = field(default_factory=TritonOptions)
+    openvino: OpenVinoOptions = OpenVinoOptions()
 
     def __post_init__(self) -> None:
+        if self.backend == "openvino" and self.precision == "fp16":
+            raise ValueError("backend openvino: precision fp32 or int8 (for bf16 inference: openvino.inference_precision)")
         if not 14 <= self.opset <= 21:
             raise ValueError(f"opset must be 14..21, got {self.opset}")
         if self.max_length < 0:

@@ -17,7 +17,7 @@ from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError, ValidationFailed
 from minilm_deploy.export.profile import Tolerance
 from minilm_deploy.export.source import SourceModel
-from minilm_deploy.export.validate import onnx_outputs, open_session, torch_outputs
+from minilm_deploy.export.validate import Graph, torch_outputs
 
 EVAL_SPLITS = ("dev", "validation", "test")
 
@@ -48,20 +48,21 @@ def _batches(source: SourceModel, examples: Sequence[Example], size: int):
         yield {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in source.inputs}
 
 
-def predictions(source: SourceModel, examples: Sequence[Example], onnx_paths: dict[str, Path], batch_size: int = 32) -> dict[str, np.ndarray]:
-    """argmax of the logits per example, for PyTorch ("torch") and each ONNX file."""
-    sessions = {name: open_session(path) for name, path in onnx_paths.items()}
-    preds: dict[str, list[np.ndarray]] = {name: [] for name in ["torch", *sessions]}
+def predictions(source: SourceModel, examples: Sequence[Example], graphs: dict[str, Path | Graph],
+                batch_size: int = 32) -> dict[str, np.ndarray]:
+    """argmax of the logits per example, for PyTorch ("torch") and each graph (an ONNX path, or a Graph)."""
+    runs = {name: (g if isinstance(g, Graph) else Graph(Path(g))).infer_function(["logits"]) for name, g in graphs.items()}
+    preds: dict[str, list[np.ndarray]] = {name: [] for name in ["torch", *runs]}
     for feeds in _batches(source, examples, batch_size):
         preds["torch"].append(torch_outputs(source, feeds)["logits"].argmax(-1))
-        for name, session in sessions.items():
-            preds[name].append(onnx_outputs(session, feeds, ["logits"])["logits"].argmax(-1))
+        for name, infer in runs.items():
+            preds[name].append(infer(feeds)["logits"].argmax(-1))
     return {name: np.concatenate(p) for name, p in preds.items()}
 
 
-def task_check(source: SourceModel, task: TaskData, onnx_paths: dict[str, Path], tolerances: dict[str, Tolerance],
+def task_check(source: SourceModel, task: TaskData, onnx_paths: dict[str, Path | Graph], tolerances: dict[str, Tolerance],
                *, limit: int = 2000) -> dict[str, Any]:
-    """Figures for every variant in `onnx_paths` ({precision: path}); ValidationFailed if one misses its agreement gate."""
+    """Figures for every variant in `onnx_paths` ({name: path or Graph}); ValidationFailed if one misses its gates."""
     if source.task != "classification":
         return {}
     split, examples = eval_examples(task, limit)

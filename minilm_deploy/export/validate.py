@@ -11,7 +11,8 @@ A failed gate raises `ValidationFailed` carrying every figure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,20 +105,47 @@ def merge(figures: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, flo
     return out
 
 
-def validate_outputs(source: SourceModel, onnx_path: Path, tolerance: Tolerance, *, precision: str,
+@dataclass(frozen=True)
+class Graph:
+    """A model file to check and the CPU runtime that runs it: ONNX Runtime (an ONNX file) or OpenVINO
+    (an IR or ONNX file, compiled with an inference-precision hint)."""
+
+    path: Path
+    runner: str = "onnxruntime"  # "onnxruntime" | "openvino"
+    inference_precision: str = "f32"  # openvino only
+
+    @property
+    def label(self) -> str:
+        return "ONNX" if self.runner == "onnxruntime" else f"OpenVINO ({self.inference_precision}) model"
+
+    def infer_function(self, names: Sequence[str]) -> Callable[[Feeds], dict[str, np.ndarray]]:
+        """feeds → float32 outputs `names`."""
+        if self.runner == "openvino":
+            from minilm_deploy.export.openvino import infer_function
+
+            run = infer_function(self.path, self.inference_precision)
+            return lambda feeds: {n: v for n, v in run(feeds).items() if n in names}
+        session = open_session(self.path)
+        return lambda feeds: onnx_outputs(session, feeds, names)
+
+
+def validate_outputs(source: SourceModel, model: Path | Graph, tolerance: Tolerance, *, precision: str,
                      batches: list[Feeds] | None = None, references: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
-    """Figures for `onnx_path` vs PyTorch; raises ValidationFailed when a gate fails (nothing is written by the caller)."""
+    """Figures for `model` (an ONNX path, or a Graph) vs PyTorch; raises ValidationFailed when a gate
+    fails (nothing is written by the caller)."""
+    graph = model if isinstance(model, Graph) else Graph(Path(model))
     batches = batches if batches is not None else reference_batches(source)
     references = references if references is not None else [torch_outputs(source, b) for b in batches]
-    session = open_session(onnx_path)
-    per_batch = [compare(ref, onnx_outputs(session, feeds, source.outputs), feeds["attention_mask"])
-                 for feeds, ref in zip(batches, references, strict=True)]
+    infer = graph.infer_function(source.outputs)
+    per_batch = [compare(ref, infer(feeds), feeds["attention_mask"]) for feeds, ref in zip(batches, references, strict=True)]
     figures = merge(per_batch)
-    result = {"precision": precision, "shapes": [list(b["input_ids"].shape) for b in batches], "outputs": figures}
+    result = {"precision": precision, "runner": graph.runner, "shapes": [list(b["input_ids"].shape) for b in batches],
+              "outputs": figures}
     failures = gate_outputs(figures, tolerance)
     if failures:
         flat = {f"{n}.{k}": v for n, f in figures.items() for k, v in f.items() if v is not None}
-        raise ValidationFailed(f"{precision} ONNX does not match PyTorch: {'; '.join(failures)}; nothing was written", flat)
+        raise ValidationFailed(f"{precision} {graph.label} does not match PyTorch: {'; '.join(failures)}; nothing was written",
+                               flat)
     return result
 
 

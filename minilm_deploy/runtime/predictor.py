@@ -113,7 +113,7 @@ class Predictor:
     @property
     def info(self) -> dict[str, Any]:
         return {**self.runner.info, "task": self.task, "max_length": self.max_length,
-                "precision": self.source.precision, "path": str(self.source.path)}
+                "precision": self.runner.info.get("precision", self.source.precision), "path": str(self.source.path)}
 
     def tokenize(self, texts: TextInput, text_pairs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """int64 feeds `{name: (B, T)}`, T = the longest text of the batch, at most `max_length`."""

@@ -32,6 +32,7 @@ class ModelSource:
     precision: str = "fp32"
     model_file: Path | None = None  # model.onnx of an artifact
     engine_file: Path | None = None  # model.plan of an artifact
+    openvino_file: Path | None = None  # openvino/model.xml of an artifact exported with backend openvino
     weights_dir: Path | None = None  # a Hugging Face folder the torch backend can load
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -41,9 +42,12 @@ class ModelSource:
 
     def file_size_bytes(self, backend: str) -> int:
         """Size on disk of what `backend` runs: the engine, the ONNX file (+ external data), or the weights."""
-        target = {"tensorrt": self.engine_file, "onnxruntime": self.model_file, "openvino": self.model_file}.get(backend)
+        target = {"tensorrt": self.engine_file, "onnxruntime": self.model_file,
+                  "openvino": self.openvino_file or self.model_file}.get(backend)
         if target is not None:
-            extra = [p for p in target.parent.glob(f"{target.name}*") if p != target]  # external data
+            extra = [p for p in target.parent.glob(f"{target.name}*") if p != target]  # ONNX external data
+            if target.suffix == ".xml":
+                extra = [target.with_suffix(".bin")]  # an OpenVINO IR's weights
             return target.stat().st_size + sum(p.stat().st_size for p in extra)
         folder = self.weights_dir or self.path
         return sum(p.stat().st_size for p in folder.glob("*") if p.suffix in {".safetensors", ".bin"})
@@ -98,6 +102,7 @@ def _from_artifact(path: Path) -> ModelSource:
         max_length=int(m["max_length"]), input_names=tuple(m["inputs"]), tokenizer_dir=path / "tokenizer",
         precision=str(m.get("precision", "fp32")), model_file=model_file if model_file.is_file() else None,
         engine_file=engine if engine.is_file() else None, weights_dir=weights, manifest=m,
+        openvino_file=_openvino_file(path, m),
     )
 
 
@@ -123,3 +128,8 @@ def hf_task(config: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     if config.get("problem_type") == "regression" or len(labels) == 1 or config.get("num_labels") == 1:
         return "regression", ()
     return "classification", labels
+
+
+def _openvino_file(path: Path, manifest: dict[str, Any]) -> Path | None:
+    relative = (manifest.get("openvino") or {}).get("model_file")
+    return path / relative if relative and (path / relative).is_file() else None

@@ -1,8 +1,10 @@
-"""OpenVINO backend: the artifact's ONNX graph compiled by OpenVINO for the CPU.
+"""OpenVINO backend: the artifact's OpenVINO IR (exported with `backend: openvino`) or its ONNX graph,
+compiled by OpenVINO for the CPU.
 
-OpenVINO reads `model.onnx` as it is (fp32, or our INT8), with dynamic batch and sequence. Its
+OpenVINO reads `model.onnx` as it is (standard ops), with dynamic batch and sequence. Its
 inference precision is a hint: `bf16` pays on CPUs with AMX or AVX512-BF16 (where `auto` picks
-it), `f32` elsewhere. `threads` sets `INFERENCE_NUM_THREADS`; the latency hint keeps one stream.
+it), `f32` elsewhere; an IR's manifest records the export's setting, applied at load on this CPU.
+`threads` sets `INFERENCE_NUM_THREADS`; the latency hint keeps one stream.
 Needs the `openvino` extra (`pip install -e ".[openvino]"`), imported only when this backend runs.
 """
 
@@ -59,7 +61,7 @@ class OpenVinoRunner(Runner):
 
     @classmethod
     def unsupported(cls, source: ModelSource, device: str) -> str | None:
-        if source.model_file is None:
+        if source.model_file is None and source.openvino_file is None:
             return f"{source.path}: no ONNX model here (export it first: minilm export MODEL)"
         if device != "cpu":
             return f"device {device!r}: the openvino backend runs on the CPU here; use --device cpu"
@@ -68,16 +70,20 @@ class OpenVinoRunner(Runner):
     def activate(self) -> None:
         import openvino as ov
 
-        hint = inference_precision(self.precision)
+        exported = self.source.manifest.get("openvino") or {}
+        hint = inference_precision(exported.get("inference_precision", self.precision))
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         core = ov.Core()
-        self.compiled = core.compile_model(read_model(core, self.source.model_file), "CPU", config)
+        model_file = self.source.openvino_file or self.source.model_file
+        self.compiled = core.compile_model(read_model(core, model_file), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.input_names = [port.get_any_name() for port in self.compiled.inputs]
         self.outputs = [(port.get_any_name(), port) for port in self.compiled.outputs]
         self.info.update(openvino=ov.__version__, threads=self.threads or "default", inference_precision=hint,
+                         model_file=str(model_file.relative_to(self.source.path)),
+                         precision=exported.get("precision", self.source.precision),
                          execution_devices=list(self.compiled.get_property("EXECUTION_DEVICES")))
         super().activate()
 

@@ -1,0 +1,84 @@
+"""The OpenVINO export backend: an IR (`openvino/model.xml` + `model.bin`) beside `model.onnx`.
+
+From the unfused fp32 graph (OpenVINO compiles standard ONNX ops; it cannot read ONNX Runtime's
+fused contrib ops): `fp32` converts it as it is; `int8` quantises it with NNCF's post-training
+quantisation (transformer model type, the mixed preset: symmetric weights, asymmetric activations,
+SmoothQuant), calibrated on the task's training texts. Either is validated against PyTorch like
+every export before it is kept. The inference precision (f32, or bf16 where the CPU has AMX or
+AVX512-BF16) is a compile-time hint, recorded in the manifest and applied when the IR is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minilm_deploy.errors import InputError
+
+IR_DIR = "openvino"
+IR_FILE = "model.xml"
+Feeds = dict[str, np.ndarray]
+
+
+def missing() -> str | None:
+    """Why the OpenVINO backend cannot export here (None when it can)."""
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        return 'the openvino backend needs OpenVINO and NNCF: pip install -e ".[openvino]"'
+    return None
+
+
+def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Feeds]) -> dict[str, Any]:
+    """Write the IR of `fp32_onnx` at `precision` (fp32 | int8) to `target` (…/model.xml); returns its record."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32_onnx))
+    record: dict[str, Any] = {"precision": precision, "openvino": ov.__version__}
+    if precision == "int8":
+        if not calibration:
+            raise InputError("OpenVINO INT8 is calibrated on the task's training texts: export with --task T "
+                             "(or set calibration.task in the profile)")
+        import nncf
+
+        with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout is for --json
+            model = nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
+                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration))
+        record["nncf"] = {"version": nncf.__version__, "preset": "mixed", "model_type": "transformer",
+                          "calibration_batches": len(calibration)}
+    elif precision != "fp32":
+        raise InputError(f"the openvino backend writes fp32 or int8 IRs, not {precision}; for bf16 inference set "
+                         "openvino.inference_precision: bf16 with precision: fp32")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(target), compress_to_fp16=False)
+    return record
+
+
+def compile_ir(path: Path, inference_precision: str, threads: int | None = None):
+    """The compiled model of an IR or ONNX file, for the CPU, with the latency hint."""
+    import openvino as ov
+
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    core = ov.Core()
+    return core.compile_model(core.read_model(str(path)), "CPU", config)
+
+
+def infer_function(path: Path, inference_precision: str, threads: int | None = None):
+    """feeds → float32 outputs by name, through OpenVINO (what validation and the task check call)."""
+    compiled = compile_ir(path, inference_precision, threads)
+    request = compiled.create_infer_request()
+    inputs = [port.get_any_name() for port in compiled.inputs]
+    outputs = [(port.get_any_name(), port) for port in compiled.outputs]
+
+    def infer(feeds: Feeds) -> dict[str, np.ndarray]:
+        result = request.infer({name: feeds[name] for name in inputs})
+        return {name: np.asarray(result[port], dtype=np.float32) for name, port in outputs}
+
+    return infer

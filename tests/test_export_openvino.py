@@ -1,0 +1,97 @@
+"""The OpenVINO export backend: an fp32 or NNCF-INT8 IR beside the fp32 model.onnx, validated through
+OpenVINO before it is kept, loaded by the runtime's openvino backend."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_export_onnx import build_with_task, make_tiny_bert, tiny_task
+
+from minilm_deploy.errors import InputError, ValidationFailed
+from minilm_deploy.export import build
+from minilm_deploy.export.manifest import load_manifest, verify_files
+from minilm_deploy.export.profile import Tolerance, Validation, load_profile
+from minilm_deploy.export.samples import SENTENCES
+from minilm_deploy.runtime import Predictor
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ov-models")
+    return {"bert": make_tiny_bert(root / "bert"), "cls": make_tiny_bert(root / "cls", labels=("negative", "positive"))}
+
+
+def _profile(name: str, **changes):
+    return replace(load_profile(name), max_length=32, **changes)
+
+
+def test_fp32_ir_matches_onnx_runtime_and_is_what_the_openvino_backend_loads(models, tmp_path):
+    out = tmp_path / "fp32"
+    summary = build.export_model(str(models["bert"]), _profile("openvino-cpu-fp32"), output=out)
+    manifest = load_manifest(out)
+    verify_files(out, manifest)  # the IR is hashed like every other file
+    assert {"openvino/model.xml", "openvino/model.bin", "model.onnx"} <= set(manifest.files)
+    assert manifest.precision == "fp32" and manifest.openvino["precision"] == "fp32"
+    assert manifest.openvino["model_file"] == "openvino/model.xml" and manifest.optimization["kept"] == "unfused"
+    assert summary["validation"]["openvino"]["runner"] == "openvino"
+    assert summary["validation"]["openvino"]["outputs"]["last_hidden_state"]["max_abs_diff"] < 1e-4
+    with Predictor.load(out, backend="openvino", threads=1) as ov, Predictor.load(out, threads=1) as ort:
+        assert ov.info["model_file"] == "openvino/model.xml" and ov.info["precision"] == "fp32"
+        assert ort.info["backend"] == "onnxruntime"  # model.onnx is the plain fp32 graph
+        np.testing.assert_allclose(ov.predict(list(SENTENCES)).embeddings, ort.predict(list(SENTENCES)).embeddings,
+                                   atol=1e-3)
+
+
+def test_int8_ir_is_calibrated_on_the_task_and_task_checked(models, tmp_path):
+    out = tmp_path / "int8"
+    profile = _profile("openvino-cpu-int8", validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5)))
+    summary = build_with_task(models["cls"], profile, out)
+    manifest = load_manifest(out)
+    assert manifest.openvino["precision"] == "int8" and manifest.openvino["nncf"]["model_type"] == "transformer"
+    assert manifest.openvino["nncf"]["calibration_batches"] >= 1
+    assert set(summary["validation"]["task_check"]["variants"]) == {"fp32", "int8"}
+    xml = (out / "openvino" / "model.xml").read_text()
+    assert "FakeQuantize" in xml or "FakeConvert" in xml  # NNCF's quantisation nodes
+    with Predictor.load(out, backend="openvino", threads=1) as ov:
+        assert ov.info["precision"] == "int8"
+        assert set(ov.predict(list(SENTENCES)).labels) <= {"negative", "positive"}
+    assert json.loads((out / "manifest.json").read_text())["variants"]["int8"]["bytes"] > 0
+
+
+def test_an_int8_ir_that_misses_its_tolerance_is_refused_and_nothing_is_written(models, tmp_path):
+    out = tmp_path / "strict"
+    profile = _profile("openvino-cpu-int8", validation=Validation(int8=Tolerance(min_cosine=0.9999999)))
+    with pytest.raises(ValidationFailed) as info:
+        build.export_model(str(models["bert"]), profile, output=out, task=str(_task_folder(tmp_path)))
+    message = str(info.value)
+    assert "int8 OpenVINO" in message and "min cosine" in message and "nothing was written" in message
+    assert "\n" not in message and not out.exists()
+
+
+def test_int8_needs_calibration_texts_and_fp16_is_not_an_openvino_precision(models, tmp_path):
+    with pytest.raises(InputError, match="calibrated on the task's training texts"):
+        build.export_model(str(models["bert"]), _profile("openvino-cpu-int8"), output=tmp_path / "no-task")
+    assert not (tmp_path / "no-task").exists()
+    with pytest.raises(ValueError, match="backend openvino: precision fp32 or int8"):
+        _profile("openvino-cpu-fp32", precision="fp16")
+
+
+def _task_folder(tmp_path: Path) -> Path:
+    import csv
+
+    folder = tmp_path / "task"
+    folder.mkdir()
+    task = tiny_task()
+    for split, examples in (("train", task.splits["train"]), ("dev", task.splits["dev"])):
+        with open(folder / f"{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows((ex.text, ex.label) for ex in examples)
+    return folder
