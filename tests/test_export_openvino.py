@@ -42,9 +42,10 @@ def test_fp32_ir_matches_onnx_runtime_and_is_what_the_openvino_backend_loads(mod
     assert manifest.openvino["model_file"] == "openvino/model.xml" and manifest.optimization["kept"] == "unfused"
     assert summary["validation"]["openvino"]["runner"] == "openvino"
     assert summary["validation"]["openvino"]["outputs"]["last_hidden_state"]["max_abs_diff"] < 1e-4
-    with Predictor.load(out, backend="openvino", threads=1) as ov, Predictor.load(out, threads=1) as ort:
+    with Predictor.load(out, threads=1) as ov, Predictor.load(out, backend="onnxruntime", threads=1) as ort:
+        assert ov.info["backend"] == "openvino"  # auto: an openvino export runs its IR
         assert ov.info["model_file"] == "openvino/model.xml" and ov.info["precision"] == "fp32"
-        assert ort.info["backend"] == "onnxruntime"  # model.onnx is the plain fp32 graph
+        assert ort.info["backend"] == "onnxruntime"  # model.onnx is the plain fp32 graph, for ORT and Triton
         np.testing.assert_allclose(ov.predict(list(SENTENCES)).embeddings, ort.predict(list(SENTENCES)).embeddings,
                                    atol=1e-3)
 
@@ -95,3 +96,55 @@ def _task_folder(tmp_path: Path) -> Path:
             writer.writerow(["text", "label"])
             writer.writerows((ex.text, ex.label) for ex in examples)
     return folder
+
+
+def test_profile_auto_builds_validates_and_times_every_candidate_and_keeps_the_fastest(models, tmp_path, monkeypatch):
+    from minilm_deploy.export import auto
+
+    real_load = auto.load_profile
+
+    def strict_int8(name):  # make ONNX Runtime's INT8 miss its tolerance: it must be rejected, not chosen
+        profile = real_load(name)
+        if name == "onnx-cpu-int8":
+            profile = replace(profile, validation=replace(profile.validation, int8=Tolerance(min_cosine=0.9999999)))
+        return profile
+
+    monkeypatch.setattr(auto, "load_profile", strict_int8)
+    out = tmp_path / "auto"
+    result = auto.export_auto(str(models["bert"]), output=out, max_length=32, rounds=1)
+    record = load_manifest(out).auto
+    candidates = record["candidates"]
+    assert set(candidates) == set(auto.CANDIDATES)
+    assert candidates["onnxruntime-int8"]["status"] == "rejected" and "min cosine" in candidates["onnxruntime-int8"]["reason"]
+    assert candidates["openvino-int8"] == {"status": "skipped", "reason": "needs --task (calibration texts)"}
+    passed = {n: c for n, c in candidates.items() if c["status"] == "passed"}
+    assert set(passed) == {"onnxruntime-fp32", "openvino-fp32"}
+    assert record["chosen"] == min(passed, key=lambda n: passed[n]["score_ms"])
+    assert record["points"] == ["b1x32", "b32x32"] and record["cpu_class"] and "chose " in record["reason"]
+    assert result["auto"]["chosen"] == record["chosen"] and not (out / ".candidates").exists()
+    verify_files(out, load_manifest(out))
+    with Predictor.load(out, threads=1) as predictor:  # backend auto: the one that was picked
+        assert predictor.info["backend"] == auto.CANDIDATES[record["chosen"]][1]
+
+
+def test_an_artifact_picked_on_another_cpu_class_warns_with_the_command(models, tmp_path):
+    from minilm_deploy.export import auto
+
+    out = tmp_path / "auto"
+    auto.export_auto(str(models["bert"]), output=out, max_length=32, rounds=1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["auto"]["cpu_class"] = "some-other-class"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match=r"picked on a some-other-class CPU .* --profile auto"):
+        Predictor.load(out, threads=1).close()
+
+
+def test_cli_profile_auto(models, tmp_path, capsys):
+    from minilm_deploy.cli.main import main
+
+    out = tmp_path / "cli-auto"
+    assert main(["export", str(models["bert"]), "--profile", "auto", "-o", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["auto"]["chosen"] in {"onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32"}
+    assert main(["export", str(models["bert"]), "--profile", "auto", "--int8", "-o", str(tmp_path / "x")]) == 2
+    assert "picks the precision itself" in capsys.readouterr().err

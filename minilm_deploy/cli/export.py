@@ -13,7 +13,7 @@ from minilm_deploy.errors import InputError
 
 def command(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Model folder, hub id or zoo:NAME.", show_default=False)],
-    profile: Annotated[Path | None, typer.Option("--profile", "-p", help="Export profile YAML (or a name in exporters/). Default: onnx-cpu-fp32.", show_default=False)] = None,
+    profile: Annotated[Path | None, typer.Option("--profile", "-p", help="Export profile YAML, a name in exporters/, or auto (build every CPU path, keep the fastest that validates). Default: onnx-cpu-fp32.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact directory (default: artifacts/<model>-<profile>).", show_default=False)] = None,
     trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (needs an NVIDIA GPU and tensorrt).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="INT8 (the engine's with --trt, else model.onnx's).")] = False,
@@ -24,13 +24,25 @@ def command(
 ) -> None:
     """Export a model folder to a validated ONNX artifact (and a TensorRT engine with --trt).
 
-    Example: minilm export runs/quickstart/student-task --profile exporters/onnx-cpu-int8.yaml
+    Examples:
+
+    \b
+      minilm export runs/quickstart/student-task --profile exporters/onnx-cpu-int8.yaml
+      minilm export runs/quickstart/student-task --profile auto --task zoo:rotten-tomatoes   # measure, then pick
     """
     from minilm_deploy.export.build import export_model
     from minilm_deploy.export.profile import ExportProfile, load_profile, with_overrides
 
     if int8 and fp16:
         raise InputError("--int8 and --fp16 exclude each other; give one")
+    if profile is not None and str(profile) == "auto":
+        if trt or int8 or fp16:
+            raise InputError("--profile auto picks the precision itself; drop --trt/--int8/--fp16")
+        from minilm_deploy.export.auto import export_auto
+
+        result = export_auto(model, output=output, task=task, overwrite=overwrite)
+        emit(result, as_json, f"exported {result['task']} model → {result['output']}: {result['auto']['reason']}")
+        return
     chosen = load_profile(profile) if profile else ExportProfile()
     chosen = with_overrides(chosen, precision="int8" if int8 else "fp16" if fp16 else None, trt=trt)
     result = export_model(model, chosen, output=output, task=task, overwrite=overwrite)

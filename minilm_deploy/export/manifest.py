@@ -61,6 +61,8 @@ class ArtifactManifest:
     tensorrt: TensorRTInfo | None = None
     # backend openvino: {"model_file": "openvino/model.xml", "precision", "inference_precision", nncf, versions}
     openvino: dict[str, Any] | None = None
+    # --profile auto: every candidate's figures, the choice and the CPU class it was made on
+    auto: dict[str, Any] | None = None
     created: str = ""
 
 

@@ -10,6 +10,7 @@ at the artifact's `max_length`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +69,30 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def choose_backend(source: ModelSource, device: str) -> str:
-    """`auto`: the engine on a GPU, else the ONNX model, else the PyTorch weights."""
+    """`auto`: the engine on a GPU; on a CPU the backend `--profile auto` picked (or the OpenVINO IR of an
+    openvino export), else the ONNX model, else the PyTorch weights."""
     if source.engine_file is not None and device == "cuda":
         return "tensorrt"
+    from minilm_deploy.runtime.backends.openvino_runner import openvino_missing
+
+    picked = (source.manifest.get("auto") or {}).get("backend") or ("openvino" if source.openvino_file else None)
+    if device == "cpu" and picked and not (picked == "openvino" and openvino_missing() and source.model_file):
+        return str(picked)
     return "onnxruntime" if source.model_file is not None else "torch"
+
+
+def cpu_class_warning(source: ModelSource) -> str | None:
+    """An artifact whose backend was picked on another CPU class: say so, with the command to pick again."""
+    from minilm_deploy.hardware import cpu_class
+
+    auto = source.manifest.get("auto") or {}
+    here = cpu_class()
+    if not auto or auto.get("cpu_class") in (None, here):
+        return None
+    model = (source.manifest.get("source") or {}).get("path", "MODEL")
+    return (f"{source.path}: its backend ({auto.get('chosen')}) was picked on a {auto['cpu_class']} CPU and this one is "
+            f"{here}; the fastest path may differ here: minilm export {model} --profile auto --task TASK --overwrite "
+            f"-o {source.path}")
 
 
 class Predictor:
@@ -90,6 +111,8 @@ class Predictor:
         if threads is not None and threads < 0:
             raise InputError(f"threads must be >= 0 (0: the library default), got {threads}")
         source = inspect_model(path)
+        if device == "cpu" and (warning := cpu_class_warning(source)):
+            warnings.warn(warning, stacklevel=2)
         name = choose_backend(source, device) if backend == "auto" else backend
         klass = runner_class(name)
         why = klass.unsupported(source, device)
