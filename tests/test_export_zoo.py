@@ -57,3 +57,34 @@ def test_all_minilm_l6_v2_int8_round_trip(tmp_path):
     # the embedding space keeps its neighbours: the most similar pair is the same in int8 and fp32
     sims = lambda e: (e / np.linalg.norm(e, axis=1, keepdims=True)) @ (e / np.linalg.norm(e, axis=1, keepdims=True)).T - 2 * np.eye(len(e))  # noqa: E731
     assert np.argmax(sims(emb)) == np.argmax(sims(ref))
+
+
+@pytest.mark.slow
+def test_all_minilm_l6_v2_openvino_int8_is_calibrated_validated_and_close_to_pytorch(tmp_path):
+    """NNCF INT8 of the real model, calibrated on rotten-tomatoes' training texts (about 40 s of CPU)."""
+    pytest.importorskip("nncf")
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from minilm_deploy.runtime import Predictor
+    from minilm_deploy.sources import resolve_model
+
+    out = tmp_path / "minilm-ov-int8"
+    summary = build.export_model("zoo:all-minilm-l6-v2", load_profile("openvino-cpu-int8"), output=out,
+                                 task="zoo:rotten-tomatoes")
+    manifest = load_manifest(out)
+    verify_files(out, manifest)
+    assert manifest.openvino["precision"] == "int8" and manifest.openvino["nncf"]["smooth_quant"] is False
+    assert summary["validation"]["openvino"]["outputs"]["sentence_embedding"]["min_cosine"] >= INT8_MIN_COSINE
+    path = resolve_model("zoo:all-minilm-l6-v2")
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    enc = tok(REAL, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    reference = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+    with Predictor.load(out, threads=1) as predictor:
+        assert predictor.info["backend"] == "openvino" and predictor.info["precision"] == "int8"
+        ours = predictor.predict(REAL).embeddings
+    cosine = (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() >= INT8_MIN_COSINE and cosine.mean() >= INT8_MEAN_COSINE

@@ -50,7 +50,9 @@ def command(
 
 
 def human_summary(result: dict) -> str:
-    lines = [f"exported {result['task']} model → {result['output']} ({result['precision']})"]
+    ir = result.get("openvino")
+    kind = f"{result['precision']} ONNX + OpenVINO {ir['precision']} IR" if ir else result["precision"]
+    lines = [f"exported {result['task']} model → {result['output']} ({kind})"]
     for name, figures in result["validation"].items():
         if name == "task_check":
             if "skipped" in figures:

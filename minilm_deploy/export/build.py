@@ -117,6 +117,7 @@ def build_artifact(work: Work, *, build_engine: bool) -> dict[str, Any]:
     mf.write_manifest(work.root, manifest)
     publish_permissions(work.root)
     return {"task": manifest.task, "precision": manifest.precision, "validation": manifest.validation,
+            "openvino": manifest.openvino,
             "optimization": manifest.optimization, "variants": manifest.variants, "triton_model": manifest.triton_model,
             "tensorrt": to_dict(manifest.tensorrt)}
 
@@ -183,11 +184,11 @@ def make_openvino(work: Work) -> Path:
     work.record["optimization"] = {**work.record["optimization"], "kept": "unfused",
                                    "reason": "backend openvino: OpenVINO compiles the standard-ops graph and fuses it itself"}
     target = work.scratch / openvino.IR_DIR / openvino.IR_FILE
-    built = openvino.build_ir(work.raw, target, prec, calibration_feeds(work) if prec == "int8" else [])
+    options = work.profile.openvino
+    built = openvino.build_ir(work.raw, target, prec, calibration_feeds(work) if prec == "int8" else [],
+                              smooth_quant=options.smooth_quant, fast_bias_correction=options.fast_bias_correction)
     graph = Graph(target, "openvino", inference_precision(setting))
     figures = check(work, graph, prec)
-    if prec != "fp32":
-        work.record[prec] = figures
     work.record["openvino"] = {**built, "model_file": f"{openvino.IR_DIR}/{openvino.IR_FILE}",
                                "inference_precision": setting, "inference_precision_at_export": graph.inference_precision,
                                "validation": figures}
@@ -300,8 +301,12 @@ def make_manifest(work: Work, engine: dict[str, Any] | None) -> mf.ArtifactManif
     if "openvino" in rec:
         validation["openvino"] = rec["openvino"]["validation"]
     kept_fp32 = rec["fused"] if rec["optimization"]["kept"] == "fused" else rec["raw"]
-    variants = {name: {"bytes": rec["sizes"][name], "outputs": (rec.get(name) if name != "fp32" else kept_fp32)["outputs"]}
-                for name in work.variants}
+    def outputs(name: str) -> dict[str, Any]:
+        if "openvino" in rec and name == prof.precision:  # the IR: its own check through OpenVINO
+            return rec["openvino"]["validation"]["outputs"]
+        return (rec[name] if name != "fp32" else kept_fp32)["outputs"]
+
+    variants = {name: {"bytes": rec["sizes"][name], "outputs": outputs(name)} for name in work.variants}
     trt_info = mf.TensorRTInfo(**engine) if engine else None
     return mf.ArtifactManifest(
         task=src.task, model_file="model.onnx", inputs=list(src.inputs), outputs=list(src.outputs),

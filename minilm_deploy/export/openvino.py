@@ -2,8 +2,8 @@
 
 From the unfused fp32 graph (OpenVINO compiles standard ONNX ops; it cannot read ONNX Runtime's
 fused contrib ops): `fp32` converts it as it is; `int8` quantises it with NNCF's post-training
-quantisation (transformer model type, the mixed preset: symmetric weights, asymmetric activations,
-SmoothQuant), calibrated on the task's training texts. Either is validated against PyTorch like
+quantisation (transformer model type, the mixed preset: symmetric weights, asymmetric activations;
+SmoothQuant as the profile says, off by default), calibrated on the task's training texts. Either is validated against PyTorch like
 every export before it is kept. The inference precision (f32, or bf16 where the CPU has AMX or
 AVX512-BF16) is a compile-time hint, recorded in the manifest and applied when the IR is loaded.
 """
@@ -34,7 +34,8 @@ def missing() -> str | None:
     return None
 
 
-def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Feeds]) -> dict[str, Any]:
+def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Feeds], *, smooth_quant: bool = False,
+             fast_bias_correction: bool = True) -> dict[str, Any]:
     """Write the IR of `fp32_onnx` at `precision` (fp32 | int8) to `target` (…/model.xml); returns its record."""
     import openvino as ov
 
@@ -45,11 +46,16 @@ def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Fe
             raise InputError("OpenVINO INT8 is calibrated on the task's training texts: export with --task T "
                              "(or set calibration.task in the profile)")
         import nncf
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
+        advanced = None if smooth_quant else AdvancedQuantizationParameters(
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))  # -1: SmoothQuant off
         with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout is for --json
             model = nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
-                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration))
+                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
+                                  fast_bias_correction=fast_bias_correction, advanced_parameters=advanced)
         record["nncf"] = {"version": nncf.__version__, "preset": "mixed", "model_type": "transformer",
+                          "smooth_quant": smooth_quant, "fast_bias_correction": fast_bias_correction,
                           "calibration_batches": len(calibration)}
     elif precision != "fp32":
         raise InputError(f"the openvino backend writes fp32 or int8 IRs, not {precision}; for bf16 inference set "
