@@ -90,7 +90,7 @@ def _task_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "task"
     folder.mkdir()
     task = tiny_task()
-    for split, examples in (("train", task.splits["train"]), ("dev", task.splits["dev"])):
+    for split, examples in (("train", task.splits["train"]), ("test", task.splits["dev"])):
         with open(folder / f"{split}.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["text", "label"])
@@ -125,6 +125,17 @@ def test_profile_auto_builds_validates_and_times_every_candidate_and_keeps_the_f
     verify_files(out, load_manifest(out))
     with Predictor.load(out, threads=1) as predictor:  # backend auto: the one that was picked
         assert predictor.info["backend"] == auto.CANDIDATES[record["chosen"]][1]
+
+
+def test_profile_auto_with_a_task_times_real_texts_and_includes_openvino_int8(models, tmp_path):
+    from minilm_deploy.export import auto
+
+    out = tmp_path / "auto-task"
+    auto.export_auto(str(models["cls"]), output=out, max_length=32, rounds=1, task=str(_task_folder(tmp_path)))
+    record = load_manifest(out).auto
+    assert record["points"] == ["b1 real (test)", "b12 real (test)"]  # a 12-text split: batches of 1 and of 12
+    assert record["candidates"]["openvino-int8"]["status"] in ("passed", "rejected")
+    assert all(c["status"] != "skipped" for c in record["candidates"].values())
 
 
 def test_an_artifact_picked_on_another_cpu_class_warns_with_the_command(models, tmp_path):

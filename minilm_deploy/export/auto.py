@@ -117,7 +117,7 @@ def timing_points(artifact: Path, task: Any) -> list[dict[str, Any]]:
         examples = task.splits[split]
         picked = [examples[i].text for i in rng.choice(len(examples), size=min(REAL_TEXTS, len(examples)), replace=False)]
         points = []
-        for b in TIMING_BATCHES:
+        for b in sorted({min(b, len(picked)) for b in TIMING_BATCHES}):  # a split smaller than 32: its size
             batches = [picked[i : i + b] for i in range(0, len(picked) - b + 1, b)][:32]
             points.append({"label": f"b{b} real ({split})", "feeds": [predictor.tokenize(t) for t in batches]})
         return points

@@ -1,0 +1,133 @@
+"""Every CPU path for one model on this machine, side by side in one run (issue 15's benchmark).
+
+    .venv/bin/python bench/cpu_paths.py                                  # all-MiniLM-L6-v2, rotten-tomatoes
+    .venv/bin/python bench/cpu_paths.py --model runs/quickstart/student --threads 1,2
+
+Exports the model with each CPU profile (onnx-cpu-fp32, onnx-cpu-int8, openvino-cpu-fp32,
+openvino-cpu-int8: each validated as every export is) and with `--profile auto`, then runs `minilm
+bench`'s harness over all of them against PyTorch fp32 eager: p50 at batch 1 and 32 × 128 tokens,
+the task's real texts at batch 1 and 32 (tokenisation included), task accuracy (an embedding model:
+the nearest-centroid probe) and each export's worst cosine to PyTorch, for each thread count. Run
+it on an otherwise idle machine: every figure is timed in its own fresh process.
+
+Writes bench/results/cpu_paths/<cpu class>.json and a table in bench/results/cpu_paths/<cpu class>.md.
+Not a test: nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "cpu_paths"
+WORK = ROOT / "runs" / "cpu_paths"
+# row name → (export profile, runtime backend); "auto" is `--profile auto`'s pick
+PATHS = {
+    "ort-fp32": ("onnx-cpu-fp32", "onnxruntime"),
+    "ort-int8": ("onnx-cpu-int8", "onnxruntime"),
+    "openvino-fp32": ("openvino-cpu-fp32", "openvino"),
+    "openvino-int8": ("openvino-cpu-int8", "openvino"),
+    "auto": ("auto", None),
+}
+
+
+def export_all(model: str, task: str, folder: Path) -> dict[str, dict[str, Any]]:
+    """Each path's artifact (reused when present): {row: {"path", "backend", "min_cosine" | "error"}}."""
+    from minilm_deploy.errors import MinilmError
+    from minilm_deploy.export.auto import export_auto
+    from minilm_deploy.export.build import export_model
+    from minilm_deploy.export.manifest import load_manifest
+    from minilm_deploy.export.profile import load_profile
+
+    out: dict[str, dict[str, Any]] = {}
+    for row, (profile, backend) in PATHS.items():
+        target = folder / row
+        if not (target / "manifest.json").is_file():
+            print(f"cpu_paths: exporting {row}", file=sys.stderr)
+            try:
+                if profile == "auto":
+                    export_auto(model, output=target, task=task)
+                else:
+                    export_model(model, load_profile(profile), output=target, task=task)
+            except MinilmError as exc:  # a path that does not validate is a result too
+                out[row] = {"error": str(exc)}
+                continue
+        manifest = load_manifest(target)
+        checks = [v for k, v in manifest.validation.items() if k in ("int8", "openvino", "raw", "fused") and "outputs" in v]
+        cosines = [f["min_cosine"] for check in checks[-1:] for f in check["outputs"].values() if f["min_cosine"] is not None]
+        out[row] = {"path": str(target), "backend": backend or (manifest.auto or {}).get("backend"),
+                    "min_cosine": min(cosines) if cosines else None, "auto": manifest.auto and manifest.auto["reason"]}
+    return out
+
+
+def bench_all(model: str, task: str, paths: dict[str, dict[str, Any]], threads: int, real_batch: int,
+              grid: bool, out: Path) -> dict[str, Any]:
+    from minilm_deploy.bench.run import ModelSpec, run_bench
+    from minilm_deploy.bench.suite import BenchSuite, Grid
+
+    specs = [ModelSpec("pytorch-fp32", model, "teacher", "torch")]
+    specs += [ModelSpec(row, info["path"], "candidate", info["backend"]) for row, info in paths.items() if "path" in info]
+    suite = BenchSuite(name=f"cpu-paths-t{threads}-b{real_batch}", task=task, eval_limit=600, probe_train_limit=1000,
+                       grid=Grid(batch_sizes=(1, 32), seq_lens=(128,)) if grid else Grid(batch_sizes=(1,), seq_lens=(16,)),
+                       real_batch_size=real_batch, real_samples=128, threads=threads, isolate=True)
+    return run_bench(specs, suite, out)
+
+
+def table(runs: list[dict[str, Any]], paths: dict[str, dict[str, Any]]) -> str:
+    lines = ["| path | threads | b1×128 ms | b32×128 ms | b1 real ms | b32 real ms | accuracy | min cosine |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    by: dict[tuple[str, int], dict[str, Any]] = {}
+    for run in runs:
+        threads = run["suite"]["threads"]
+        for row in run["rows"]:
+            cell = by.setdefault((row["model"], threads), {})
+            if row["kind"] == "accuracy":
+                cell["accuracy"] = row["value"]
+            elif row["mode"] == "grid" and row["seq_len"] == 128:
+                cell[f"b{row['batch_size']}x128"] = row["latency_ms"]["p50"]
+            elif row["mode"] == "real":
+                cell[f"b{row['batch_size']}real"] = row["latency_ms"]["p50"]
+    for (name, threads), cell in by.items():
+        cos = (paths.get(name) or {}).get("min_cosine")
+        values = [cell.get(k) for k in ("b1x128", "b32x128", "b1real", "b32real")]
+        lines.append(f"| {name} | {threads} | " + " | ".join(f"{v:.2f}" if v is not None else "–" for v in values)
+                     + f" | {cell.get('accuracy', float('nan')):.4f} | " + (f"{cos:.4f}" if cos is not None else "1 (reference)")
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="zoo:all-minilm-l6-v2")
+    parser.add_argument("--task", default="zoo:rotten-tomatoes")
+    parser.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
+    args = parser.parse_args()
+    from minilm_deploy.hardware import cpu_class, cpu_name
+
+    name = args.model.removeprefix("zoo:").rstrip("/").split("/")[-1]
+    folder = WORK / name
+    paths = export_all(args.model, args.task, folder)
+    runs = []
+    for threads in (int(t) for t in args.threads.split(",")):
+        for real_batch, grid in ((32, True), (1, False)):
+            runs.append(bench_all(args.model, args.task, paths, threads, real_batch, grid,
+                                  folder / f"bench-t{threads}-b{real_batch}"))
+    klass = cpu_class()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {"cpu": cpu_name(), "cpu_class": klass, "model": args.model, "task": args.task, "paths": paths,
+              "runs": [{"suite": r["suite"], "rows": r["rows"], "models": r["models"]} for r in runs]}
+    (RESULTS / f"{klass}.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    header = (f"# CPU paths on {cpu_name()} ({klass})\n\n`python bench/cpu_paths.py --model {args.model} --task {args.task} "
+              f"--threads {args.threads}`; p50 latency, each model in its own process; accuracy on 600 test sentences "
+              "(an embedding model: the nearest-centroid probe); min cosine: the export's worst to PyTorch.\n\n")
+    auto = paths.get("auto", {}).get("auto")
+    (RESULTS / f"{klass}.md").write_text(header + table(runs, paths) + (f"\n`--profile auto`: {auto}\n" if auto else ""))
+    print((RESULTS / f"{klass}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
