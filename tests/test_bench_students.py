@@ -1,0 +1,78 @@
+"""bench/students.py (issue 14's evidence): the runs it plans are the recipes it says, and summary.json,
+the table and the crossover plot are computed from the per-run records as documented."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import students  # noqa: E402
+import students_table  # noqa: E402
+
+from minilm_deploy.recipe import recipe_from_dict  # noqa: E402
+
+
+def test_variants_map_to_the_recipes_the_docstring_describes() -> None:
+    def recipe(variant: str, tokens: str = "1M"):
+        run = students.Run.parse(f"3x384:{variant}:{tokens}:rotten-tomatoes:1")
+        return recipe_from_dict(students.distill_recipe(run, teacher_layers=6)).distill
+
+    c, c1 = recipe("c", "0"), recipe("c1", "0")
+    assert c.student.init_layers == (0, 2, 4) and c1.student.init_layers is None  # c1: the default (0, 2, 5)
+    assert c.train.total_steps() == c1.train.total_steps() == 0
+    assert recipe("c1-minilm").loss.active_parts() == ("attention", "value")
+    assert recipe("c1-hidden").loss.active_parts() == ("hidden", "embedding")
+    both = recipe("c1-both")
+    assert both.loss.active_parts() == ("attention", "value", "hidden", "embedding")
+    assert both.train.total_steps() == 500 and both.train.lr == 1e-4  # 1,024,000 tokens at 32 x 64
+    assert recipe("rand-both").student.init == "random" and recipe("rand-both").train.lr == 1e-3
+    mixture = recipe("c1-both-rt").corpus_parts()
+    assert [(p.source, p.weight) for p in mixture] == [("zoo:corpus-en", 0.5), ("zoo:rotten-tomatoes", 0.5)]
+
+
+def test_bad_run_names_are_refused() -> None:
+    with pytest.raises(SystemExit, match="unknown variant"):
+        students.Run.parse("3x384:nope:0:rotten-tomatoes:1")
+    with pytest.raises(SystemExit, match="take 0 tokens"):
+        students.Run.parse("3x384:c1:1M:rotten-tomatoes:1")
+    with pytest.raises(SystemExit, match="expected GROUP"):
+        students.Run.parse("3x384:c1")
+    assert students.Run.parse("4x384:teacher:0:trec:2").label == "minilm-6x384"  # a teacher's runs are shared
+
+
+def _record(student: str, variant: str, tokens: str, seed: int, accuracy: float, task: str = "rotten-tomatoes") -> dict:
+    return {"kind": "finetune", "student": student, "variant": variant, "tokens": students.TOKENS[tokens],
+            "tokens_label": tokens, "task": task, "seed": seed, "metric": "accuracy", "test": {"accuracy": accuracy},
+            "cpu_class": "avx2"}
+
+
+def test_summary_table_and_crossover_plot(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    records = [_record("minilm-6x384", "teacher", "0", s, a) for s, a in ((1, 0.82), (2, 0.83), (3, 0.81))]
+    records += [_record("3x384", "c", "0", s, a) for s, a in ((1, 0.79), (2, 0.80))]
+    records += [_record("3x384", "c1", "0", 1, 0.80), _record("3x384", "c1-both", "1M", 1, 0.805),
+                _record("3x384", "c1-both", "4M", 1, 0.81), _record("3x384", "c1", "0", 1, 0.70, task="trec")]
+    for i, record in enumerate(records):
+        (runs / f"{i}.json").write_text(json.dumps(record))
+    (runs / "d.json").write_text(json.dumps({"kind": "distill", "student": "3x384", "variant": "c1-both",
+                                             "tokens_label": "1M", "cpu_seconds_this_session": 612.0}))
+    students_table.write_all(runs, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    teacher = next(r for r in summary if r["variant"] == "teacher")
+    assert teacher == {**teacher, "student": "minilm-6x384", "task": "rotten-tomatoes", "tokens": 0, "seeds": [1, 2, 3],
+                       "accuracy": [0.82, 0.83, 0.81], "mean": pytest.approx(0.82),
+                       "std": pytest.approx(statistics.stdev([0.82, 0.83, 0.81]))}
+    single = next(r for r in summary if r["variant"] == "c1-both" and r["tokens"] == 1_024_000)
+    assert single["std"] is None and single["seeds"] == [1]
+    table = (tmp_path / "students.md").read_text()
+    assert "| 3x384 | c: layer copy, old picks (every k-th from 0), no distillation | 0 | 79.5 ± 0.7 (2 seeds) | – | 97.0 | – |" in table
+    assert "| 612 |" in table and "70.0 (1 seed)" in table
+    assert (tmp_path / "crossover.png").stat().st_size > 1000 and "crossover.png" in table
