@@ -100,6 +100,8 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if isinstance(value, dict):  # a mapping can only be the dataclass option: its own error is the precise one
+            options = [a for a in options if dataclasses.is_dataclass(a)] or options
         if len(options) == 1:  # Optional[X]: X's own error is the most precise
             return _convert(options[0], value, source, path)
         for arg in options:
@@ -154,6 +156,8 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
 def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
+    if typing.get_origin(tp) is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp))
 
 

@@ -109,6 +109,10 @@ def _export(recipe: Recipe) -> Any:
 
     assert recipe.export is not None
     task = recipe.finetune.task if recipe.finetune is not None else None
+    if recipe.export == "auto":
+        from minilm_deploy.export.auto import export_auto
+
+        return export_auto(str(exported_model(recipe)), output=export_dir(recipe), task=task, overwrite=True)
     return export_model(str(exported_model(recipe)), recipe.export, output=export_dir(recipe), task=task, overwrite=True)
 
 
@@ -123,7 +127,9 @@ def bench_models(recipe: Recipe) -> list[Any]:
     fine_tuned = recipe.finetune is not None
     teacher = str(task_dir(recipe, "teacher")) if fine_tuned and "teacher" in recipe.finetune.models else recipe.teacher
     models = [ModelSpec("teacher", teacher, "teacher"), ModelSpec("student", str(exported_model(recipe)), "candidate")]
-    if recipe.export is not None:
+    if recipe.export == "auto":
+        models.append(ModelSpec("student-auto", str(export_dir(recipe)), "candidate"))
+    elif recipe.export is not None:
         models.append(ModelSpec(f"student-onnx-{recipe.export.precision}", str(export_dir(recipe)), "candidate"))
     return models
 

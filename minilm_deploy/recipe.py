@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -32,7 +32,7 @@ class Recipe:
     seed: int = 0
     distill: DistillRecipe | None = None
     finetune: FinetuneRecipe | None = None
-    export: ExportProfile | None = None
+    export: ExportProfile | Literal["auto"] | None = None  # auto: every CPU path built, timed, the fastest kept
     bench: BenchSuite | None = None
 
     def __post_init__(self) -> None:

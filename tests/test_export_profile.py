@@ -100,6 +100,9 @@ def test_recipe_export_section_is_an_export_profile():
     assert isinstance(recipe.export, ExportProfile) and recipe.export.shapes.sequence.max == 128
     with pytest.raises(InputError, match="export.shapes.sequence: min/opt/max"):
         recipe_from_dict({"name": "r", "teacher": "t", "export": {"shapes": {"sequence": {"min": 9, "opt": 1, "max": 2}}}})
+    assert recipe_from_dict({"name": "r", "teacher": "t", "export": "auto"}).export == "auto"
+    with pytest.raises(InputError, match="export: expected ExportProfile or 'auto' or null, got 'fastest'"):
+        recipe_from_dict({"name": "r", "teacher": "t", "export": "fastest"})
 
 
 def test_no_profile_means_the_shipped_fp32_profile():
