@@ -84,6 +84,18 @@ def test_run_chains_every_stage_then_resumes_by_skipping_complete_ones(tmp_path:
     assert [s for s, status in events if status.startswith("done")] == ["export", "bench"]
 
 
+def test_export_auto_in_a_recipe_keeps_the_fastest_validated_path(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from minilm_deploy.export.manifest import load_manifest
+
+    recipe = recipe_from_dict(_recipe(tmp_path, tiny_bert_dir, export="auto"))
+    summary = run_pipeline(recipe)
+    rows = {r["model"]: r for r in summary["rows"]}
+    assert set(rows) == {"teacher", "student", "student-auto"}
+    auto = load_manifest(tmp_path / "run" / "export").auto
+    assert auto["chosen"] in auto["candidates"] and auto["candidates"][auto["chosen"]]["status"] == "passed"
+    assert auto["points"][0].startswith("b1 real")  # the recipe's task gives the real texts
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
