@@ -63,28 +63,3 @@ def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Fe
     target.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(target), compress_to_fp16=False)
     return record
-
-
-def compile_ir(path: Path, inference_precision: str, threads: int | None = None):
-    """The compiled model of an IR or ONNX file, for the CPU, with the latency hint."""
-    import openvino as ov
-
-    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": inference_precision}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    core = ov.Core()
-    return core.compile_model(core.read_model(str(path)), "CPU", config)
-
-
-def infer_function(path: Path, inference_precision: str, threads: int | None = None):
-    """feeds → float32 outputs by name, through OpenVINO (what validation and the task check call)."""
-    compiled = compile_ir(path, inference_precision, threads)
-    request = compiled.create_infer_request()
-    inputs = [port.get_any_name() for port in compiled.inputs]
-    outputs = [(port.get_any_name(), port) for port in compiled.outputs]
-
-    def infer(feeds: Feeds) -> dict[str, np.ndarray]:
-        result = request.infer({name: feeds[name] for name in inputs})
-        return {name: np.asarray(result[port], dtype=np.float32) for name, port in outputs}
-
-    return infer

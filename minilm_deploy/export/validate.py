@@ -58,10 +58,9 @@ def torch_outputs(source: SourceModel, feeds: Feeds) -> dict[str, np.ndarray]:
 
 
 def open_session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
+    from minilm_deploy.runtime.backends.ort_runner import session_options  # the runtime's own ORT settings
+
+    options = session_options(threads or None)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/… types
@@ -120,10 +119,10 @@ class Graph:
 
     def infer_function(self, names: Sequence[str]) -> Callable[[Feeds], dict[str, np.ndarray]]:
         """feeds → float32 outputs `names`."""
-        if self.runner == "openvino":
-            from minilm_deploy.export.openvino import infer_function
+        if self.runner == "openvino":  # the runtime's own OpenVINO path
+            from minilm_deploy.runtime.backends.openvino_runner import file_infer
 
-            run = infer_function(self.path, self.inference_precision)
+            run = file_infer(self.path, self.inference_precision)
             return lambda feeds: {n: v for n, v in run(feeds).items() if n in names}
         session = open_session(self.path)
         return lambda feeds: onnx_outputs(session, feeds, names)

@@ -11,6 +11,8 @@ Needs the `openvino` extra (`pip install -e ".[openvino]"`), imported only when 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -55,6 +57,32 @@ def read_model(core, path):
         ) from None
 
 
+def compile_file(path: Path, hint: str, threads: int | None = None):
+    """An IR or ONNX file compiled for the CPU (latency hint, `hint` = f32 | bf16, `threads` intra-op threads)."""
+    import openvino as ov
+
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    core = ov.Core()
+    return core.compile_model(read_model(core, path), "CPU", config)
+
+
+def file_infer(path: Path, hint: str, threads: int | None = None) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """feeds → float32 outputs by name through OpenVINO: what the runner, export validation and the task check run."""
+    compiled = compile_file(path, hint, threads)
+    request = compiled.create_infer_request()
+    inputs = [port.get_any_name() for port in compiled.inputs]
+    outputs = [(port.get_any_name(), port) for port in compiled.outputs]
+
+    def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = request.infer({name: feeds[name] for name in inputs})
+        return {name: np.asarray(result[port], dtype=np.float32) for name, port in outputs}
+
+    infer.compiled = compiled  # type: ignore[attr-defined]
+    return infer
+
+
 class OpenVinoRunner(Runner):
     name = "openvino"
     precision = "auto"  # the inference precision hint (see `inference_precision`)
@@ -72,28 +100,20 @@ class OpenVinoRunner(Runner):
 
         exported = self.source.manifest.get("openvino") or {}
         hint = inference_precision(exported.get("inference_precision", self.precision))
-        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
-        if self.threads:
-            config["INFERENCE_NUM_THREADS"] = int(self.threads)
-        core = ov.Core()
         model_file = self.source.openvino_file or self.source.model_file
-        self.compiled = core.compile_model(read_model(core, model_file), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
-        self.outputs = [(port.get_any_name(), port) for port in self.compiled.outputs]
+        self._infer = file_infer(model_file, hint, self.threads)
         self.info.update(openvino=ov.__version__, threads=self.threads or "default", inference_precision=hint,
                          model_file=str(model_file.relative_to(self.source.path)),
                          precision=exported.get("precision", self.source.precision),
-                         execution_devices=list(self.compiled.get_property("EXECUTION_DEVICES")))
+                         execution_devices=list(self._infer.compiled.get_property("EXECUTION_DEVICES")))
         super().activate()
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = self.request.infer({name: feeds[name] for name in self.input_names})
-        out = {name: np.asarray(result[port], dtype=np.float32) for name, port in self.outputs}
+        out = self._infer(feeds)
         if "last_hidden_state" in out and "sentence_embedding" not in out:
             out["sentence_embedding"] = mean_pool(out["last_hidden_state"], feeds["attention_mask"])
         return out
 
     def deactivate(self) -> None:
-        self.request = self.compiled = None
+        self._infer = None
         super().deactivate()
