@@ -49,3 +49,10 @@ def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Masked mean over tokens: (B, T, H), (B, T) → (B, H)."""
     m = mask.astype(hidden.dtype)[:, :, None]  # (B, T, 1)
     return (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+
+
+def with_sentence_embedding(out: dict[str, np.ndarray], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An encoder's outputs with `sentence_embedding` added (mean-pooled) where the graph gives only tokens."""
+    if "last_hidden_state" in out and "sentence_embedding" not in out:
+        out["sentence_embedding"] = mean_pool(out["last_hidden_state"], feeds["attention_mask"])
+    return out

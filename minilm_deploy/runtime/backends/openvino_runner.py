@@ -18,7 +18,7 @@ import numpy as np
 
 from minilm_deploy.errors import InputError
 from minilm_deploy.hardware import cpu_has_fast_bf16
-from minilm_deploy.runtime.backends.base import Runner, mean_pool
+from minilm_deploy.runtime.backends.base import Runner, with_sentence_embedding
 from minilm_deploy.runtime.source import ModelSource
 
 PRECISIONS = ("auto", "f32", "bf16")
@@ -110,9 +110,7 @@ class OpenVinoRunner(Runner):
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self._infer(feeds)
-        if "last_hidden_state" in out and "sentence_embedding" not in out:
-            out["sentence_embedding"] = mean_pool(out["last_hidden_state"], feeds["attention_mask"])
-        return out
+        return with_sentence_embedding(out, feeds)
 
     def deactivate(self) -> None:
         self._infer = None

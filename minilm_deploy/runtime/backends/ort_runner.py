@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from minilm_deploy.errors import MinilmError
-from minilm_deploy.runtime.backends.base import Runner, mean_pool
+from minilm_deploy.runtime.backends.base import Runner, with_sentence_embedding
 from minilm_deploy.runtime.source import ModelSource
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -70,9 +70,7 @@ class OrtRunner(Runner):
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(None, {name: feeds[name] for name in self.input_names})
         out = dict(zip(self.output_names, values, strict=True))
-        if "last_hidden_state" in out and "sentence_embedding" not in out:
-            out["sentence_embedding"] = mean_pool(out["last_hidden_state"], feeds["attention_mask"])
-        return out
+        return with_sentence_embedding(out, feeds)
 
     def deactivate(self) -> None:
         self.session = None

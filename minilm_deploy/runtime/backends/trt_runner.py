@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from minilm_deploy.errors import MinilmError
-from minilm_deploy.runtime.backends.base import Runner, mean_pool
+from minilm_deploy.runtime.backends.base import Runner, with_sentence_embedding
 from minilm_deploy.runtime.source import ModelSource
 
 
@@ -107,9 +107,7 @@ class TrtRunner(Runner):
             raise MinilmError("TensorRT execution failed; see the TensorRT log above")
         self.stream.synchronize()
         result = {k: v.float().cpu().numpy() for k, v in outs.items()}
-        if "last_hidden_state" in result and "sentence_embedding" not in result:
-            result["sentence_embedding"] = mean_pool(result["last_hidden_state"], feeds["attention_mask"])
-        return result
+        return with_sentence_embedding(result, feeds)
 
     def deactivate(self) -> None:
         self.context = self.engine = None
