@@ -16,7 +16,7 @@ import torch
 from minilm_deploy.cli.main import main
 from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError, MinilmError, ValidationFailed
-from minilm_deploy.export import build, triton
+from minilm_deploy.export import build, optimize, triton
 from minilm_deploy.export.manifest import load_manifest, verify_files
 from minilm_deploy.export.profile import ExportProfile, Quantization, Tolerance, Validation, with_overrides
 from minilm_deploy.export.samples import PAIRS, SENTENCES
@@ -339,16 +339,41 @@ def test_exported_model_stays_in_eval_mode(models):
     assert not any(m.training for m in source.model.modules())
 
 
-def test_trt_int8_calibration_batches_are_padded_to_the_opt_shape(models, tmp_path):
-    from minilm_deploy.export.profile import DimRange, ShapeProfile, TensorRTOptions
-    from minilm_deploy.export.source import load_source
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_the_tensorrt_graph_carries_its_precision_and_is_validated_on_the_cpu(models, tmp_path, precision):
+    """TensorRT 11 is strongly typed: the precision is in the graph, made and checked here before any engine."""
+    from minilm_deploy.export.profile import Calibration, TensorRTOptions
 
-    shape = ShapeProfile(DimRange(1, 4, 8), DimRange(1, 16, 64))
-    profile = replace(ExportProfile(), tensorrt=TensorRTOptions(precision="int8", profiles=(shape,)))
-    work = build.Work(load_source(models["cls"]), profile, tmp_path, "x", tiny_task())
-    batches = build.calibration_batches(work)
-    assert len(batches) == len(tiny_task().splits["train"]) // 4
-    assert all(b[name].shape == (4, 16) and b[name].dtype == np.int64 for b in batches for name in work.source.inputs)
+    out = tmp_path / precision
+    profile = replace(ExportProfile(), tensorrt=TensorRTOptions(precision=precision),
+                      calibration=Calibration(batch_size=4, method="minmax"),
+                      validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5),
+                                            fp16=Tolerance(min_cosine=0.99, min_agreement=0.9)))
+    summary = build_with_task(models["cls"], profile, out)
+    graph = onnx.load(str(out / "tensorrt" / "model.onnx"))
+    ops = {n.op_type for n in graph.graph.node}
+    assert not ops & set(optimize.FUSED_OPS) - {"LayerNormalization"}  # standard ops: what TensorRT parses
+    if precision == "int8":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        zero_points = [onnx.numpy_helper.to_array(t) for t in graph.graph.initializer if t.name.endswith("zero_point")]
+        assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric, signed
+    else:
+        halves = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+        assert halves and "Softmax" in ops
+    assert summary["validation"]["tensorrt_graph"]["precision"] == precision
+    assert set(summary["validation"]["task_check"]["variants"]) == {"fp32", f"tensorrt-{precision}"}
+    assert verify_files(out, load_manifest(out)) is None and not (out / "model.plan").exists()
+
+
+def test_a_tensorrt_graph_that_misses_its_tolerance_is_refused_and_nothing_is_written(models, tmp_path):
+    from minilm_deploy.export.profile import Calibration, TensorRTOptions
+
+    out = tmp_path / "strict"
+    profile = replace(ExportProfile(), tensorrt=TensorRTOptions(precision="int8"), calibration=Calibration(batch_size=4),
+                      validation=Validation(int8=Tolerance(atol=1e-9)))
+    with pytest.raises(ValidationFailed, match="int8 ONNX does not match PyTorch: logits max abs diff"):
+        build_with_task(models["cls"], profile, out)
+    assert not out.exists()
 
 
 def test_dynamo_exporter_validates_but_attention_is_not_fused(models, tmp_path, capsys):

@@ -110,3 +110,73 @@ def test_engine_build_matches_onnxruntime(tmp_path, precision):
     engine = tensorrt.load_engine(out, manifest)
     assert engine.num_io_tensors == len(manifest.inputs) + len(manifest.outputs)
     assert (out / "triton" / manifest.triton_model / "1" / "model.plan").is_file()
+
+
+class _Strict:
+    """An object with only the given attributes: reading or setting any other raises AttributeError."""
+
+    def __init__(self, **attributes):
+        object.__setattr__(self, "_names", set(attributes) | {"builder_optimization_level"})
+        for key, value in attributes.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key, value):
+        if key not in self._names:
+            raise AttributeError(f"TensorRT 11 has no {key!r}")
+        object.__setattr__(self, key, value)
+
+
+def _tensorrt_11(calls: list[str]):
+    """A stand-in `tensorrt` module with only names TensorRT 11's Python API keeps (TensorRT cannot be installed
+    here): BuilderFlag, int8_calibrator, set_flag, set_calibration_profile and IInt8*Calibrator* are absent."""
+    import types
+
+    def record(name, result=None):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return result
+        return call
+
+    profile = _Strict(set_shape=record("set_shape"))
+    cache = _Strict(serialize=lambda: b"cache")
+    config = _Strict(set_memory_pool_limit=record("set_memory_pool_limit"),
+                     add_optimization_profile=record("add_optimization_profile"),
+                     create_timing_cache=record("create_timing_cache", cache), set_timing_cache=record("set_timing_cache"),
+                     get_timing_cache=lambda: cache)
+    network = _Strict()
+    builder = _Strict(create_network=lambda flags: calls.append(f"create_network({flags})") or network,
+                      create_builder_config=lambda: config, create_optimization_profile=lambda: profile,
+                      build_serialized_network=record("build_serialized_network", b"engine"))
+    parser = _Strict(parse_from_file=lambda path: True, num_errors=0, get_error=lambda i: "")
+    module = types.ModuleType("tensorrt")
+    module.__version__ = "11.4.0"
+    module.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    module.Builder = lambda logger: builder
+    module.OnnxParser = lambda net, logger: parser
+    module.NetworkDefinitionCreationFlag = _Strict(STRONGLY_TYPED=1)
+    module.MemoryPoolType = _Strict(WORKSPACE=0)
+    return module
+
+
+def test_the_builder_uses_only_tensorrt_11_names(tmp_path, monkeypatch):
+    import sys
+
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "tensorrt", _tensorrt_11(calls))
+    monkeypatch.setattr(tensorrt, "device_info", lambda: ("stand-in GPU", "9.0"))
+    (tmp_path / "model.onnx").write_bytes(b"")
+    for precision in ("fp32", "fp16", "int8"):  # the precision is the graph's: the builder does the same for each
+        calls.clear()
+        options = TensorRTOptions(precision=precision, timing_cache=str(tmp_path / "timing.cache"))
+        record = tensorrt.build_engine(tmp_path / "model.onnx", tmp_path / "model.plan", options,
+                                       (ShapeProfile(DimRange(1, 1, 8), DimRange(1, 16, 32)),), ("input_ids",), 64)
+        assert calls[0] == "create_network(2)"  # 1 << STRONGLY_TYPED
+        assert "build_serialized_network" in calls and (tmp_path / "model.plan").read_bytes() == b"engine"
+        assert record["version"] == "11.4.0" and record["precision"] == precision
+
+
+def test_tensorrt_older_than_10_is_refused_in_one_line():
+    tensorrt.check_version("10.0.1")
+    tensorrt.check_version("11.4.0")
+    with pytest.raises(MinilmError, match=r"TensorRT 8\.6\.1 is too old: engines here are strongly typed"):
+        tensorrt.check_version("8.6.1")

@@ -98,18 +98,25 @@ def fit_trt_profiles(profile: ExportProfile, max_length: int) -> ExportProfile:
 def build_artifact(work: Work, *, build_engine: bool) -> dict[str, Any]:
     work.scratch.mkdir()
     final = make_variant(work, export_and_check(work))
-    if work.task is None and work.source.task != "embedding" and work.profile.precision != "fp32":
-        work.record["task_check"] = {"skipped": f"no task given: the {work.profile.precision} logits' accuracy change "
+    graph = trt_graph(work) if work.profile.tensorrt is not None else None
+    checked = dict(work.variants)
+    if graph is not None and graph != work.raw:
+        checked[f"tensorrt-{work.profile.tensorrt.precision}"] = graph  # the engine's graph: task-checked like the rest
+    if work.task is None and work.source.task != "embedding" and len(checked) > 1:
+        work.record["task_check"] = {"skipped": "no task given: the lower-precision logits' accuracy change "
                                      "is unchecked; export with --task T to check it"}
     if work.task is not None:
-        tolerances = {name: work.profile.validation.for_precision(name) for name in work.variants}
-        work.record["task_check"] = task_check(work.source, work.task, work.variants, tolerances,
+        tolerances = {name: work.profile.validation.for_precision(name.removeprefix("tensorrt-")) for name in checked}
+        work.record["task_check"] = task_check(work.source, work.task, checked, tolerances,
                                                limit=work.profile.validation.task_samples)
     shutil.copyfile(final, work.root / "model.onnx")
+    if graph is not None:
+        (work.root / TRT_GRAPH).parent.mkdir()
+        shutil.copyfile(graph, work.root / TRT_GRAPH)
     if "openvino" in work.record:
         shutil.copytree(work.scratch / openvino.IR_DIR, work.root / openvino.IR_DIR)
     write_model_files(work)
-    engine = build_trt(work) if build_engine else None
+    engine = build_trt(work, graph) if build_engine and graph is not None else None
     write_triton(work, engine)
     work.record["sizes"] = {name: _size(variant) for name, variant in work.variants.items()}
     shutil.rmtree(work.scratch)
@@ -234,28 +241,34 @@ def write_model_files(work: Work) -> None:
     shutil.copyfile(work.source.path / "config.json", work.root / "config.json")
 
 
-def build_trt(work: Work) -> dict[str, Any]:
-    """Engine from the unfused fp32 graph (TensorRT does not parse ONNX Runtime's fused contrib ops)."""
+TRT_GRAPH = "tensorrt/model.onnx"  # in the artifact: the graph whose own types are the engine's precision
+
+
+def trt_graph(work: Work) -> Path:
+    """The TensorRT-ready graph, made and validated on the CPU (ONNX Runtime) before any engine is built:
+    fp32 as exported; FP16 with LayerNorm and Softmax kept in fp32; INT8 as symmetric Q/DQ on the MatMuls,
+    calibrated on the task's training texts. TensorRT parses standard ops only: always from the unfused graph."""
+    options, prof = work.profile.tensorrt, work.profile
+    assert options is not None
+    target = work.scratch / f"trt.{options.precision}.onnx"
+    if options.precision == "fp32":
+        return work.raw
+    if options.precision == "fp16":
+        quantize.to_fp16(work.raw, target)
+    else:
+        quantize.quantize_static(work.source, work.raw, target, replace(prof.quantization, mode="static"),
+                                 prof.calibration, calibration_texts(work), prof.shapes.sequence.opt, symmetric=True)
+    work.record["tensorrt_graph"] = check(work, target, options.precision)
+    return target
+
+
+def build_trt(work: Work, graph: Path) -> dict[str, Any]:
+    """A strongly typed engine from the TensorRT-ready graph (its precision is the graph's own)."""
     prof, src = work.profile, work.source
-    calib = calibration_batches(work) if prof.tensorrt.precision == "int8" else None
     plan = work.root / "model.plan"
-    record = tensorrt.build_engine(work.raw, plan, prof.tensorrt, prof.trt_profiles, src.inputs, src.max_length, calib)
+    record = tensorrt.build_engine(graph, plan, prof.tensorrt, prof.trt_profiles, src.inputs, src.max_length)
     record["validation"] = engine_check(work, plan)
     return record
-
-
-def calibration_batches(work: Work) -> list[dict]:
-    """TensorRT calibrates dynamic-shape networks at the calibration profile's opt shape: pad every batch to it."""
-    import numpy as np
-
-    first = work.profile.trt_profiles[0]
-    size, seq = first.batch.opt, first.sequence.opt
-    texts = calibration_texts(work)
-    batches = []
-    for start in range(0, len(texts) - size + 1, size):
-        enc = work.source.tokenizer(texts[start : start + size], truncation=True, max_length=seq, padding="max_length", return_tensors="np")
-        batches.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in work.source.inputs})
-    return batches
 
 
 def engine_check(work: Work, plan: Path) -> dict[str, Any]:
@@ -297,7 +310,7 @@ def write_triton(work: Work, engine: dict[str, Any] | None) -> None:
 
 def make_manifest(work: Work, engine: dict[str, Any] | None) -> mf.ArtifactManifest:
     src, prof, rec = work.source, work.profile, work.record
-    validation = {k: rec[k] for k in ("raw", "fused", "fp16", "int8", "task_check", "triton") if k in rec}
+    validation = {k: rec[k] for k in ("raw", "fused", "fp16", "int8", "task_check", "triton", "tensorrt_graph") if k in rec}
     if "openvino" in rec:
         validation["openvino"] = rec["openvino"]["validation"]
     kept_fp32 = rec["fused"] if rec["optimization"]["kept"] == "fused" else rec["raw"]

@@ -76,7 +76,9 @@ def token_batches(source: SourceModel, texts: Sequence[str], batch_size: int, pa
 
 
 def quantize_static(source: SourceModel, src: Path, target: Path, options: Quantization, calibration: Calibration,
-                    texts: Sequence[str], seq_len: int) -> Path:
+                    texts: Sequence[str], seq_len: int, *, symmetric: bool = False) -> Path:
+    """A QDQ graph; `symmetric`: signed INT8 activations and weights with zero points 0, as TensorRT's explicit
+    quantisation takes them (ONNX Runtime's CPU default is unsigned, asymmetric activations)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -87,10 +89,15 @@ def quantize_static(source: SourceModel, src: Path, target: Path, options: Quant
     reader = TextCalibrationReader(source, texts[: calibration.samples], calibration.batch_size, seq_len)
     try:
         with quiet_root_logger():
+            extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+            if symmetric:
+                # TensorRT dequantises INT8 only: biases stay float (no int32 bias Q/DQ)
+                extra |= {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
             ort_quantize_static(str(src), str(target), reader, quant_format=QuantFormat.QDQ, per_channel=options.per_channel,
-                                reduce_range=options.reduce_range, activation_type=QuantType.QUInt8,
+                                reduce_range=options.reduce_range,
+                                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, calibrate_method=method, op_types_to_quantize=["MatMul", "Gemm"],
-                                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                                extra_options=extra)
     except Exception as exc:  # calibration raises assorted errors on unusual graphs
         raise MinilmError(f"static INT8 calibration failed ({str(exc)[:200]}); use quantization.mode: dynamic") from None
     return target

@@ -1,15 +1,16 @@
-"""TensorRT engines (`model.plan`) from the artifact's fp32 ONNX, through the TensorRT 10 Python API.
+"""TensorRT engines (`model.plan`), strongly typed, through the TensorRT 10/11 Python API.
 
-`tensorrt` is imported lazily: nothing here needs it until an engine is built or loaded. The API
-used is TensorRT 10's: explicit-batch networks (`create_network(0)`), `set_memory_pool_limit`,
-`builder_optimization_level`, a timing cache shared across builds (`create_timing_cache` /
-`set_timing_cache`), `build_serialized_network`, and name-based I/O at run time
-(`set_input_shape`, `set_tensor_address`, `execute_async_v3`). INT8 uses an entropy calibrator fed
-from the task's texts (implicit quantisation: deprecated since TensorRT 10.1 in favour of explicit
-Q/DQ graphs, still supported in 10.x). CUDA memory comes from torch, so no pycuda is needed.
-
-An engine only runs on the GPU model and TensorRT version it was built with: the manifest records
-both, and `check_compatible` refuses anything else with a message that says to rebuild.
+TensorRT 11 removed weak typing: no `BuilderFlag.FP16`/`INT8`, no INT8 calibrators, no calibration
+profile. Every network here is created `STRONGLY_TYPED` (TensorRT 10.x accepts the flag; 11.x
+networks always are), so the engine's precision is the ONNX graph's own: an fp32 graph builds an
+fp32 engine, an FP16 graph (LayerNorm and Softmax kept in fp32) an FP16 one, a Q/DQ graph an INT8
+one. Those graphs are made and validated on the CPU before any engine is built (see `build.py`).
+One code path for 10.x and 11.x; older versions are refused in one line. Also used: optimisation
+profiles per input, `set_memory_pool_limit`, `builder_optimization_level`, a timing cache shared
+across builds, `build_serialized_network`, and name-based I/O at run time (`set_input_shape`,
+`set_tensor_address`, `execute_async_v3`). `tensorrt` is imported lazily; CUDA memory comes from
+torch, so no pycuda is needed. An engine only runs on the GPU model and TensorRT version it was
+built with: the manifest records both, and `check_compatible` refuses anything else.
 """
 
 from __future__ import annotations
@@ -89,43 +90,27 @@ def load_engine(artifact: Path, manifest: Any) -> Any:
     return engine
 
 
-def make_calibrator(batches: list[dict[str, np.ndarray]], cache_file: Path) -> Any:
-    """An IInt8EntropyCalibrator2 feeding `batches` (each at the calibration profile's opt shape) from CUDA memory."""
-    import tensorrt as trt
-    import torch
+MIN_TENSORRT = (10, 0)  # strongly typed networks exist since 10.0
 
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._batches, self._held = iter(batches), []
 
-        def get_batch_size(self) -> int:
-            return int(next(iter(batches[0].values())).shape[0])
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            feeds = next(self._batches, None)
-            if feeds is None:
-                return None
-            self._held = [torch.from_numpy(feeds[n]).cuda().contiguous() for n in names]  # kept alive until the next call
-            return [t.data_ptr() for t in self._held]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return cache_file.read_bytes() if cache_file.is_file() else None
-
-        def write_calibration_cache(self, cache: bytes) -> None:
-            atomic_write_bytes(cache_file, bytes(cache))
-
-    return Calibrator()
+def check_version(version: str) -> None:
+    """Refuse a TensorRT older than 10.0 in one line (no strongly typed networks there)."""
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < MIN_TENSORRT:
+        raise MinilmError(f"TensorRT {version} is too old: engines here are strongly typed (TensorRT 10.0 or newer); "
+                          "pip install 'tensorrt>=10'")
 
 
 def build_engine(onnx_path: Path, plan_path: Path, options: TensorRTOptions, profiles: Sequence[ShapeProfile],
-                 inputs: Sequence[str], max_length: int, calibration: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
-    """Build and write `plan_path`; returns the manifest's `tensorrt` record (without validation figures)."""
+                 inputs: Sequence[str], max_length: int) -> dict[str, Any]:
+    """Build and write `plan_path` from `onnx_path`, whose own types are the engine's precision;
+    returns the manifest's `tensorrt` record (without validation figures)."""
     import tensorrt as trt
 
+    check_version(trt.__version__)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: every network is explicit-batch
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -133,21 +118,11 @@ def build_engine(onnx_path: Path, plan_path: Path, options: TensorRTOptions, pro
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     config.builder_optimization_level = options.optimization_level
-    built = []
     for profile in profiles:
         opt_profile = builder.create_optimization_profile()
         for name, (lo, mid, hi) in profile_shapes(profile, inputs, max_length).items():
             opt_profile.set_shape(name, lo, mid, hi)
         config.add_optimization_profile(opt_profile)
-        built.append(opt_profile)
-    if options.precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)  # int8 engines fall back to fp16, not fp32, where int8 is not used
-    if options.precision == "int8":
-        if not calibration:
-            raise InputError("a TensorRT INT8 engine needs calibration texts: give --task T or calibration.task")
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = make_calibrator(calibration, plan_path.with_suffix(".calib"))
-        config.set_calibration_profile(built[0])  # batches come padded to this profile's opt shape
     cache_file = Path(options.timing_cache) if options.timing_cache else cache_root() / "tensorrt" / "timing.cache"
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -156,7 +131,6 @@ def build_engine(onnx_path: Path, plan_path: Path, options: TensorRTOptions, pro
         raise MinilmError("TensorRT failed to build the engine (see the log above); try a smaller workspace or profile")
     plan_path.write_bytes(bytes(serialized))
     atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
-    plan_path.with_suffix(".calib").unlink(missing_ok=True)
     gpu_name, cc = device_info()
     return {"version": trt.__version__, "gpu_name": gpu_name, "compute_capability": cc, "precision": options.precision,
             "profiles": [profile_record(p) for p in profiles], "optimization_level": options.optimization_level}
