@@ -345,7 +345,7 @@ def test_the_tensorrt_graph_carries_its_precision_and_is_validated_on_the_cpu(mo
     from minilm_deploy.export.profile import Calibration, TensorRTOptions
 
     out = tmp_path / precision
-    profile = replace(ExportProfile(), tensorrt=TensorRTOptions(precision=precision),
+    profile = replace(ExportProfile(), tensorrt=TensorRTOptions(precision=precision), optimize="never",
                       calibration=Calibration(batch_size=4, method="minmax"),
                       validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5),
                                             fp16=Tolerance(min_cosine=0.99, min_agreement=0.9)))
@@ -357,6 +357,14 @@ def test_the_tensorrt_graph_carries_its_precision_and_is_validated_on_the_cpu(mo
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
         zero_points = [onnx.numpy_helper.to_array(t) for t in graph.graph.initializer if t.name.endswith("zero_point")]
         assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric, signed
+        from minilm_deploy.export.quantize import tensorrt_exclusions
+
+        left_float = set(tensorrt_exclusions(out / "model.onnx"))  # optimize: never: the fp32 graph it came from
+        assert len(left_float) == 3 * 2  # per layer: two attention products and the FFN output projection
+        dq_outputs = {o for n in graph.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        for node in graph.graph.node:
+            if node.op_type == "MatMul":
+                assert any(i in dq_outputs for i in node.input) == (node.name not in left_float), node.name
     else:
         halves = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
         assert halves and "Softmax" in ops

@@ -75,6 +75,25 @@ def token_batches(source: SourceModel, texts: Sequence[str], batch_size: int, pa
         yield {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in source.inputs}
 
 
+def tensorrt_exclusions(path: Path) -> list[str]:
+    """MatMuls left in float in a TensorRT Q/DQ graph: activation × activation products (attention scores and
+    their weighted sum: softmax probabilities do not survive a per-tensor INT8 scale) and the FFN's output
+    projection, whose input is the GELU's output with outliers. On all-MiniLM-L6-v2 (symmetric, per-channel
+    weights, 256 rotten-tomatoes texts, percentile) the worst token cosine to PyTorch went from 0.49 with every
+    MatMul quantised to 0.945 with these left out."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constant = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    excluded = []
+    for node in graph.node:
+        if node.op_type != "MatMul":
+            continue
+        activations = [i for i in node.input if i not in constant]
+        if len(activations) > 1 or any(producer.get(i) in ("Mul", "Gelu", "FastGelu") for i in activations):
+            excluded.append(node.name)
+    return excluded
+
+
 def quantize_static(source: SourceModel, src: Path, target: Path, options: Quantization, calibration: Calibration,
                     texts: Sequence[str], seq_len: int, *, symmetric: bool = False) -> Path:
     """A QDQ graph; `symmetric`: signed INT8 activations and weights with zero points 0, as TensorRT's explicit
@@ -97,7 +116,7 @@ def quantize_static(source: SourceModel, src: Path, target: Path, options: Quant
                                 reduce_range=options.reduce_range,
                                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, calibrate_method=method, op_types_to_quantize=["MatMul", "Gemm"],
-                                extra_options=extra)
+                                nodes_to_exclude=tensorrt_exclusions(src) if symmetric else [], extra_options=extra)
     except Exception as exc:  # calibration raises assorted errors on unusual graphs
         raise MinilmError(f"static INT8 calibration failed ({str(exc)[:200]}); use quantization.mode: dynamic") from None
     return target
