@@ -205,15 +205,7 @@ def make_openvino(work: Work) -> Path:
 
 def calibration_feeds(work: Work) -> list[dict]:
     """The calibration texts as model feeds, `calibration.batch_size` at a time, padded to the longest."""
-    import numpy as np
-
-    texts, size = calibration_texts(work), work.profile.calibration.batch_size
-    batches = []
-    for start in range(0, len(texts), size):
-        enc = work.source.tokenizer(texts[start : start + size], truncation=True, max_length=work.source.max_length,
-                                    padding=True, return_tensors="np")
-        batches.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in work.source.inputs})
-    return batches
+    return list(quantize.token_batches(work.source, calibration_texts(work), work.profile.calibration.batch_size))
 
 
 def convert(work: Work, fp32: Path, precision: str, target: Path) -> Path:
