@@ -22,6 +22,9 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
   c1-both     c1 + relations + hidden-state alignment
   c1-both-rt  c1-both on a corpus mixture: half zoo:corpus-en, half rotten-tomatoes' own training texts
   rand-both   random initialisation + relations + hidden-state alignment
+  c1-kd       c1, fine-tuned with task distillation: the fine-tuned teacher of the same task and seed gives soft
+              targets next to the hard labels (finetune.distill: T 2, weight 0.5); the teacher is fine-tuned first
+  c1-both-kd  c1-both, fine-tuned the same way
 
 Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
 Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
@@ -69,7 +72,11 @@ VARIANTS = {
     "c1-both": "c1 + relations + hidden-state alignment",
     "c1-both-rt": "c1-both on corpus-en + rotten-tomatoes training texts (half each)",
     "rand-both": "random init + relations + hidden-state alignment",
+    "c1-kd": "c1, fine-tuned with task distillation from the fine-tuned teacher (same seed)",
+    "c1-both-kd": "c1-both, fine-tuned with task distillation from the fine-tuned teacher (same seed)",
 }
+KD_SUFFIX = "-kd"  # a variant fine-tuned with task distillation; its student is the variant without the suffix
+TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_384_000}
 CORPUS = "zoo:corpus-en"
 TRAIN = {"batch": 32, "seq_len": 64, "warmup": 0.1, "weight_decay": 0.01, "clip": 1.0, "checkpoint_every": 50,
@@ -88,6 +95,7 @@ PLAN: list[str] = (
     + [f"{_3}:{v}:1M:rotten-tomatoes:1" for v in ("c1-both", "c1-minilm", "c1-hidden", "rand-both", "c1-both-rt")]
     + [f"{_3}:{v}:{t}:rotten-tomatoes:{s}" for s in (2, 3) for v, t in
        (("teacher", "0"), ("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
+    + [f"{_3}:c1-kd:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
     + [f"{_3}:{v}:{t}:trec:1" for v, t in (("teacher", "0"), ("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
     + [f"{_3}:c1-both:{t}:rotten-tomatoes:1" for t in ("250k", "4M", "16M")]
     + [f"4x384:{v}:{t}:rotten-tomatoes:1" for v, t in (("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
@@ -115,7 +123,7 @@ class Run:
                                    (task, TASKS, "task")):
             if value not in known:
                 raise SystemExit(f"students.py: unknown {what} {value!r}; known: {', '.join(known)}")
-        if (variant in ("teacher", "c", "c1")) != (tokens == "0"):
+        if (variant.removesuffix(KD_SUFFIX) in ("teacher", "c", "c1")) != (tokens == "0"):
             raise SystemExit(f"students.py: {text}: teacher, c and c1 take 0 tokens, distilled variants more")
         return run
 
@@ -125,12 +133,29 @@ class Run:
         return GROUPS[self.group].teacher_label if self.variant == "teacher" else self.group
 
     @property
+    def kd(self) -> bool:
+        """Fine-tuned with task distillation from the fine-tuned teacher of the same task and seed."""
+        return self.variant.endswith(KD_SUFFIX)
+
+    @property
     def student_key(self) -> str:
-        return f"{self.label}-{self.variant}-{self.tokens}"
+        """The encoder's folder name: a -kd variant fine-tunes the same student as its variant without -kd."""
+        return f"{self.label}-{self.variant.removesuffix(KD_SUFFIX)}-{self.tokens}"
+
+    @property
+    def output(self) -> Path:
+        return WORK / self.student_key / f"{self.task}-s{self.seed}{KD_SUFFIX if self.kd else ''}"
+
+    def base(self) -> Run:
+        """The same run without task distillation (the student it fine-tunes)."""
+        return Run(self.group, self.variant.removesuffix(KD_SUFFIX), self.tokens, self.task, self.seed)
+
+    def teacher_run(self) -> Run:
+        return Run(self.group, "teacher", "0", self.task, self.seed)
 
     @property
     def result(self) -> Path:
-        return RUNS / f"{self.student_key}-{self.task}-s{self.seed}.json"
+        return RUNS / f"{self.label}-{self.variant}-{self.tokens}-{self.task}-s{self.seed}.json"
 
 
 def cpu_seconds() -> float:
@@ -146,6 +171,7 @@ def old_picks(teacher_layers: int, student_layers: int) -> list[int]:
 
 def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
     group = GROUPS[run.group]
+    run = run.base()
     init = "random" if run.variant.startswith("rand") else "teacher-layers"
     student: dict[str, Any] = {"layers": group.layers, "hidden": group.hidden, "init": init}
     if run.variant == "c":
@@ -200,26 +226,35 @@ def ensure_student(run: Run) -> str:
     return str(folder)
 
 
-def finetune(run: Run) -> None:
+def finetune(run: Run, needed_as_teacher: bool = False) -> None:
+    """Fine-tune one run unless its result is recorded (a teacher whose model folder is gone is redone when a
+    -kd run needs its logits)."""
     from minilm_deploy.config import from_dict
     from minilm_deploy.finetune.api import finetune_model
     from minilm_deploy.finetune.recipe import FinetuneRecipe
     from minilm_deploy.hardware import cpu_class
 
-    if run.result.is_file():
+    if run.result.is_file() and (not needed_as_teacher or (run.output / "model.safetensors").is_file()):
         return
-    model = ensure_student(run)
-    ft = from_dict(FinetuneRecipe, {"task": TASKS[run.task], "models": ["student"], **FINETUNE}, source="students")
-    out = WORK / run.student_key / f"{run.task}-s{run.seed}"
-    print(f"students: fine-tuning {run.student_key} on {run.task}, seed {run.seed}", file=sys.stderr)
+    teacher = None
+    if run.kd:  # the soft targets come from the fine-tuned teacher of the same task and seed
+        finetune(run.teacher_run(), needed_as_teacher=True)
+        teacher = run.teacher_run().output
+    model = ensure_student(run.base())
+    options = {"task": TASKS[run.task], "models": ["student"], **FINETUNE} | ({"distill": TASK_DISTILL} if run.kd else {})
+    ft = from_dict(FinetuneRecipe, options, source="students")
+    print(f"students: fine-tuning {run.student_key} on {run.task}, seed {run.seed}"
+          + (f", task distillation from {teacher}" if teacher else ""), file=sys.stderr)
     cpu = cpu_seconds()
-    metrics = finetune_model(model, ft, out, (run.seed,), overwrite=True, label=f"{run.student_key}-{run.task}-s{run.seed}")
+    metrics = finetune_model(model, ft, run.output, (run.seed,), overwrite=True, distill_teacher=teacher,
+                             label=run.result.stem)
     save(run.result, {
         "kind": "finetune", "student": run.label, "variant": run.variant, "tokens": TOKENS[run.tokens],
         "tokens_label": run.tokens, "task": run.task, "seed": run.seed, "metric": metrics["metric"],
         "test": metrics["splits"]["test"], "dev": metrics["splits"]["dev"], "best_epoch": metrics["runs"][0]["best_epoch"],
         "train_seconds": metrics["train_seconds"], "wall_seconds": metrics["wall_seconds"],
-        "cpu_seconds": round(cpu_seconds() - cpu, 1), "cpu_class": cpu_class(), "finetune": FINETUNE,
+        "cpu_seconds": round(cpu_seconds() - cpu, 1), "cpu_class": cpu_class(),
+        "finetune": {**FINETUNE, "distill": TASK_DISTILL if run.kd else None},
         "model": model, "data": metrics.get("data"),
     })
 

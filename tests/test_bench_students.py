@@ -45,6 +45,18 @@ def test_bad_run_names_are_refused() -> None:
     with pytest.raises(SystemExit, match="expected GROUP"):
         students.Run.parse("3x384:c1")
     assert students.Run.parse("4x384:teacher:0:trec:2").label == "minilm-6x384"  # a teacher's runs are shared
+    with pytest.raises(SystemExit, match="take 0 tokens"):
+        students.Run.parse("3x384:c1-kd:1M:rotten-tomatoes:1")
+
+
+def test_task_distillation_variants_fine_tune_the_same_student_from_the_same_seed_teacher() -> None:
+    kd = students.Run.parse("3x384:c1-both-kd:1M:trec:2")
+    plain = students.Run.parse("3x384:c1-both:1M:trec:2")
+    assert kd.kd and not plain.kd and kd.base() == plain
+    assert kd.student_key == plain.student_key == "3x384-c1-both-1M"  # one distilled encoder, two fine-tunings
+    assert kd.output != plain.output and kd.result != plain.result
+    assert kd.teacher_run() == students.Run.parse("3x384:teacher:0:trec:2")
+    assert students.distill_recipe(kd, 6) == students.distill_recipe(plain, 6)
 
 
 def _record(student: str, variant: str, tokens: str, seed: int, accuracy: float, task: str = "rotten-tomatoes") -> dict:
