@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import inspect
 import json
 from dataclasses import replace
@@ -20,6 +22,7 @@ from minilm_deploy.export import build, optimize, triton
 from minilm_deploy.export.manifest import load_manifest, verify_files
 from minilm_deploy.export.profile import ExportProfile, Quantization, Tolerance, Validation, with_overrides
 from minilm_deploy.export.samples import PAIRS, SENTENCES
+from minilm_deploy.export.work import Work
 
 WORDS = sorted({w.strip(".,!?:'%") for w in " ".join(SENTENCES + tuple(a + " " + b for a, b in PAIRS)).lower().split()} - {""})
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?%:'-")
@@ -226,7 +229,7 @@ def build_with_task(model: Path, profile: ExportProfile, out: Path, task: TaskDa
 
     source = load_source(model, max_length=profile.max_length)
     with atomic_directory(out) as root:
-        return build.build_artifact(build.Work(source, profile, root, out.name, task or tiny_task()), build_engine=False)
+        return build.build_artifact(Work(source, profile, root, out.name, task or tiny_task()), build_engine=False)
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
@@ -266,6 +269,9 @@ def test_trt_without_gpu_fails_after_the_onnx_artifact_is_complete(models, tmp_p
     manifest = load_manifest(out)
     verify_files(out, manifest)
     assert manifest.tensorrt is None and not (out / "model.plan").exists()
+    trt = manifest.backends["tensorrt"]  # the TensorRT-ready graph is there, checked; no engine
+    assert trt["engine"] is None and trt["files"] == ["tensorrt/model.onnx"] and trt["precision"] == "fp16"
+    assert list(manifest.backends) == ["onnxruntime", "tensorrt"] and "tensorrt/model.onnx" in manifest.files
 
 
 def test_cli_json_and_profile(models, tmp_path, capsys):
@@ -424,3 +430,26 @@ def test_task_check_gates_carry_the_figures(models, tmp_path):
     with pytest.raises(ValidationFailed, match="accuracy .* below PyTorch's on tiny/dev") as info:
         task_check(source, tiny_task(), {"fp32": path}, {"fp32": Tolerance(max_accuracy_drop=-0.01)})
     assert info.value.figures["fp32.agreement"] == 1.0
+
+
+def test_every_export_backend_is_one_module_with_the_interface_and_names_a_runtime_runner():
+    from minilm_deploy.export.backends import EXPORT_BACKENDS, MAIN_BACKENDS, export_backend
+    from minilm_deploy.export.profile import ExportProfile as Profile
+    from minilm_deploy.runtime.backends import BACKENDS
+
+    assert set(MAIN_BACKENDS) <= set(EXPORT_BACKENDS)
+    assert typing.get_args(typing.get_type_hints(Profile)["backend"]) == MAIN_BACKENDS  # what `backend:` accepts
+    for name in EXPORT_BACKENDS:
+        module = export_backend(name)
+        assert module.RUNNER in BACKENDS  # the runtime backend that loads its files
+        assert all(callable(getattr(module, f)) for f in ("missing", "build", "publish"))
+        assert isinstance(module.FUSES_WITH_ORT, bool)
+    assert export_backend("onnxruntime").missing() is None
+    with pytest.raises(InputError, match="export backend 'nope' is unknown"):
+        export_backend("nope")
+
+
+def test_manifest_lists_the_onnxruntime_backend_files(bert_artifact):
+    manifest = load_manifest(bert_artifact)
+    assert manifest.backends == {"onnxruntime": {"runner": "onnxruntime", "precision": "fp32", "files": ["model.onnx"]}}
+    assert all(f in manifest.files for entry in manifest.backends.values() for f in entry["files"])

@@ -38,6 +38,9 @@ def test_fp32_ir_matches_onnx_runtime_and_is_what_the_openvino_backend_loads(mod
     manifest = load_manifest(out)
     verify_files(out, manifest)  # the IR is hashed like every other file
     assert {"openvino/model.xml", "openvino/model.bin", "model.onnx"} <= set(manifest.files)
+    entry = manifest.backends["openvino"]  # each backend's files under one key, beside its runner
+    assert list(manifest.backends) == ["openvino"] and entry["runner"] == "openvino" and entry["precision"] == "fp32"
+    assert entry["files"] == ["model.onnx", "openvino/model.bin", "openvino/model.xml"]
     assert manifest.precision == "fp32" and manifest.openvino["precision"] == "fp32"
     assert manifest.openvino["model_file"] == "openvino/model.xml" and manifest.optimization["kept"] == "unfused"
     assert summary["validation"]["openvino"]["runner"] == "openvino"

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from minilm_deploy.errors import InputError, MinilmError
-from minilm_deploy.export import build, tensorrt
+from minilm_deploy.export import build
+from minilm_deploy.export import trt_engine as tensorrt
 from minilm_deploy.export.manifest import TensorRTInfo
 from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeProfile, TensorRTOptions, load_profile
+from minilm_deploy.export.validate import compare_tolerance
+from minilm_deploy.export.work import Work
 
 
 def test_profile_shapes_from_the_yaml():
@@ -76,10 +79,10 @@ def test_unavailable_reason_is_one_line_here():
 def test_polygraphy_style_comparison():
     ref = {"logits": np.array([[1.0, -2.0], [0.5, 100.0]], dtype=np.float32)}
     close = {"logits": ref["logits"] + np.array([[0.005, -0.005], [0.0, 0.9]], dtype=np.float32)}
-    figures = tensorrt.compare_outputs(close, ref, atol=1e-2, rtol=1e-2)["logits"]
+    figures = compare_tolerance(ref, close, atol=1e-2, rtol=1e-2)["logits"]
     assert figures["passed"] and figures["max_abs_diff"] == pytest.approx(0.9, rel=1e-5)
     far = {"logits": ref["logits"] + np.float32(0.05)}
-    assert not tensorrt.compare_outputs(far, ref, atol=1e-2, rtol=1e-2)["logits"]["passed"]
+    assert not compare_tolerance(ref, far, atol=1e-2, rtol=1e-2)["logits"]["passed"]
 
 
 def _gpu_ready() -> bool:
@@ -103,7 +106,7 @@ def test_engine_build_matches_onnxruntime(tmp_path, precision):
     profile = build.fit_trt_profiles(profile, source.max_length)
     out = tmp_path / "art"
     with atomic_directory(out) as root:
-        build.build_artifact(build.Work(source, profile, root, out.name, tiny_task()), build_engine=True)
+        build.build_artifact(Work(source, profile, root, out.name, tiny_task()), build_engine=True)
     manifest = load_manifest(out)
     assert (out / "model.plan").is_file() and (tmp_path / "tc").is_file()
     assert manifest.tensorrt.precision == precision and manifest.tensorrt.validation["batches"] >= 1

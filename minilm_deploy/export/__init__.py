@@ -1,7 +1,10 @@
-"""The export stage: a model folder → a validated artifact directory (ONNX, optional TensorRT engine, Triton repository).
+"""The export stage: a model folder → a validated artifact directory (ONNX, OpenVINO IR, TensorRT-ready
+graph and engine, Triton repository).
 
 Entry point: `build.export_model(model, profile, output=..., task=...)`; readers use
-`manifest.load_manifest(artifact)` and `tensorrt.load_engine(artifact, manifest)`.
+`manifest.load_manifest(artifact)` and `trt_engine.load_engine(artifact, manifest)`.
 Modules: profile (YAML profiles), source (the model and its facts), onnx_export, validate,
-taskcheck, optimize, quantize, triton, tensorrt, manifest, build.
+taskcheck, optimize, quantize, work (one export in progress), backends/ (onnxruntime, openvino,
+tensorrt: one module each, one table), trt_engine (the TensorRT API), triton, manifest, build,
+auto (`--profile auto`).
 """

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from minilm_deploy.errors import InputError, MinilmError
-from minilm_deploy.export import openvino
+from minilm_deploy.export.backends import export_backend
 from minilm_deploy.export.profile import load_profile
 from minilm_deploy.hardware import cpu_class, cpu_name
 from minilm_deploy.paths import atomic_directory
@@ -46,7 +46,7 @@ def candidate_names(has_task: bool) -> tuple[list[str], dict[str, str]]:
     skipped: dict[str, str] = {}
     names = []
     for name, (_, backend) in CANDIDATES.items():
-        if backend == "openvino" and (why := openvino.missing()):
+        if why := export_backend(backend).missing():
             skipped[name] = why
         elif name == "openvino-int8" and not has_task:
             skipped[name] = "needs --task (calibration texts)"

@@ -58,6 +58,9 @@ class ArtifactManifest:
     variants: dict[str, Any] = field(default_factory=dict)  # every precision tried: figures and size
     versions: dict[str, str] = field(default_factory=dict)
     triton_model: str = ""
+    # every export backend's files, by backend: {"onnxruntime": {"runner", "precision", "files": [...]},
+    # "openvino": {..., "model_file"}, "tensorrt": {..., "graph", "engine"}} (export/backends/)
+    backends: dict[str, Any] = field(default_factory=dict)
     tensorrt: TensorRTInfo | None = None
     # backend openvino: {"model_file": "openvino/model.xml", "precision", "inference_precision", nncf, versions}
     openvino: dict[str, Any] | None = None

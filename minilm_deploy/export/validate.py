@@ -93,6 +93,19 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], mask: np.nda
     return figures
 
 
+def compare_tolerance(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], atol: float,
+                      rtol: float) -> dict[str, dict[str, Any]]:
+    """Polygraphy-style, per output: passed when |got - ref| <= atol + rtol * |ref| everywhere; max abs and
+    relative differences reported (the engine check: an engine against ONNX Runtime's fp32 graph)."""
+    figures = {}
+    for name, ref in reference.items():
+        diff = np.abs(got[name] - ref)
+        figures[name] = {"max_abs_diff": float(diff.max()),
+                         "max_rel_diff": float((diff / np.maximum(np.abs(ref), 1e-12)).max()),
+                         "passed": bool(np.all(diff <= atol + rtol * np.abs(ref)))}
+    return figures
+
+
 def merge(figures: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, Any]] = {}
     for fig in figures:

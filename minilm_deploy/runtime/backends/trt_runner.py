@@ -28,7 +28,7 @@ def engine_mismatch(built: dict[str, Any] | None, current: dict[str, Any]) -> st
     """
     from types import SimpleNamespace
 
-    from minilm_deploy.export.tensorrt import check_compatible
+    from minilm_deploy.export.trt_engine import check_compatible
 
     if not built:
         return "the manifest does not say which GPU and TensorRT version built model.plan"
@@ -45,7 +45,7 @@ def engine_mismatch(built: dict[str, Any] | None, current: dict[str, Any]) -> st
 def current_platform() -> dict[str, Any]:
     import tensorrt as trt
 
-    from minilm_deploy.export.tensorrt import device_info
+    from minilm_deploy.export.trt_engine import device_info
 
     gpu_name, capability = device_info()
     return {"version": trt.__version__, "gpu_name": gpu_name, "compute_capability": capability}

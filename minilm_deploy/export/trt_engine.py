@@ -4,7 +4,7 @@ TensorRT 11 removed weak typing: no `BuilderFlag.FP16`/`INT8`, no INT8 calibrato
 profile. Every network here is created `STRONGLY_TYPED` (TensorRT 10.x accepts the flag; 11.x
 networks always are), so the engine's precision is the ONNX graph's own: an fp32 graph builds an
 fp32 engine, an FP16 graph (LayerNorm and Softmax kept in fp32) an FP16 one, a Q/DQ graph an INT8
-one. Those graphs are made and validated on the CPU before any engine is built (see `build.py`).
+one. Those graphs are made and validated on the CPU before any engine is built (`export/backends/tensorrt.py`).
 One code path for 10.x and 11.x; older versions are refused in one line. Also used: optimisation
 profiles per input, `set_memory_pool_limit`, `builder_optimization_level`, a timing cache shared
 across builds, `build_serialized_network`, and name-based I/O at run time (`set_input_shape`,
@@ -158,14 +158,3 @@ def run_engine(engine: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
         raise MinilmError("TensorRT execution failed")
     stream.synchronize()
     return {n: held[n].float().cpu().numpy() for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT}
-
-
-def compare_outputs(ours: dict[str, np.ndarray], reference: dict[str, np.ndarray], atol: float, rtol: float) -> dict[str, Any]:
-    """Polygraphy-style: per output, pass when |a - b| <= atol + rtol * |b| everywhere; max abs/rel diff reported."""
-    figures = {}
-    for name, ref in reference.items():
-        got = ours[name]
-        diff = np.abs(got - ref)
-        figures[name] = {"max_abs_diff": float(diff.max()), "max_rel_diff": float((diff / np.maximum(np.abs(ref), 1e-12)).max()),
-                         "passed": bool(np.all(diff <= atol + rtol * np.abs(ref)))}
-    return figures

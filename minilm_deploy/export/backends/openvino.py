@@ -1,4 +1,4 @@
-"""The OpenVINO export backend: an IR (`openvino/model.xml` + `model.bin`) beside `model.onnx`.
+"""The OpenVINO export backend (`backend: openvino`): an IR (`openvino/model.xml` + `model.bin`) beside `model.onnx`.
 
 From the unfused fp32 graph (OpenVINO compiles standard ONNX ops; it cannot read ONNX Runtime's
 fused contrib ops): `fp32` converts it as it is; `int8` quantises it with NNCF's post-training
@@ -11,6 +11,7 @@ AVX512-BF16) is a compile-time hint, recorded in the manifest and applied when t
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,19 +19,27 @@ from typing import Any
 import numpy as np
 
 from minilm_deploy.errors import InputError
+from minilm_deploy.export.backends import files_of
+from minilm_deploy.export.validate import Graph
+from minilm_deploy.export.work import Work, calibration_feeds, check
 
+RUNNER = "openvino"
+FUSES_WITH_ORT = False  # OpenVINO reads standard ops only and fuses them itself
 IR_DIR = "openvino"
 IR_FILE = "model.xml"
 Feeds = dict[str, np.ndarray]
 
 
 def missing() -> str | None:
-    """Why the OpenVINO backend cannot export here (None when it can)."""
+    """Why the OpenVINO backend cannot export here (None when it can): the runtime's check, and NNCF."""
+    from minilm_deploy.runtime.backends.openvino_runner import openvino_missing
+
+    if why := openvino_missing():
+        return why
     try:
         import nncf  # noqa: F401
-        import openvino  # noqa: F401
     except ImportError:
-        return 'the openvino backend needs OpenVINO and NNCF: pip install -e ".[openvino]"'
+        return 'NNCF is not installed; install the extra: pip install -e ".[openvino]"'
     return None
 
 
@@ -63,3 +72,34 @@ def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Fe
     target.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(target), compress_to_fp16=False)
     return record
+
+
+def build(work: Work, graphs: dict[str, Path]) -> dict[str, Path | Graph]:
+    """The IR at the profile's precision from the unfused fp32 graph, validated through OpenVINO;
+    model.onnx stays the fp32 graph (what ONNX Runtime and Triton load)."""
+    from minilm_deploy.runtime.backends.openvino_runner import inference_precision
+
+    prec, options = work.profile.precision, work.profile.openvino
+    work.record["optimization"] = {**work.record["optimization"], "kept": "unfused",
+                                   "reason": "backend openvino: OpenVINO compiles the standard-ops graph and fuses it itself"}
+    assert work.raw is not None
+    target = work.scratch / IR_DIR / IR_FILE
+    built = build_ir(work.raw, target, prec, calibration_feeds(work) if prec == "int8" else [],
+                     smooth_quant=options.smooth_quant, fast_bias_correction=options.fast_bias_correction)
+    graph = Graph(target, RUNNER, inference_precision(options.inference_precision))
+    figures = check(work, graph, prec)
+    work.record["openvino"] = {**built, "model_file": f"{IR_DIR}/{IR_FILE}",
+                               "inference_precision": options.inference_precision,
+                               "inference_precision_at_export": graph.inference_precision, "validation": figures}
+    work.variants = {"fp32": work.raw, prec: graph} if prec != "fp32" else {"fp32": graph}
+    return dict(work.variants)
+
+
+def publish(work: Work, options: dict[str, Any]) -> dict[str, Any]:
+    """openvino/model.xml + model.bin, and model.onnx as the fp32 graph."""
+    shutil.copytree(work.scratch / IR_DIR, work.root / IR_DIR)
+    assert work.raw is not None
+    shutil.copyfile(work.raw, work.root / "model.onnx")
+    files = [work.root / "model.onnx", *sorted((work.root / IR_DIR).iterdir())]
+    return {"runner": RUNNER, "precision": work.profile.precision, "model_file": f"{IR_DIR}/{IR_FILE}",
+            "files": files_of(work.root, files)}
