@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import typing
-
 import inspect
 import json
+import typing
 from dataclasses import replace
 from pathlib import Path
 

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export.profile import ShapeProfile, TensorRTOptions
 from minilm_deploy.paths import atomic_write_bytes, cache_root
@@ -134,27 +132,3 @@ def build_engine(onnx_path: Path, plan_path: Path, options: TensorRTOptions, pro
     gpu_name, cc = device_info()
     return {"version": trt.__version__, "gpu_name": gpu_name, "compute_capability": cc, "precision": options.precision,
             "profiles": [profile_record(p) for p in profiles], "optimization_level": options.optimization_level}
-
-
-def run_engine(engine: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run one batch (shapes within a profile) and return every output as float32 numpy."""
-    import tensorrt as trt
-    import torch
-
-    context = engine.create_execution_context()
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    held = {}
-    for name in names:
-        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-            held[name] = torch.from_numpy(feeds[name]).cuda().contiguous()
-            context.set_input_shape(name, tuple(held[name].shape))
-    for name in names:
-        if engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
-            dtype = torch.float16 if engine.get_tensor_dtype(name) == trt.DataType.HALF else torch.float32
-            held[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
-        context.set_tensor_address(name, held[name].data_ptr())
-    stream = torch.cuda.current_stream()
-    if not context.execute_async_v3(stream.cuda_stream):
-        raise MinilmError("TensorRT execution failed")
-    stream.synchronize()
-    return {n: held[n].float().cpu().numpy() for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT}

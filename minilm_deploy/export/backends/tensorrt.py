@@ -81,17 +81,17 @@ def build_engine(work: Work, graph: Path) -> dict[str, Any]:
 def engine_check(work: Work, plan: Path) -> dict[str, Any]:
     """Engine vs ONNX Runtime (the fp32 graph) on the reference batches inside the first profile, per output
     with atol/rtol, Polygraphy's way (`polygraphy run model.onnx --trt --onnxrt --atol A --rtol R`)."""
-    import tensorrt as trt
+    from minilm_deploy.runtime.backends.trt_runner import EngineSession  # the runtime's own engine path
 
     assert work.raw is not None
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())
+    engine = EngineSession(plan.read_bytes(), plan.name)
     session, val = open_session(work.raw), work.profile.validation
     prof = work.profile.trt_profiles[0]
     figures = []
     for feeds in work.batches:
         b, s = feeds["input_ids"].shape
         if prof.batch.min <= b <= prof.batch.max and prof.sequence.min <= s <= prof.sequence.max:
-            ours = trt_engine.run_engine(engine, feeds)
+            ours = engine.run(feeds)
             reference = onnx_outputs(session, feeds, work.source.outputs)
             figures.append(compare_tolerance(reference, ours, val.tensorrt_atol, val.tensorrt_rtol))
     worst = [f"{name} max abs diff {f['max_abs_diff']:.3g}" for fig in figures for name, f in fig.items() if not f["passed"]]

@@ -24,7 +24,7 @@ def _capability(value: Any) -> str:
 def engine_mismatch(built: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
     """Why an engine built under `built` cannot run under `current` ({version, gpu_name, compute_capability}).
 
-    The rule itself is the exporter's (`export.tensorrt.check_compatible`): one place for it.
+    The rule itself is the exporter's (`export.trt_engine.check_compatible`): one place for it.
     """
     from types import SimpleNamespace
 
@@ -51,6 +51,52 @@ def current_platform() -> dict[str, Any]:
     return {"version": trt.__version__, "gpu_name": gpu_name, "compute_capability": capability}
 
 
+TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32", "INT64": "int64",
+                "BOOL": "bool", "INT8": "int8", "UINT8": "uint8"}  # trt.DataType name → torch dtype name
+
+
+class EngineSession:
+    """A deserialised engine and one execution context, on the TensorRT 10/11 runtime API: name-based I/O
+    (`get_tensor_name`, `get_tensor_mode`, `set_input_shape`, `set_tensor_address`) and `execute_async_v3` on
+    one CUDA stream, with every copy on that stream. The runtime's runner and the export's engine check both run
+    engines through it (one execution path)."""
+
+    def __init__(self, plan: bytes, label: str = "model.plan") -> None:
+        import tensorrt as trt
+        import torch
+
+        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+        if self.engine is None:
+            raise MinilmError(f"{label}: TensorRT could not deserialise the engine; rebuild it with `minilm export MODEL --trt`")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+        self.dtypes = {n: getattr(torch, TORCH_DTYPES[self.engine.get_tensor_dtype(n).name]) for n in names}
+        self.stream = torch.cuda.Stream()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One batch (its shapes inside a profile) → every output as float32 numpy."""
+        import torch
+
+        with torch.cuda.stream(self.stream):
+            held = {}  # device buffers stay alive until the stream is done
+            for name in self.inputs:
+                held[name] = torch.from_numpy(np.ascontiguousarray(feeds[name])).to("cuda", self.dtypes[name],
+                                                                                     non_blocking=False)
+                self.context.set_input_shape(name, tuple(held[name].shape))
+                self.context.set_tensor_address(name, held[name].data_ptr())
+            for name in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(name))
+                held[name] = torch.empty(shape, dtype=self.dtypes[name], device="cuda")
+                self.context.set_tensor_address(name, held[name].data_ptr())
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise MinilmError("TensorRT execution failed; see the TensorRT log above")
+            result = {n: held[n].float().cpu().numpy() for n in self.outputs}
+        self.stream.synchronize()
+        return result
+
+
 class TrtRunner(Runner):
     name = "tensorrt"
 
@@ -74,41 +120,13 @@ class TrtRunner(Runner):
         why = engine_mismatch(self.source.manifest.get("tensorrt"), here)
         if why:
             raise MinilmError(f"{self.source.engine_file}: engine refused: {why}")
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.source.engine_file.read_bytes())
-        if self.engine is None:
-            raise MinilmError(f"{self.source.engine_file}: TensorRT could not deserialise the engine; rebuild it")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self.inputs = [n for n in names if is_input[n]]
-        self.outputs = [n for n in names if not is_input[n]]
-        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self.stream = torch.cuda.Stream()
+        self.session = EngineSession(self.source.engine_file.read_bytes(), str(self.source.engine_file))
         self.info.update(tensorrt=trt.__version__, gpu=here["gpu_name"])
         super().activate()
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        keep = []  # device buffers stay alive until the stream is done
-        for name in self.inputs:
-            t = torch.from_numpy(np.ascontiguousarray(feeds[name].astype(self.dtypes[name]))).cuda()
-            keep.append(t)
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-        outs = {}
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            torch_dtype = torch.from_numpy(np.zeros(0, self.dtypes[name])).dtype
-            outs[name] = torch.empty(shape, dtype=torch_dtype, device="cuda")
-            self.context.set_tensor_address(name, outs[name].data_ptr())
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise MinilmError("TensorRT execution failed; see the TensorRT log above")
-        self.stream.synchronize()
-        result = {k: v.float().cpu().numpy() for k, v in outs.items()}
-        return with_sentence_embedding(result, feeds)
+        return with_sentence_embedding(self.session.run(feeds), feeds)
 
     def deactivate(self) -> None:
-        self.context = self.engine = None
+        self.session = None
         super().deactivate()
