@@ -165,6 +165,12 @@ def test_triton_check_rejects_a_broken_config(bert_artifact, tmp_path):
     (folder / "config.pbtxt").write_text(text.replace("TYPE_INT64", "TYPE_INT32", 1))
     with pytest.raises(MinilmError, match="tensors"):
         triton.check_repository(folder, bert_artifact / "model.onnx")
+    (folder / "config.pbtxt").write_text(text)
+    inputs, outputs = triton.tensor_specs(bert_artifact / "model.onnx")
+    engine_io = {s["name"]: s["data_type"] for s in inputs + outputs}  # what a built engine reports, by name
+    triton.check_repository(folder, bert_artifact / "model.onnx", engine_io)
+    with pytest.raises(MinilmError, match="engine's I/O"):  # a plan whose inputs are int32: the config must say so
+        triton.check_repository(folder, bert_artifact / "model.onnx", engine_io | {"input_ids": "TYPE_INT32"})
     (folder / "config.pbtxt").write_text(text.replace("max_batch_size", "max_batch"))
     with pytest.raises(MinilmError, match="not a valid Triton model config"):
         triton.parse_config(folder / "config.pbtxt")

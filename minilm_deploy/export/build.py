@@ -155,11 +155,13 @@ def write_triton(work: Work, engine: dict[str, Any] | None) -> None:
     kind = "plan" if engine else "onnx"
     model_file = work.root / ("model.plan" if engine else "model.onnx")
     max_batch = min(p.batch.max for p in prof.trt_profiles) if engine else prof.shapes.batch.max
-    folder = triton.write_repository(work.root / "triton", name, kind, model_file, work.root / "model.onnx",
+    spec = work.root / (export_backend("tensorrt").GRAPH_FILE if engine else "model.onnx")  # the graph the model file is
+    folder = triton.write_repository(work.root / "triton", name, kind, model_file, spec,
                                      max_batch_size=max_batch, max_queue_delay_us=prof.triton.max_queue_delay_us,
                                      instance_count=prof.triton.instance_count)
     try:
-        work.record["triton"] = {**triton.check_repository(folder, work.root / "model.onnx"), "checked": True}
+        checked = triton.check_repository(folder, spec, engine["io"] if engine else None)
+        work.record["triton"] = {**checked, "checked": True}
     except MinilmError as exc:
         if "tritonclient" not in str(exc):
             raise

@@ -36,6 +36,7 @@ class TensorRTInfo:
     profiles: list[dict[str, dict[str, int]]]  # per profile: {"batch": {min, opt, max}, "sequence": {...}}
     optimization_level: int = 3
     validation: dict[str, Any] = field(default_factory=dict)  # engine vs ONNX Runtime figures
+    io: dict[str, str] = field(default_factory=dict)  # the engine's tensors: name → Triton data type
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from minilm_deploy.errors import MinilmError
 BACKENDS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "plan": ("tensorrt_plan", "model.plan")}
 ONNX_TO_TRITON = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.INT32: "TYPE_INT32",
                   onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
+TORCH_TO_TRITON = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int64": "TYPE_INT64",
+                   "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
 
 
 def model_name(text: str) -> str:
@@ -111,8 +113,10 @@ def parse_config(path: Path) -> Any:
         raise MinilmError(f"{path}: not a valid Triton model config ({exc})") from None
 
 
-def check_repository(folder: Path, spec_onnx: Path) -> dict[str, Any]:
-    """Parse `folder/config.pbtxt` with Triton's schema and check it against the ONNX graph's tensors."""
+def check_repository(folder: Path, spec_onnx: Path, engine_io: dict[str, str] | None = None) -> dict[str, Any]:
+    """Parse `folder/config.pbtxt` with Triton's schema and check it against the ONNX graph's tensors, and for a
+    `tensorrt_plan` against the engine's own I/O (`engine_io`: tensor name → Triton data type, read from the
+    deserialised engine)."""
     pb2 = model_config_pb2()
     config = parse_config(folder / "config.pbtxt")
     inputs, outputs = tensor_specs(spec_onnx)
@@ -122,6 +126,10 @@ def check_repository(folder: Path, spec_onnx: Path) -> dict[str, Any]:
         expected = [(s["name"], s["data_type"], s["dims"]) for s in want]
         if seen != expected:
             problems.append(f"tensors {seen} != graph {expected}")
+    if engine_io is not None:
+        seen = {t.name: pb2.DataType.Name(t.data_type) for t in [*config.input, *config.output]}
+        if seen != engine_io:
+            problems.append(f"tensors {seen} != the engine's I/O {engine_io}")
     filename = config.default_model_filename
     if not (folder / "1" / filename).is_file():
         problems.append(f"1/{filename} is missing")

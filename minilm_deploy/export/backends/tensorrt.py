@@ -17,6 +17,7 @@ from typing import Any
 from minilm_deploy.errors import MinilmError
 from minilm_deploy.export import quantize, trt_engine
 from minilm_deploy.export.backends import files_of
+from minilm_deploy.export.triton import TORCH_TO_TRITON
 from minilm_deploy.export.validate import Graph, compare_tolerance, onnx_outputs, open_session
 from minilm_deploy.export.work import Work, calibration_texts, check
 
@@ -74,13 +75,14 @@ def build_engine(work: Work, graph: Path) -> dict[str, Any]:
     assert prof.tensorrt is not None
     plan = work.root / PLAN_FILE
     record = trt_engine.build_engine(graph, plan, prof.tensorrt, prof.trt_profiles, src.inputs, src.max_length)
-    record["validation"] = engine_check(work, plan)
+    record["validation"], record["io"] = engine_check(work, plan)
     return record
 
 
-def engine_check(work: Work, plan: Path) -> dict[str, Any]:
+def engine_check(work: Work, plan: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Engine vs ONNX Runtime (the fp32 graph) on the reference batches inside the first profile, per output
-    with atol/rtol, Polygraphy's way (`polygraphy run model.onnx --trt --onnxrt --atol A --rtol R`)."""
+    with atol/rtol, Polygraphy's way (`polygraphy run model.onnx --trt --onnxrt --atol A --rtol R`); returns the
+    figures and the engine's I/O (name → Triton data type) for the Triton config check."""
     from minilm_deploy.runtime.backends.trt_runner import EngineSession  # the runtime's own engine path
 
     assert work.raw is not None
@@ -98,4 +100,5 @@ def engine_check(work: Work, plan: Path) -> dict[str, Any]:
     if worst:
         raise MinilmError(f"TensorRT engine does not match ONNX Runtime within atol {val.tensorrt_atol}/rtol "
                           f"{val.tensorrt_rtol}: {'; '.join(worst[:3])}; nothing was written")
-    return {"batches": len(figures), "outputs": figures, "atol": val.tensorrt_atol, "rtol": val.tensorrt_rtol}
+    io = {name: TORCH_TO_TRITON[str(dtype).removeprefix("torch.")] for name, dtype in engine.dtypes.items()}
+    return {"batches": len(figures), "outputs": figures, "atol": val.tensorrt_atol, "rtol": val.tensorrt_rtol}, io
