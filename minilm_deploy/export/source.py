@@ -8,9 +8,7 @@ hard limit: a longer input fails at run time, so the artifact records it and the
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,10 @@ import torch
 from minilm_deploy.errors import InputError
 from minilm_deploy.export.manifest import sha256_file
 from minilm_deploy.models.adapters import sequence_limit
+from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer, load_weights, weight_files
 
 # Models whose position ids start after the padding index (RoBERTa-style): usable positions = max - offset.
 OUTPUTS = {"embedding": ("last_hidden_state", "sentence_embedding"), "classification": ("logits",), "regression": ("logits",)}
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 @dataclass
@@ -67,45 +65,23 @@ def detect_task(config: Any) -> str:
 
 
 def load_source(path: Path, *, max_length: int = 0) -> SourceModel:
-    """Load `path` (a local HF folder) for export; a missing or corrupt model is an InputError."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    """Load `path` (a local HF folder) for export through the one loading path (`models/loading.py`): a missing,
+    pickle-only or corrupt model, or a tokenizer of another vocabulary, is a one-line InputError."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise InputError(f"{path}: no config.json; give a Hugging Face model folder")
-    weights = next((path / f for f in WEIGHT_FILES if (path / f).is_file()), None)
-    if weights is None:
-        raise InputError(f"{path}: no model.safetensors or pytorch_model.bin; the model folder is incomplete")
-    try:
-        config = AutoConfig.from_pretrained(path)
-        task = detect_task(config)
-        cls = AutoModel if task == "embedding" else AutoModelForSequenceClassification
-        kwargs: dict[str, Any] = {"attn_implementation": "eager"}  # the ORT optimizer fuses eager attention
-        with quiet_progress():
-            model = cls.from_pretrained(path, config=config, **kwargs).eval()
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except Exception as exc:  # loaders raise OSError, ValueError, SafetensorError, …: all mean "not loadable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot load the model ({first[:200]}); check the folder is a complete, uncorrupted model") from None
+    weights = weight_files(path)[0]
+    config = load_config(path)
+    task = detect_task(config)
+    tokenizer = load_tokenizer(path)
+    check_vocabulary(path, tokenizer, config)  # a tokenizer of another vocabulary would index past the embedding
+    cls = AutoModel if task == "embedding" else AutoModelForSequenceClassification
+    model = load_weights(cls, path, config=config, attn_implementation="eager").eval()  # ORT fuses eager attention
     inputs = used_inputs(model, config, tokenizer)
     limit = sequence_limit(path, config.to_dict())
     if max_length > limit:
         raise InputError(f"max_length {max_length} exceeds the model's position limit {limit}; lower it")
     return SourceModel(path, model, tokenizer, config, task, inputs, max_length or limit, sha256_file(weights))
-
-
-@contextlib.contextmanager
-def quiet_progress() -> Iterator[None]:
-    """No 'Loading weights' progress bar on stderr: a command's stderr is for its one-line error."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def used_inputs(model: torch.nn.Module, config: Any, tokenizer: Any) -> tuple[str, ...]:

@@ -27,10 +27,11 @@ from minilm_deploy.data.types import TaskData
 from minilm_deploy.errors import InputError
 from minilm_deploy.finetune.evaluate import evaluate_folder
 from minilm_deploy.finetune.interrupt import terminate_as_interrupt
-from minilm_deploy.finetune.model import check_vocabulary, load_tokenizer, save_model, task_model_config
+from minilm_deploy.finetune.model import save_model, task_model_config
 from minilm_deploy.finetune.prepare import prepare
 from minilm_deploy.finetune.recipe import ROLES, FinetuneRecipe
 from minilm_deploy.finetune.trainer import SeedRun, train_seed
+from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer
 from minilm_deploy.paths import atomic_directory, atomic_write_text
 from minilm_deploy.progress import make_progress
 
@@ -54,7 +55,7 @@ def finetune_model(
         raise InputError("finetune.distill is set but no teacher was given; set finetune.distill.teacher to a fine-tuned model")
     folder = resolve_model(spec)
     tokenizer = load_tokenizer(folder)
-    check_vocabulary(folder, tokenizer, _vocab_size(folder, len(tokenizer)))
+    check_vocabulary(folder, tokenizer, load_config(folder))
     task = task or load_task(ft.task)
     teacher = resolve_model(str(distill_teacher)) if distill_teacher is not None else None
     prep = prepare(task, tokenizer, ft, teacher)
@@ -79,11 +80,6 @@ def finetune_model(
         }
         write_outputs(tmp, metrics, ft, record, spec, best.seed)
     return metrics
-
-
-def _vocab_size(folder: Path, fallback: int) -> int:
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    return int(config.get("vocab_size") or fallback)
 
 
 def max_dev(runs: Sequence[SeedRun], metric: str) -> float:

@@ -3,19 +3,19 @@
 Any encoder folder works (a distilled student, the teacher, a hub model): the head is the
 architecture's own `...ForSequenceClassification`, so `AutoModelForSequenceClassification`
 loads the output with `id2label` set. Loading checks that the tokenizer fits the model's
-vocabulary (a pruned student with an unpruned tokenizer would index past the embedding).
+vocabulary (a pruned student with an unpruned tokenizer would index past the embedding); every load goes
+through `models/loading.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from minilm_deploy.errors import InputError
+from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer, load_weights, quiet_transformers
 
 TASK_ARCH_SUFFIX = "ForSequenceClassification"
 
@@ -36,78 +36,27 @@ class TaskHead:
         return {name: i for i, name in enumerate(self.label_names)}
 
 
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Hide transformers' load reports and shard progress bars (we print our own summary)."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    try:
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError, TypeError) as exc:
-        raise InputError(f"{folder}: no usable tokenizer in this folder ({type(exc).__name__}); save the model's tokenizer next to it") from None
-    if tokenizer.pad_token_id is None:
-        raise InputError(f"{folder}: the tokenizer has no padding token; set pad_token in tokenizer_config.json")
-    return tokenizer
-
-
-def check_vocabulary(folder: Path, tokenizer, vocab_size: int) -> None:
-    if len(tokenizer) > vocab_size:
-        raise InputError(
-            f"{folder}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab_size}; "
-            "the tokenizer does not belong to this model: save the matching tokenizer into the folder"
-        )
-
-
-def _config(folder: Path):
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(str(folder))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{folder}: unreadable config.json ({exc})") from None
-
-
 def load_for_training(folder: Path, head: TaskHead):
     """(model, tokenizer): the encoder in `folder` with a fresh head for `head` (kept if it already fits)."""
     from transformers import AutoModelForSequenceClassification
 
-    config = _config(folder)
+    config = load_config(folder)
     tokenizer = load_tokenizer(folder)
-    check_vocabulary(folder, tokenizer, getattr(config, "vocab_size", len(tokenizer)))
+    check_vocabulary(folder, tokenizer, config)
     same_head = config.num_labels == head.num_labels and list(config.id2label.values()) == list(head.label_names)
     config.num_labels = head.num_labels
     config.id2label = dict(enumerate(head.label_names)) if head.kind == "classification" else {0: "score"}
     config.label2id = {v: k for k, v in config.id2label.items()}
     config.problem_type = "single_label_classification" if head.kind == "classification" else "regression"
-    try:
-        with quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(folder), config=config, ignore_mismatched_sizes=not same_head
-            )
-    except ValueError as exc:  # no sequence-classification class for this model type
-        raise InputError(f"{folder}: {config.model_type} has no sequence-classification head in transformers ({exc})") from None
+    if type(config) not in AutoModelForSequenceClassification._model_mapping:
+        raise InputError(f"{folder}: {config.model_type} has no sequence-classification head in transformers")
+    model = load_weights(AutoModelForSequenceClassification, folder, config=config, ignore_mismatched_sizes=not same_head)
     return model, tokenizer
 
 
 def task_model_config(folder: Path):
     """The config of a fine-tuned task model, or a one-line error for a bare encoder."""
-    config = _config(folder)
+    config = load_config(folder)
     archs = getattr(config, "architectures", None) or []
     if not any(a.endswith(TASK_ARCH_SUFFIX) for a in archs):
         raise InputError(f"{folder}: not a fine-tuned task model (architectures: {archs or 'none'}); run `minilm finetune` on it first")
@@ -120,11 +69,10 @@ def load_task_model(folder: Path):
 
     config = task_model_config(folder)
     tokenizer = load_tokenizer(folder)
-    check_vocabulary(folder, tokenizer, getattr(config, "vocab_size", len(tokenizer)))
+    check_vocabulary(folder, tokenizer, config)
     regression = config.problem_type == "regression" or config.num_labels == 1
     names = () if regression else tuple(config.id2label[i] for i in range(config.num_labels))
-    with quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    model = load_weights(AutoModelForSequenceClassification, folder)
     return model.eval(), tokenizer, TaskHead("regression" if regression else "classification", names)
 
 

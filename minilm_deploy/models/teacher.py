@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from minilm_deploy.errors import InputError
 from minilm_deploy.models.adapters import adapter_for, attention_shape
 
 
@@ -32,30 +31,18 @@ def load_encoder(spec: str | Path, *, attn_implementation: str | None = None) ->
 
     The encoder is in eval mode with gradients off: as a teacher it never trains.
     """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoModel
 
+    from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer, load_weights
     from minilm_deploy.sources import resolve_model
 
     path = resolve_model(spec)
-    hf_logging.disable_progress_bar()  # our own progress shows on stderr; no per-load bars
-    config = AutoConfig.from_pretrained(path)
+    config = load_config(path)
     adapter_for(config.model_type)  # refuse unknown architectures before loading weights
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "pooler weights newly initialised": true, and unused here
-    try:
-        model = AutoModel.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise InputError(f"{spec}: could not load the model weights ({exc}); check the folder") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{spec}: no usable tokenizer in {path} ({type(exc).__name__}); add tokenizer.json") from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise InputError(f"{spec}: a fast tokenizer (tokenizer.json) is needed for distillation")
+    tokenizer = load_tokenizer(path, fast=True)  # distillation batches come from the fast tokenizer
+    check_vocabulary(path, tokenizer, config)
+    model = load_weights(AutoModel, path, config=config, **kwargs)  # "pooler newly initialised": silenced, unused here
     model.eval()
     model.requires_grad_(False)
     return Encoder(model=model, tokenizer=tokenizer, source=str(spec), path=Path(path))

@@ -29,7 +29,9 @@ class TorchRunner(Runner):
         if self.threads:
             torch.set_num_threads(int(self.threads))
         auto = transformers.AutoModel if self.source.task == "embedding" else transformers.AutoModelForSequenceClassification
-        self.model = auto.from_pretrained(str(self.source.weights_dir)).eval().to(self.device)
+        from minilm_deploy.models.loading import load_weights
+
+        self.model = load_weights(auto, self.source.weights_dir).eval().to(self.device)
         self.accepts = set(inspect.signature(self.model.forward).parameters)
         self.info.update(torch=torch.__version__, threads=torch.get_num_threads())
         super().activate()
