@@ -371,7 +371,7 @@ def test_the_tensorrt_graph_carries_its_precision_and_is_validated_on_the_cpu(mo
         from minilm_deploy.export.quantize import tensorrt_exclusions
 
         left_float = set(tensorrt_exclusions(out / "model.onnx"))  # optimize: never: the fp32 graph it came from
-        assert len(left_float) == 3 * 2  # per layer: two attention products and the FFN output projection
+        assert len(left_float) == 4 * 2  # per layer (2): the two attention products and both FFN projections
         dq_outputs = {o for n in graph.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
         for node in graph.graph.node:
             if node.op_type == "MatMul":

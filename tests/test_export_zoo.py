@@ -88,3 +88,45 @@ def test_all_minilm_l6_v2_openvino_int8_is_calibrated_validated_and_close_to_pyt
         ours = predictor.predict(REAL).embeddings
     cosine = (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() >= INT8_MIN_COSINE and cosine.mean() >= INT8_MEAN_COSINE
+
+
+def _trt_profile(name: str):
+    from dataclasses import replace
+
+    profile = load_profile(name)
+    return replace(profile, calibration=replace(profile.calibration, samples=256))  # half the shipped sample: time
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["trt-fp16", "trt-int8"])
+def test_all_minilm_l6_v2_tensorrt_graphs_pass_validation_on_the_cpu(tmp_path, profile):
+    """The graphs TensorRT 11 builds strongly typed engines from, made and validated here (no GPU needed)."""
+    import onnx
+
+    from minilm_deploy.errors import MinilmError
+
+    out = tmp_path / profile
+    with pytest.raises(MinilmError, match="--trt: .*complete and valid"):  # no engine here; the artifact is complete
+        build.export_model("zoo:all-minilm-l6-v2", _trt_profile(profile), output=out, task="zoo:rotten-tomatoes")
+    manifest = load_manifest(out)
+    verify_files(out, manifest)
+    check = manifest.validation["tensorrt_graph"]
+    worst = min(f["min_cosine"] for f in check["outputs"].values())
+    assert worst >= (0.999 if profile == "trt-fp16" else 0.95), check
+    ops = {n.op_type for n in onnx.load(str(out / "tensorrt" / "model.onnx")).graph.node}
+    assert ({"QuantizeLinear", "DequantizeLinear"} <= ops) == (profile == "trt-int8")
+    assert manifest.backends["tensorrt"]["engine"] is None and not (out / "model.plan").exists()
+
+
+@pytest.mark.slow
+def test_a_badly_placed_qdq_graph_of_the_real_model_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
+    """Q/DQ on every MatMul (attention products and FFN projections included): the worst token cosine falls to
+    about 0.5, the gate refuses it with its figures, and no artifact is left."""
+    from minilm_deploy.errors import ValidationFailed
+    from minilm_deploy.export import quantize
+
+    monkeypatch.setattr(quantize, "tensorrt_exclusions", lambda path: [])
+    out = tmp_path / "bad"
+    with pytest.raises(ValidationFailed, match=r"int8 ONNX does not match PyTorch: .*min cosine 0\.[0-8]"):
+        build.export_model("zoo:all-minilm-l6-v2", _trt_profile("trt-int8"), output=out, task="zoo:rotten-tomatoes")
+    assert not out.exists()

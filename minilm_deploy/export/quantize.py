@@ -75,21 +75,39 @@ def token_batches(source: SourceModel, texts: Sequence[str], batch_size: int, pa
         yield {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in source.inputs}
 
 
+GELU_OPS = ("Erf", "Gelu", "FastGelu", "BiasGelu", "Tanh")  # what a GELU exports as (exact, fused, tanh approximation)
+
+
 def tensorrt_exclusions(path: Path) -> list[str]:
-    """MatMuls left in float in a TensorRT Q/DQ graph: activation × activation products (attention scores and
-    their weighted sum: softmax probabilities do not survive a per-tensor INT8 scale) and the FFN's output
-    projection, whose input is the GELU's output with outliers. On all-MiniLM-L6-v2 (symmetric, per-channel
-    weights, 256 rotten-tomatoes texts, percentile) the worst token cosine to PyTorch went from 0.49 with every
-    MatMul quantised to 0.945 with these left out."""
+    """MatMuls left in float in a TensorRT Q/DQ graph (all the others get per-channel INT8 weights and a
+    per-tensor INT8 input): activation x activation products (attention scores and their weighted sum:
+    softmax probabilities do not survive one per-tensor scale), and both FFN projections: the up projection,
+    whose input is the attention block's LayerNorm output with a few outlier channels, and the output
+    projection, whose input is the GELU's. Found by leaving one group float at a time on all-MiniLM-L6-v2
+    (symmetric, 256 rotten-tomatoes texts, percentile calibration; worst token cosine to PyTorch): every
+    MatMul quantised 0.49; attention products and FFN output float 0.945; also the attention output
+    projection 0.924, the Q/K/V projections 0.951, the first layer 0.931, the last layer 0.951, the FFN up
+    projection 0.989 (`bench/trt_graphs.py` has the figures of what is kept)."""
     graph = onnx.load(str(path), load_external_data=False).graph
     constant = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     producer = {o: n.op_type for n in graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def feeds_gelu(tensor: str, hops: int = 3) -> bool:
+        """Whether `tensor` reaches a GELU op within `hops` nodes (MatMul → bias Add → Div → Erf)."""
+        nodes = consumers.get(tensor, [])
+        return any(n.op_type in GELU_OPS or (hops > 1 and any(feeds_gelu(o, hops - 1) for o in n.output)) for n in nodes)
+
     excluded = []
     for node in graph.node:
         if node.op_type != "MatMul":
             continue
         activations = [i for i in node.input if i not in constant]
-        if len(activations) > 1 or any(producer.get(i) in ("Mul", "Gelu", "FastGelu") for i in activations):
+        if (len(activations) > 1 or any(producer.get(i) in ("Mul", *GELU_OPS) for i in activations)
+                or feeds_gelu(node.output[0])):
             excluded.append(node.name)
     return excluded
 
