@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         sys.stderr.write(f"minilm: error: {exc}\n")
         return exc.exit_code
+    except OSError as exc:  # disk full, permission denied, a file where a folder was expected, …
+        if _debug_requested(args):
+            raise
+        from minilm_deploy.paths import os_error_line
+
+        sys.stderr.write(f"minilm: error: {' '.join(os_error_line(exc).split())}\n")
+        return 1
     return 0
 
 

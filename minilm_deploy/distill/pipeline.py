@@ -21,8 +21,8 @@ from typing import Any
 from minilm_deploy.config import to_dict
 from minilm_deploy.distill import distributed as D
 from minilm_deploy.distill.recipe import DistillRecipe, LossSpec, StudentSpec, TrainSpec
-from minilm_deploy.errors import InputError
-from minilm_deploy.paths import atomic_directory, atomic_write_text
+from minilm_deploy.errors import InputError, MinilmError
+from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable, os_error_line
 
 RUN_FILE = "run.json"
 
@@ -72,6 +72,8 @@ def assistant_advice(teacher_shape: tuple[int, int, int], student: StudentSpec, 
 def run_distill(recipe, *, output: Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Run every stage; returns a summary (the student folder, losses, notes)."""
     stages = plan_stages(recipe, output)
+    for stage in stages:
+        check_writable(stage.output, "--output (or the recipe's output_dir)")
     info, _ = D.setup(_section(recipe).train.device)
     try:
         teacher = recipe.teacher
@@ -174,7 +176,11 @@ def _check_workdir(recipe, work: Path, resume: bool, info: D.DistInfo) -> None:
                 raise InputError(f"--resume: the recipe's {key} changed since {work} was started; restore it or remove {work}")
     D.barrier(info)  # every process has looked before the main one writes
     if info.is_main:
-        work.mkdir(parents=True, exist_ok=True)
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # name the student folder the user asked for, not its .partial work folder
+            raise MinilmError(os_error_line(exc, path=work.with_name(work.name.removesuffix(".partial")),
+                                            writing=True)) from None
         atomic_write_text(saved, recipe_to_yaml(recipe))
     D.barrier(info)
 

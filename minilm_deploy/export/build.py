@@ -31,7 +31,7 @@ from minilm_deploy.export.source import load_source
 from minilm_deploy.export.taskcheck import task_check
 from minilm_deploy.export.validate import Graph, reference_batches, torch_outputs
 from minilm_deploy.export.work import Work, check
-from minilm_deploy.paths import atomic_directory
+from minilm_deploy.paths import atomic_directory, check_writable
 
 
 def backend_names(profile: ExportProfile) -> list[str]:
@@ -52,6 +52,7 @@ def export_model(model: str | Path, profile: ExportProfile, *, output: Path | No
     output = Path(output) if output else default_output(path, profile)
     if output.exists() and not overwrite:
         raise InputError(f"{output} already exists; choose another --output or pass --overwrite")
+    check_writable(output)
     source = load_source(path, max_length=profile.max_length)
     profile = fit_trt_profiles(profile, source.max_length)
     task_spec = task or profile.calibration.task

@@ -32,7 +32,7 @@ from minilm_deploy.finetune.prepare import prepare
 from minilm_deploy.finetune.recipe import ROLES, FinetuneRecipe
 from minilm_deploy.finetune.trainer import SeedRun, train_seed
 from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer
-from minilm_deploy.paths import atomic_directory, atomic_write_text
+from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable
 from minilm_deploy.progress import make_progress
 
 METRICS_FILE, RUN_FILE = "metrics.json", "run.json"
@@ -51,6 +51,7 @@ def finetune_model(
     output, seeds, start = Path(output), tuple(seeds) or (0,), time.perf_counter()
     if output.exists() and not overwrite:
         raise InputError(f"{output} already exists; choose another --output or pass --overwrite")
+    check_writable(output)
     if ft.distill is not None and distill_teacher is None:
         raise InputError("finetune.distill is set but no teacher was given; set finetune.distill.teacher to a fine-tuned model")
     folder = resolve_model(spec)
