@@ -358,3 +358,80 @@ def test_mix_blocks_repeats_a_small_source_and_cuts_a_large_one() -> None:
     mixed, report = mix_blocks([("a", blocks(10, 1), 1.0), ("b", blocks(2, 2), 1.0)], samples=8)
     assert mixed.input_ids[:, 0].tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
     assert [r["repeated"] for r in report] == [False, True] and [r["share"] for r in report] == [0.5, 0.5]
+
+
+def _kill_after_checkpoints(recipe: Path, output: Path, env: dict, count: int) -> Path:
+    proc = subprocess.Popen(_cli(str(recipe), "--output", str(output)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = output.with_name(output.name + ".partial") / "checkpoints"
+    deadline = time.monotonic() + 120
+    while len(list_checkpoints(checkpoints)) < count and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert alive, "the run ended before it could be killed"
+    return checkpoints
+
+
+@pytest.mark.parametrize("damage", ["truncated-weights", "flipped-byte"])  # the other kinds: the unit test below
+def test_resume_skips_a_damaged_newest_checkpoint_and_still_matches_the_uninterrupted_run(
+        tmp_path, teacher_dir, corpus, damage) -> None:
+    """Issue 18, root cause 3: disk-full, partial copies and bit rot are not covered by the atomic rename."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 80, "checkpoint_every": 10, "keep_checkpoints": 3})
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    subprocess.run(_cli(str(recipe), "--output", str(reference)), env=env, check=True, capture_output=True)
+    checkpoints = _kill_after_checkpoints(recipe, resumed, env, 2)
+    newest = list_checkpoints(checkpoints)[-1]
+    if damage == "truncated-weights":
+        data = (newest / "model.safetensors").read_bytes()
+        (newest / "model.safetensors").write_bytes(data[: len(data) // 2])
+    else:
+        data = bytearray((newest / "model.safetensors").read_bytes())
+        data[-5] ^= 0xFF  # same size, other bytes: only the hash sees it
+        (newest / "model.safetensors").write_bytes(bytes(data))
+    done = subprocess.run(_cli(str(recipe), "--output", str(resumed), "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("minilm: warning: checkpoint")]
+    assert len(warnings) == 1 and newest.name in warnings[0] and "resuming from step-" in warnings[0], done.stderr
+    a, b = _weights(reference), _weights(resumed)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_resume_with_every_checkpoint_damaged_is_one_line_naming_the_file(tmp_path, teacher_dir, corpus) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 80, "checkpoint_every": 10})
+    resumed = tmp_path / "resumed"
+    checkpoints = _kill_after_checkpoints(recipe, resumed, env, 1)
+    for path in list_checkpoints(checkpoints):
+        (path / "model.safetensors").write_bytes(b"")
+    done = subprocess.run(_cli(str(recipe), "--output", str(resumed), "--resume"), env=env, capture_output=True, text=True)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "no intact checkpoint" in lines[0] and "model.safetensors has 0 bytes" in lines[0]
+    assert list_checkpoints(checkpoints)  # nothing deleted: the user decides
+
+
+def test_checkpoint_damage_is_found_by_files_json_and_without_it(tmp_path) -> None:
+    from minilm_deploy.distill.checkpoint import FILES, TrainProgress, damage, save_checkpoint
+
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    path = save_checkpoint(tmp_path, model, optimizer, TrainProgress(step=5), keep=2)
+    assert damage(path) is None
+    text = (path / "state.json").read_text()
+    (path / "state.json").write_text(text[:-10])
+    assert damage(path) == f"state.json has {len(text) - 10:,} bytes, {len(text):,} written"
+    (path / "state.json").write_text(text)
+    (path / "optimizer.safetensors").unlink()
+    assert damage(path) == "optimizer.safetensors is missing"
+    legacy = save_checkpoint(tmp_path, model, optimizer, TrainProgress(step=6), keep=2)
+    (legacy / FILES).unlink()  # written before files.json existed: checked by structure
+    assert damage(legacy) is None
+    data = (legacy / "model.safetensors").read_bytes()
+    (legacy / "model.safetensors").write_bytes(data[:-4])
+    assert damage(legacy) == "model.safetensors is truncated or corrupt"

@@ -8,17 +8,22 @@ WORK/checkpoints/step-0000100/
   optimizer.safetensors   AdamW state tensors, keyed "<param index>.<name>"
   rng.safetensors         torch CPU (and CUDA) generator states
   state.json              step, samples seen, optimizer param groups and scalar state, metrics
+  files.json              written last: every other file's size and sha256
 ```
 Each checkpoint directory is written to a temporary sibling and renamed (`atomic_directory`), so a
-kill at any moment leaves the previous checkpoints intact; the newest complete one is the one
-with the highest step.
+kill at any moment leaves the previous checkpoints intact. The rename does not cover a full disk, a
+partial copy of the run folder or bit rot: `--resume` checks the newest checkpoint against its
+`files.json` (sizes, then sha256) and falls back to the newest intact one with a one-line warning, or
+stops with one line naming the damaged file when none is intact.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from minilm_deploy.errors import InputError
 from minilm_deploy.paths import atomic_directory
+
+FILES = "files.json"
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -94,6 +102,8 @@ def save_checkpoint(
         save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
         record = {"progress": progress.__dict__, "optimizer": meta}
         (tmp / "state.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+        listing = {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in sorted(tmp.iterdir())}
+        (tmp / FILES).write_text(json.dumps(listing, indent=1), encoding="utf-8")  # last: it vouches for the rest
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -111,6 +121,75 @@ def list_checkpoints(root: Path) -> list[Path]:
 def latest_checkpoint(root: Path) -> Path | None:
     found = list_checkpoints(root)
     return found[-1] if found else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with the checkpoint at `path` (None when every file matches its files.json)."""
+    listing_file = path / FILES
+    if not listing_file.is_file():
+        return _structural_damage(path)  # written before files.json existed: check what can be checked
+    try:
+        listing = json.loads(listing_file.read_text(encoding="utf-8"))
+        assert isinstance(listing, dict) and "state.json" in listing and "model.safetensors" in listing
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AssertionError):
+        return f"{FILES} is unreadable"
+    for name, want in listing.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != want["bytes"]:
+            return f"{name} has {file.stat().st_size:,} bytes, {want['bytes']:,} written"
+    for name, want in listing.items():  # sizes first (cheap), then contents
+        if _sha256(path / name) != want["sha256"]:
+            return f"{name} does not match its sha256 (corrupted)"
+    return None
+
+
+def _structural_damage(path: Path) -> str | None:
+    """For a checkpoint without files.json: the files are there, state.json parses, each safetensors file is as
+    long as its header says."""
+    from minilm_deploy.models.loading import check_safetensors
+
+    for name in ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"):
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    try:
+        json.loads((path / "state.json").read_text(encoding="utf-8"))["progress"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        return "state.json is unreadable"
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            check_safetensors(file)
+        except InputError:
+            return f"{file.name} is truncated or corrupt"
+    return None
+
+
+def resume_point(root: Path) -> Path | None:
+    """The newest intact checkpoint under `root` (None when there is none at all); a damaged newer one is
+    skipped with a one-line warning; every one damaged is a one-line error naming the newest's damage."""
+    found = list_checkpoints(root)
+    problems = []
+    for path in reversed(found):
+        why = damage(path)
+        if why is None:
+            for skipped, reason in problems:
+                sys.stderr.write(f"minilm: warning: checkpoint {skipped} is damaged ({reason}); resuming from {path.name}\n")
+            return path
+        problems.append((path.name, why))
+    if problems:
+        name, why = problems[0]
+        raise InputError(f"--resume: no intact checkpoint under {root} (newest, {name}: {why}); "
+                         f"remove {root.parent} to start again")
+    return None
 
 
 def load_checkpoint(

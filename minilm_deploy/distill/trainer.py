@@ -23,7 +23,13 @@ from torch import nn
 
 from minilm_deploy.distill import distributed as D
 from minilm_deploy.distill.capture import CaptureModel, capture_teacher
-from minilm_deploy.distill.checkpoint import TrainProgress, latest_checkpoint, load_checkpoint, save_checkpoint
+from minilm_deploy.distill.checkpoint import (
+    TrainProgress,
+    latest_checkpoint,
+    load_checkpoint,
+    resume_point,
+    save_checkpoint,
+)
 from minilm_deploy.distill.data import BlockOrder, Blocks, batch_slice
 from minilm_deploy.distill.objective import Counts, MiniLMObjective, make_projection
 from minilm_deploy.distill.recipe import LossSpec, TrainSpec
@@ -154,7 +160,7 @@ def train_stage(stage: Stage, info: D.DistInfo, device: torch.device, *, resume:
     optimizer = make_optimizer(student, spec)  # the student and its projection
     ckpt_root = stage.workdir / CHECKPOINTS
     progress = TrainProgress()
-    found = latest_checkpoint(ckpt_root) if resume else None
+    found = resume_point(ckpt_root) if resume else None
     if found is not None:
         progress = load_checkpoint(found, student.model, optimizer, device, extras=_extras(student))
     module: nn.Module = student
