@@ -159,6 +159,8 @@ MALFORMED = [  # (description, method, path, body, headers, status)
     ("v1 empty", "POST", "/v1/predict", b'{"texts": []}', AUTH, 400),
     ("v1 not a list", "POST", "/v1/predict", b'{"texts": "abc"}', AUTH, 400),
     ("oversized body", "POST", "/v2/models/sentiment/infer", infer_body(["word " * 2000]), AUTH, 413),
+    ("nested too deeply", "POST", "/v1/predict", b'{"texts": ' + b"[" * 2000 + b"]" * 2000 + b"}", AUTH, 400),
+    ("infer nested too deeply", "POST", "/v2/models/sentiment/infer", b'{"inputs": ' + b"[" * 2000 + b"]" * 2000 + b"}", AUTH, 400),
     ("unknown model", "POST", "/v2/models/nope/infer", infer_body(["a"]), AUTH, 404),
     ("unknown version", "GET", "/v2/models/sentiment/versions/7", b"", AUTH, 404),
     ("unknown route", "GET", "/v3/anything", b"", AUTH, 404),
@@ -274,3 +276,93 @@ def test_bad_command_lines_fail_in_one_line(artifacts, tmp_path):
     empty = tmp_path / "token"
     empty.write_text("\n")
     assert main(["serve", str(artifacts[0]), "--token-file", str(empty)]) == 2
+
+
+# Issue 18, root causes 2 and 7: no slow or idle client can hold the server.
+
+def _raw(server: Server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    return sock
+
+
+def _closed_after(sock: socket.socket, send: list[bytes], every_s: float, limit_s: float) -> tuple[float, bytes]:
+    """Send `send` one piece every `every_s`, reading what comes back, until the server closes the connection
+    (or `limit_s` passes); returns (seconds until closed, everything the server sent)."""
+    start, got = time.monotonic(), b""
+    sock.settimeout(every_s)
+    pieces = list(send) + [b""] * int(limit_s / every_s)
+    for piece in pieces:
+        try:
+            if piece:
+                sock.sendall(piece)
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:  # reset by the server
+            break
+        if not data:  # closed by the server
+            break
+        got += data
+    return time.monotonic() - start, got
+
+
+@pytest.fixture(scope="module")
+def strict_server(artifacts):
+    server = Server(artifacts[0], "--header-timeout", "2", "--body-timeout", "2", "--idle-timeout", "2")
+    yield server
+    assert server.stop() == 0
+
+
+def test_a_client_trickling_its_headers_is_closed_at_the_header_deadline(strict_server):
+    request = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n"
+    with _raw(strict_server) as sock:
+        seconds, got = _closed_after(sock, [request[i:i + 3] for i in range(0, len(request), 3)], 0.33, 20)
+    assert seconds < 4.5 and got == b"", (seconds, got)  # 2 s deadline; closed without an answer
+    assert strict_server.live()
+
+
+def test_a_client_trickling_its_body_gets_408_at_the_body_deadline(strict_server):
+    body = json.dumps({"texts": ["a slow client sends this text three bytes at a time"]}).encode()
+    head = f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    with _raw(strict_server) as sock:
+        sock.sendall(head.encode())
+        seconds, got = _closed_after(sock, [body[i:i + 3] for i in range(0, len(body), 3)], 0.33, 20)
+    assert seconds < 4.5 and got.startswith(b"HTTP/1.1 408"), (seconds, got[:200])
+    assert strict_server.live()
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(auth_server):
+    head = ("POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000000000\r\n\r\n").encode()
+    with _raw(auth_server) as sock:
+        sock.sendall(head)  # and not one byte of the body
+        sock.settimeout(10)
+        got = sock.recv(65536)
+    assert got.startswith(b"HTTP/1.1 413"), got[:200]
+
+
+def test_1000_idle_sockets_do_not_stop_the_server_answering_others(strict_server):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    idle = [socket.create_connection(("127.0.0.1", strict_server.port), timeout=10) for _ in range(1000)]
+    try:
+        with httpx.Client(timeout=10) as client:
+            answers = [client.post(f"{strict_server.url}/v1/predict", json={"texts": [f"still serving {i}"]})
+                       for i in range(20)]
+        assert [r.status_code for r in answers] == [200] * 20
+        time.sleep(3.5)  # past the 2 s header deadline: the server has closed every idle socket
+        closed = 0
+        for sock in idle:
+            sock.settimeout(0.5)
+            try:
+                closed += sock.recv(1) == b""
+            except (TimeoutError, OSError):
+                pass
+        assert closed == 1000
+    finally:
+        for sock in idle:
+            sock.close()
+    assert strict_server.live()

@@ -28,6 +28,9 @@ def command(
     max_queue: Annotated[int, typer.Option(help="Requests waiting for a batch; beyond it the server answers 503.")] = 256,
     max_body_bytes: Annotated[int, typer.Option(help="Request body limit; beyond it the server answers 413.")] = 1 << 20,
     timeout: Annotated[float, typer.Option(help="Seconds per request, queueing included; beyond it 504.")] = 30.0,
+    header_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's headers (after connecting or after the last answer); then the connection is closed.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's whole body; beyond it 408.")] = 30.0,
+    idle_timeout: Annotated[float, typer.Option(help="Seconds a silent keep-alive connection stays open.")] = 5.0,
     token_file: Annotated[Path | None, typer.Option(help=f"A file holding the bearer token clients must send (or set ${TOKEN_ENV}).", show_default=False)] = None,
 ) -> None:
     """Serve an exported artifact over HTTP (Open Inference Protocol, as Triton speaks it) until Ctrl-C.
@@ -45,10 +48,11 @@ def command(
         config = ServeConfig(
             host=host, port=port, model_name=model_name, max_batch_size=max_batch_size,
             max_queue_delay_ms=max_queue_delay_ms, chunk_size=chunk_size, wait_when_idle=wait_when_idle, max_queue=max_queue, max_body_bytes=max_body_bytes,
-            timeout_s=timeout, token=token,
+            timeout_s=timeout, token=token, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+            idle_timeout_s=idle_timeout,
         )
     except ValueError as exc:
-        raise InputError(f"--{str(exc).split('=')[0].replace('_', '-')}: {exc}") from None
+        raise InputError(f"--{str(exc).split('=')[0].removesuffix('_s').replace('_', '-')}: {exc}") from None
     serve(artifact, config, backend=backend, device=device, threads=threads or None)
 
 

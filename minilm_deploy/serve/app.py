@@ -142,7 +142,7 @@ def create_app(predictor: Predictor, config: ServeConfig, model_name: str) -> Fa
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # outermost first: metrics see every answer, auth runs before a body is read
-    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes, timeout_s=config.body_timeout_s)
     app.add_middleware(AuthMiddleware, token=config.token)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
@@ -172,7 +172,7 @@ def _failure(exc: Exception, metrics: Metrics) -> JSONResponse:
 def _parse_v1(body: bytes, max_texts: int) -> tuple[list[str], list[str] | None]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply to parse
         raise protocol.ProtocolError("the request body is not valid JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("texts"), list):
         raise protocol.ProtocolError('expected {"texts": ["...", ...], "text_pairs": [...] (optional)}')

@@ -18,6 +18,9 @@ class ServeConfig:
     max_request_texts: int = 256  # texts in one request; beyond it: 400
     max_body_bytes: int = 1 << 20  # request body limit; beyond it: 413
     timeout_s: float = 30.0  # per request, queueing included; beyond it: 504
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this of connecting (or of the last answer)
+    body_timeout_s: float = 30.0  # a request's whole body must arrive within this of its headers; beyond it: 408
+    idle_timeout_s: float = 5.0  # a keep-alive connection silent this long is closed
     token: str | None = None  # bearer token; None: no auth
     graceful_timeout_s: float = 30.0  # on SIGTERM/SIGINT: how long requests in flight may take to finish
 
@@ -26,6 +29,8 @@ class ServeConfig:
             "max_batch_size": self.max_batch_size >= 1, "max_queue": self.max_queue >= 1,
             "max_request_texts": self.max_request_texts >= 1, "max_body_bytes": self.max_body_bytes >= 256,
             "timeout_s": self.timeout_s > 0, "max_queue_delay_ms": self.max_queue_delay_ms >= 0,
+            "header_timeout_s": self.header_timeout_s > 0, "body_timeout_s": self.body_timeout_s > 0,
+            "idle_timeout_s": self.idle_timeout_s > 0,
             "port": 0 <= self.port <= 65535, "chunk_size": self.chunk_size >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]

@@ -5,6 +5,7 @@ Each answers its own errors as `{"error": "..."}` JSON, as the Open Inference Pr
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -86,20 +87,28 @@ class AuthMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over `limit` bytes with 413, by Content-Length or while reading a chunked body."""
+    """Refuse bodies over `limit` bytes with 413: at once by Content-Length (nothing is read), or while reading a
+    chunked body; and bodies that do not arrive within `timeout_s` of the headers with 408 (a slow client)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, timeout_s: float = 30.0) -> None:
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         too_big = f"the request body is over the limit of {self.limit} bytes; send smaller batches"
-        over = declared is not None and declared.isdigit() and int(declared) > self.limit
-        chunks, size, more = [], 0, True
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await send_error(send, 413, too_big)  # the server closes the connection with the body unread
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        over, chunks, size, more = False, [], 0, True
         while more and size <= DRAIN_LIMIT:  # read (and past the limit, discard) so the client sees the answer
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return await send_error(send, 408, f"the request body did not arrive within {self.timeout_s:g} s; "
+                                        "send it faster or raise --body-timeout")
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

@@ -51,7 +51,7 @@ def parse_infer_request(body: bytes, header_length: str | None, max_texts: int) 
     json_part, binary = _split_body(body, header_length)
     try:
         req = json.loads(json_part)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply to parse
         raise ProtocolError(f"the request body is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(req, dict) or not isinstance(req.get("inputs"), list):
         raise ProtocolError("expected a JSON object with an 'inputs' list")

@@ -8,6 +8,7 @@ from pathlib import Path
 from minilm_deploy.errors import MinilmError
 from minilm_deploy.runtime import Predictor
 from minilm_deploy.serve.config import ServeConfig
+from minilm_deploy.serve.connections import deadline_protocol, raise_open_file_limit
 
 
 def default_model_name(artifact: Path, manifest: dict) -> str:
@@ -30,9 +31,13 @@ def serve(artifact: Path, config: ServeConfig, backend: str = "auto", device: st
     predictor = Predictor.load(artifact, backend=backend, device=device, threads=threads)
     name = config.model_name or default_model_name(artifact, predictor.source.manifest)
     app = create_app(predictor, config, name)
+    raise_open_file_limit()
+    # no limit_concurrency: uvicorn counts sockets, idle ones included; the cap is the batcher's queue (503),
+    # and idle or slow sockets are closed at their deadlines (serve/connections.py)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on",
-        timeout_graceful_shutdown=config.graceful_timeout_s, limit_concurrency=config.max_queue * 4 + 64,
+        timeout_graceful_shutdown=config.graceful_timeout_s, timeout_keep_alive=config.idle_timeout_s,
+        http=deadline_protocol(config.header_timeout_s),
     ))
     sys.stderr.write(
         f"minilm serve: model {name!r} ({predictor.task}, {predictor.info['backend']} on {predictor.info['device']}) "
