@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -435,3 +436,35 @@ def test_checkpoint_damage_is_found_by_files_json_and_without_it(tmp_path) -> No
     data = (legacy / "model.safetensors").read_bytes()
     (legacy / "model.safetensors").write_bytes(data[:-4])
     assert damage(legacy) == "model.safetensors is truncated or corrupt"
+
+
+def _as_sentence_transformer(folder: Path, hidden: int) -> Path:
+    """Give a model folder sentence-transformers' files as all-MiniLM-L6-v2 has them (no 2_Normalize folder)."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 24, "do_lower_case": False}))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": hidden,
+                                                                  "pooling_mode_mean_tokens": True}))
+    return folder
+
+
+def test_a_student_keeps_its_teachers_sentence_transformers_configuration(tmp_path, corpus) -> None:
+    """Issue 18, root cause 6: SentenceTransformer(student) pools, normalises and truncates as its teacher does."""
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    teacher = _as_sentence_transformer(make_tiny_bert(tmp_path / "teacher", num_hidden_layers=2), hidden=32)
+    recipe = write_recipe(tmp_path, teacher, corpus, train={"steps": 4})  # a 16-wide student of a 32-wide teacher
+    assert main(["distill", str(recipe)]) == 0
+    student = tmp_path / "run" / "student"
+    assert json.loads((student / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"] == 16
+    texts = ["the film was good", "a long and very bad plot " * 8]
+    outputs = {}
+    for name, folder in (("teacher", teacher), ("student", student)):
+        model = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
+        outputs[name] = (model.max_seq_length, [type(m).__name__ for m in model], model.encode(texts))
+    assert outputs["student"][0] == outputs["teacher"][0] == 24
+    assert outputs["student"][1] == outputs["teacher"][1] == ["Transformer", "Pooling", "Normalize"]
+    assert outputs["student"][2].shape == (2, 16)
+    np.testing.assert_allclose(np.linalg.norm(outputs["student"][2], axis=1), 1.0, rtol=1e-5)  # unit length, as the teacher's

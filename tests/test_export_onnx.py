@@ -458,3 +458,15 @@ def test_manifest_lists_the_onnxruntime_backend_files(bert_artifact):
     manifest = load_manifest(bert_artifact)
     assert manifest.backends == {"onnxruntime": {"runner": "onnxruntime", "precision": "fp32", "files": ["model.onnx"]}}
     assert all(f in manifest.files for entry in manifest.backends.values() for f in entry["files"])
+
+
+def test_the_exported_tokenizer_truncates_where_the_artifact_does(models, tmp_path):
+    """Issue 18, root cause 6: plain transformers / onnxruntime users get the artifact's length, not the source's."""
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "short"
+    build.export_model(str(models["bert"]), replace(ExportProfile(), max_length=32), output=out)
+    assert AutoTokenizer.from_pretrained(str(models["bert"])).model_max_length != 32  # the source says otherwise
+    tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    assert load_manifest(out).max_length == tokenizer.model_max_length == 32
+    assert len(tokenizer("word " * 100, truncation=True)["input_ids"]) == 32

@@ -111,7 +111,13 @@ def test_tritonclient_health_metadata_and_results_equal_the_predictor(auth_serve
     meta = client.get_model_metadata("sentiment", headers=AUTH)
     assert meta["name"] == "sentiment" and [i["name"] for i in meta["inputs"]] == ["text", "text_pair"]
     assert {o["name"]: o["shape"] for o in meta["outputs"]} == {"label": [-1], "scores": [-1, 2]}
-    assert client.get_model_config("sentiment", headers=AUTH)["max_batch_size"] == 32
+    served = client.get_model_config("sentiment", headers=AUTH)
+    assert served["max_batch_size"] == 256 and served["dynamic_batching"]["preferred_batch_size"] == [32]  # the defaults
+    outputs = {o["name"]: o for o in served["output"]}
+    assert outputs["label"]["dims"] == [1] and outputs["label"]["reshape"] == {"shape": []}  # batch-only, as returned
+    assert outputs["scores"]["dims"] == [2] and "reshape" not in outputs["scores"]
+    too_many = httpx.post(f"{auth_server.url}/v1/predict", json={"texts": ["a"] * 257}, headers=AUTH)
+    assert too_many.status_code == 400 and "at most 256" in too_many.json()["error"]  # the advertised limit, enforced
 
     texts = ["a good movie", "the plot is very bad", "hello world, i love this film"]
     pairs = ["yes", "no", "maybe so"]

@@ -26,6 +26,7 @@ def command(
     chunk_size: Annotated[int, typer.Option(help="Run each batch sorted by length in chunks of this many texts (less padding on a CPU; 0: one call, for a GPU).")] = 8,
     wait_when_idle: Annotated[bool, typer.Option("--wait-when-idle", help="Delay even a lone request by the queue delay (default: only when requests overlap).")] = False,
     max_queue: Annotated[int, typer.Option(help="Requests waiting for a batch; beyond it the server answers 503.")] = 256,
+    max_request_texts: Annotated[int, typer.Option(help="Most texts in one request (the max_batch_size the model config advertises); more is a 400.")] = 256,
     max_body_bytes: Annotated[int, typer.Option(help="Request body limit; beyond it the server answers 413.")] = 1 << 20,
     timeout: Annotated[float, typer.Option(help="Seconds per request, queueing included; beyond it 504.")] = 30.0,
     header_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's headers (after connecting or after the last answer); then the connection is closed.")] = 10.0,
@@ -47,7 +48,7 @@ def command(
     try:
         config = ServeConfig(
             host=host, port=port, model_name=model_name, max_batch_size=max_batch_size,
-            max_queue_delay_ms=max_queue_delay_ms, chunk_size=chunk_size, wait_when_idle=wait_when_idle, max_queue=max_queue, max_body_bytes=max_body_bytes,
+            max_queue_delay_ms=max_queue_delay_ms, chunk_size=chunk_size, wait_when_idle=wait_when_idle, max_queue=max_queue, max_request_texts=max_request_texts, max_body_bytes=max_body_bytes,
             timeout_s=timeout, token=token, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
             idle_timeout_s=idle_timeout,
         )

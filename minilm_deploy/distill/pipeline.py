@@ -229,11 +229,15 @@ def _versions() -> dict[str, str]:
 
 
 def _write_output(folder: Path, work: Path, student, tokenizer, record: dict, recipe) -> None:
+    from minilm_deploy.models.st_config import copy_sentence_transformers_config
     from minilm_deploy.recipe import save_recipe
 
     with atomic_directory(folder) as tmp:
         student.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
+        note = copy_sentence_transformers_config(Path(record["teacher"]["path"]), tmp, student.config.hidden_size)
+        if note:
+            record.setdefault("notes", []).append(note)
         save_recipe(recipe, tmp)
         metrics = work / "metrics.jsonl"
         if metrics.is_file():

@@ -146,7 +146,12 @@ def export_and_check(work: Work) -> dict[str, Path]:
 
 
 def write_model_files(work: Work) -> None:
-    work.source.tokenizer.save_pretrained(str(work.root / "tokenizer"))
+    """The tokenizer (its model_max_length set to the artifact's, so plain transformers or onnxruntime users
+    truncate where our runtime does) and the model config."""
+    tokenizer = work.source.tokenizer
+    tokenizer.model_max_length = work.source.max_length
+    tokenizer.init_kwargs["model_max_length"] = work.source.max_length
+    tokenizer.save_pretrained(str(work.root / "tokenizer"))
     shutil.copyfile(work.source.path / "config.json", work.root / "config.json")
 
 

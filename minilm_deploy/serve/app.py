@@ -189,12 +189,22 @@ def _parse_v1(body: bytes, max_texts: int) -> tuple[list[str], list[str] | None]
 
 
 def _model_config(name: str, predictor: Predictor, config: ServeConfig, width: int) -> dict[str, Any]:
+    """Triton's model config, true to what the server enforces: `max_batch_size` is the most texts one request
+    may carry (`--max-request-texts`; more is a 400), the model call's batch is the preferred batch size; a
+    batch-only tensor ([B]: text, label, score) is `dims: [1]` with `reshape: {shape: []}`, Triton's way of
+    saying the tensor has no axis but the batch."""
     meta = protocol.model_metadata(name, predictor.task, width, "")
-    dims = lambda shape: shape[1:] or [1]  # noqa: E731 — Triton lists shapes without the batch axis
+
+    def tensor(spec: dict[str, Any], data_type: str, **extra: Any) -> dict[str, Any]:
+        item = spec["shape"][1:]  # Triton lists shapes without the batch axis
+        shape = {"dims": item} if item else {"dims": [1], "reshape": {"shape": []}}
+        return {"name": spec["name"], "data_type": data_type, **shape, **extra}
+
     return {
-        "name": name, "platform": f"minilm_deploy/{predictor.info['backend']}", "max_batch_size": config.max_batch_size,
-        "input": [{"name": i["name"], "data_type": "TYPE_STRING", "dims": [1], "optional": i["name"] == "text_pair"} for i in meta["inputs"]],
-        "output": [{"name": o["name"], "data_type": "TYPE_STRING" if o["datatype"] == "BYTES" else "TYPE_FP32", "dims": dims(o["shape"])} for o in meta["outputs"]],
-        "dynamic_batching": {"max_queue_delay_microseconds": int(config.max_queue_delay_ms * 1000)},
+        "name": name, "platform": f"minilm_deploy/{predictor.info['backend']}", "max_batch_size": config.max_request_texts,
+        "input": [tensor(i, "TYPE_STRING", optional=i["name"] == "text_pair") for i in meta["inputs"]],
+        "output": [tensor(o, "TYPE_STRING" if o["datatype"] == "BYTES" else "TYPE_FP32") for o in meta["outputs"]],
+        "dynamic_batching": {"preferred_batch_size": [config.max_batch_size],
+                             "max_queue_delay_microseconds": int(config.max_queue_delay_ms * 1000)},
         "parameters": {"max_length": {"string_value": str(predictor.max_length)}, "task": {"string_value": predictor.task}},
     }
