@@ -199,7 +199,7 @@ def test_squad_file_loads_as_pair_task(tmp_path):
 
 def test_column_overrides(tmp_path):
     path = write(tmp_path / "data.csv", "body_text,tag,other\nhello,a,x\nbye,b,y\n")
-    with pytest.raises(InputError, match="no text column .* pass text_column=NAME"):
+    with pytest.raises(InputError, match="no text column .* --set text_column=NAME"):
         load_task(str(path))
     task = load_task(str(path), text_column="body_text", label_column="tag")
     assert task.splits["train"][1] == Example("bye", None, "b")

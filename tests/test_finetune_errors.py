@@ -154,7 +154,7 @@ def test_recipe_checks_values() -> None:
         (["finetune", "--task", "x.csv"], "give MODEL"),
         (["finetune", "BADVOCAB", "--task", "x.csv"], "vocabulary has 40"),
         (["eval", "MODEL", "--task", "x.csv"], "not a fine-tuned task model"),
-        (["eval", "MODEL", "--set", "lr=1"], "--set needs --recipe"),
+        (["eval", "MODEL", "--set", "lr=1"], "--set without --recipe takes only text_column"),
         (["eval", "TASKMODEL", "--task", "nowhere.csv"], "nowhere.csv: no such file or folder"),
         (["eval", "TASKMODEL"], "no task recorded in its run.json; give --task"),
     ],

@@ -17,6 +17,7 @@ SplitOption = Annotated[
 ]
 MaxLength = Annotated[int | None, typer.Option("--max-length", min=8, show_default=False,
                                                help="Truncation length (default: the one it was fine-tuned with).")]
+COLUMN_KEYS = ("text_column", "pair_column", "label_column")
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Examples per forward pass.")]
 
 
@@ -48,13 +49,18 @@ def command(
             results = api.evaluate_recipe(rec, splits or None)
         else:
             spec = str(api.role_output(rec, model)) if model in ("teacher", "student") else model
-            results = [api.evaluate_model(spec, ft.task, splits or ft.eval_splits, max_length=max_length, batch_size=batch_size)]
+            results = [api.evaluate_model(spec, ft.task, splits or ft.eval_splits, max_length=max_length, batch_size=batch_size,
+                                          columns=ft.task_columns())]
     else:
         if model is None:
             raise InputError("give MODEL (a fine-tuned model folder) or --recipe FILE")
-        if set_:
-            raise InputError("--set needs --recipe; use --max-length/--batch-size to change evaluation")
-        results = [api.evaluate_model(model, task, splits or ["test"], max_length=max_length, batch_size=batch_size)]
+        keys = {item.partition("=")[0].strip() for item in set_ or []}
+        if keys - set(COLUMN_KEYS):
+            raise InputError(f"--set without --recipe takes only {', '.join(COLUMN_KEYS)} (a local task's column names); "
+                             "use --max-length/--batch-size to change evaluation")
+        columns = build_recipe(model, task or "", None, set_).finetune.task_columns() if set_ else {}
+        results = [api.evaluate_model(model, task, splits or ["test"], max_length=max_length, batch_size=batch_size,
+                                      columns=columns)]
     emit(results[0] if len(results) == 1 else {"models": results}, as_json, "\n".join(map(human, results)))
 
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from minilm_deploy.errors import InputError, NetworkError
 
 DATASETS_HINT = "pip install minilm-deploy[datasets]"
+FIELD_LIMIT = 2**31 - 1  # CSV/TSV fields: no limit below what the platform's C long holds
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def physical_lines(text: str) -> list[str]:
 def parse_delimited(text: str, name: str, *, delimiter: str = ",", quoted: bool = True, header: bool = True) -> list[Row]:
     """CSV (quoted) or GLUE-style TSV (unquoted). With `header=False` the columns are named "0", "1", ..."""
     quoting: Literal[0, 1, 2, 3] = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
+    csv.field_size_limit(FIELD_LIMIT)  # the module's 128 KiB default would refuse a long text JSONL accepts
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     names: list[str] | None = None
     rows: list[Row] = []

@@ -178,7 +178,7 @@ def build_task(name: str, rows: Mapping[str, Sequence[Row]], *, columns: Mapping
     for split, (_, pair, _) in used.items():
         if (pair is None) != (pair_col is None):
             raise InputError(f"{_file_of(rows[split][0])}: split {split!r} and {train_key!r} differ: one has text pairs, "
-                             "the other single texts; pass text_column= and pair_column=")
+                             "the other single texts; " + COLUMN_HINT)
     kind = kind or _guess_kind([r.fields.get(label_col) for r in rows[train_key]])
     splits = {split: tuple(_examples(split_rows, *used[split], kind)) for split, split_rows in rows.items()}
     names: tuple[str, ...] = ()
@@ -194,14 +194,44 @@ def build_task(name: str, rows: Mapping[str, Sequence[Row]], *, columns: Mapping
                     info={**dict(info or {}), **extra})
 
 
+COLUMN_HINT = ("name them with --set text_column=NAME (and label_column=, pair_column=) for minilm finetune and "
+               "eval, or finetune.text_column in a recipe")
+
+
+def _check_header(rows: Sequence[Row], columns: Mapping[str, str | None]) -> None:
+    """A CSV/TSV without a header row would lose its first row to it: refuse one whose first row reads as data
+    (no recognised or given column name, and a name that is a number or holds spaces)."""
+    present = list(rows[0].fields)
+    if not _file_of(rows[0]).endswith((".csv", ".tsv")) or present == [str(i) for i in range(len(present))]:
+        return  # not a CSV/TSV row, or read without a header on purpose
+    known = {c.lower() for c in (*TEXT_COLUMNS, *LABEL_COLUMNS, *(a for pair in PAIR_COLUMNS for a in pair))}
+    given = {c for c in columns.values() if c}
+    if any(c.lower() in known or c in given for c in present):
+        return
+    if any(_number(c) or " " in c.strip() or len(c) > 40 for c in present):
+        shown = ", ".join(repr(c[:40]) for c in present)
+        raise InputError(f"{_file_of(rows[0])}:1: the first row ({shown}) reads as data, not as a header row; add a "
+                         f"first line naming the columns, e.g. text,label (recognised: {', '.join(TEXT_COLUMNS[:4])}, ... / "
+                         f"{', '.join(LABEL_COLUMNS[:4])}, ...)")
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _columns(rows: Sequence[Row], columns: Mapping[str, str | None]) -> tuple[str, str | None, str | None]:
     """(text, pair, label) columns of one split: the overrides, else detected from its first row."""
+    _check_header(rows, columns)
     present = list(rows[0].fields)
     label = columns.get("label") or _find(present, LABEL_COLUMNS)
     if columns.get("text"):
         for col in (columns["text"], columns.get("pair")):
             if col and col not in present:
-                raise InputError(f"{_file_of(rows[0])}: no column {col!r} (columns: {', '.join(present)})")
+                raise InputError(f"{_file_of(rows[0])}: no column {col!r} (columns: {', '.join(present)}); {COLUMN_HINT}")
         return columns["text"], columns.get("pair"), label  # type: ignore[return-value]
     lower = {c.lower(): c for c in present}
     for a, b in PAIR_COLUMNS:
@@ -209,7 +239,7 @@ def _columns(rows: Sequence[Row], columns: Mapping[str, str | None]) -> tuple[st
             return lower[a], lower[b], label
     text = _find(present, TEXT_COLUMNS)
     if text is None:
-        raise InputError(f"{_file_of(rows[0])}: no text column (columns: {', '.join(present)}); pass text_column=NAME")
+        raise InputError(f"{_file_of(rows[0])}: no text column (columns: {', '.join(present)}); {COLUMN_HINT}")
     return text, columns.get("pair"), label
 
 

@@ -57,7 +57,7 @@ def finetune_model(
     folder = resolve_model(spec)
     tokenizer = load_tokenizer(folder)
     check_vocabulary(folder, tokenizer, load_config(folder))
-    task = task or load_task(ft.task)
+    task = task or load_task(ft.task, **ft.task_columns())
     teacher = resolve_model(str(distill_teacher)) if distill_teacher is not None else None
     prep = prepare(task, tokenizer, ft, teacher)
     wall = time.perf_counter()
@@ -181,7 +181,8 @@ def task_of(folder: Path) -> str | None:
 
 
 def evaluate_model(
-    spec: str, task_spec: str | TaskData | None, splits: Sequence[str], *, max_length: int | None = None, batch_size: int = 128
+    spec: str, task_spec: str | TaskData | None, splits: Sequence[str], *, max_length: int | None = None, batch_size: int = 128,
+    columns: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """{model, task, kind, max_length, splits: {split: metrics}} for a fine-tuned model (task: a spec,
     a loaded TaskData, or None for the one recorded in the model's run.json)."""
@@ -192,7 +193,7 @@ def evaluate_model(
     task_spec = task_spec or task_of(folder)
     if not task_spec:
         raise InputError(f"{spec}: no task recorded in its run.json; give --task")
-    task = task_spec if isinstance(task_spec, TaskData) else load_task(task_spec)
+    task = task_spec if isinstance(task_spec, TaskData) else load_task(task_spec, **(columns or {}))
     length = eval_length(folder, max_length)
     results = evaluate_folder(folder, task, splits, max_length=length, batch_size=batch_size)
     return {"model": spec, "task": task.name, "kind": task.kind, "max_length": length, "splits": results}
@@ -203,6 +204,6 @@ def evaluate_recipe(recipe: Any, splits: Sequence[str] | None = None) -> list[di
     ft = require_section(recipe)
     return [
         evaluate_model(str(role_output(recipe, role)), ft.task, splits or ft.eval_splits, max_length=ft.max_length,
-                       batch_size=ft.eval_batch_size)
+                       batch_size=ft.eval_batch_size, columns=ft.task_columns())
         for role in ft.models
     ]

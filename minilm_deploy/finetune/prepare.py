@@ -51,6 +51,11 @@ def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None 
         dev_from = f"{ft.dev_fraction:.0%} of train held out (seed {D.SAMPLE_SEED})"
     train_rows, dev_rows = D.sample(train_rows, ft.train_limit), D.sample(dev_rows, ft.dev_limit)
     label2id = head.label2id if head.kind == "classification" else None
+    missing = [s for s in ft.eval_splits if s not in task.splits]
+    if missing and set(task.splits) == {"train"}:  # one file: it is the training split
+        raise InputError(f"task {task.name}: one file is the training split only, and finetune.eval_splits asks for "
+                         f"{', '.join(map(repr, missing))}; put train.csv and {missing[0]}.csv (or .tsv/.jsonl) in one "
+                         "folder and give the folder, or skip evaluation with --set 'eval_splits=[]'")
     eval_rows = {s: D.require_split(task, s) for s in ft.eval_splits}
     labels = {
         "train": D.targets(task, "train", train_rows, label2id),

@@ -3,6 +3,9 @@
 ```yaml
 finetune:
   task: zoo:rotten-tomatoes        # zoo:NAME, a local CSV/TSV/JSONL file or folder, or a hub dataset
+  text_column: ""                  # local files: the column names when they are not recognised ones
+  pair_column: ""                  #   (text, sentence, review, ... / label, class, target, ...)
+  label_column: ""
   models: [teacher, student]       # roles (<run_dir>/student, the recipe's teacher) or model specs
   max_length: 128                  # truncation; batches are padded to their longest example only
   batch_size: 32
@@ -47,6 +50,9 @@ class TaskDistillRecipe:
 @dataclass(frozen=True)
 class FinetuneRecipe:
     task: str = "zoo:rotten-tomatoes"
+    text_column: str = ""  # "" = detected (text, sentence, review, ...); name it for other files
+    pair_column: str = ""  # the second text of a pair task
+    label_column: str = ""  # "" = detected (label, class, target, ...)
     models: tuple[str, ...] = ("teacher", "student")  # outputs: <run_dir>/<role>-task
     max_length: int = 128
     batch_size: int = 32
@@ -69,6 +75,11 @@ class FinetuneRecipe:
     dev_limit: int = 0  # > 0: select on a fixed sample of this many dev examples
     eval_splits: tuple[str, ...] = ("test",)  # evaluated after training (missing ones fail before training)
     distill: TaskDistillRecipe | None = None
+
+    def task_columns(self) -> dict[str, str]:
+        """The column overrides `load_task` takes (only those given)."""
+        named = {"text_column": self.text_column, "pair_column": self.pair_column, "label_column": self.label_column}
+        return {k: v for k, v in named.items() if v}
 
     def __post_init__(self) -> None:
         positive = {"max_length": self.max_length, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
