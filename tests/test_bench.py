@@ -217,6 +217,27 @@ def test_cli_gate_failure_is_one_line_and_the_report_is_still_written(models, tm
     assert main(["bench", str(models["student"]), "--set", "grid.batch_sizes=[0]"]) == 2
 
 
+def test_bad_bench_command_lines_are_refused_before_any_model_loads(models, tmp_path, capsys):
+    """Issue 18: a missing candidate, a negative gate, an accuracy gate without a task: one line, at once."""
+    import time
+
+    from minilm_deploy.cli.main import main
+
+    cases = [
+        (["bench", str(tmp_path / "nope" / "artifact"), "--against", "zoo:all-minilm-l6-v2"], "no such artifact"),
+        (["bench", str(models["artifact"]), "--min-speedup", "-1"], "min_speedup is -1.0; a gate's limit is >= 0"),
+        (["bench", str(models["artifact"]), "--against", str(models["student"]), "--max-accuracy-drop", "0.01"],
+         "needs --task T"),
+    ]
+    for args, expected in cases:
+        capsys.readouterr()
+        started = time.perf_counter()
+        code = main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and expected in err[0], (args, err)
+        assert time.perf_counter() - started < 5  # before any model is loaded
+
+
 def test_backends_side_by_side_in_one_run(models, tmp_path, capsys):
     from minilm_deploy.cli.main import main
 

@@ -118,3 +118,15 @@ def test_shipped_recipes_load() -> None:
     recipes = sorted(Path(__file__).resolve().parents[1].joinpath("recipes").glob("*.yaml"))
     for path in recipes:
         load_recipe(path)
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path) -> None:
+    from minilm_deploy.config import load_yaml
+    from minilm_deploy.errors import InputError
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: a\ndistill:\n  train:\n    lr: 1.0e-4\n    lr: 1.0e-3\n")
+    with pytest.raises(InputError, match=r"key 'lr' is given twice \(lines 4 and 5\)"):
+        load_yaml(path)
+    path.write_text("name: a\ndistill:\n  train: {lr: 1.0e-4}\n  student: {lr: 1.0e-3}\n")  # same key, other mappings
+    assert load_yaml(path)["distill"]["train"]["lr"] == 1e-4

@@ -183,3 +183,10 @@ def test_tensorrt_older_than_10_is_refused_in_one_line():
     tensorrt.check_version("11.4.0")
     with pytest.raises(MinilmError, match=r"TensorRT 8\.6\.1 is too old: engines here are strongly typed"):
         tensorrt.check_version("8.6.1")
+
+
+def test_profile_shapes_past_the_position_limit_are_clamped_to_it():
+    shapes = ShapeProfile(DimRange(1, 8, 32), DimRange(16, 384, 512))
+    fitted = build.fit_shapes(replace(ExportProfile(), shapes=shapes), 256).shapes
+    assert fitted.sequence == DimRange(16, 256, 256) and fitted.batch == shapes.batch
+    assert build.fit_shapes(ExportProfile(), 512) == ExportProfile()  # within the limit: as given

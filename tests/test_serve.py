@@ -284,6 +284,22 @@ def test_bad_command_lines_fail_in_one_line(artifacts, tmp_path):
     assert main(["serve", str(artifacts[0]), "--token-file", str(empty)]) == 2
 
 
+@pytest.mark.parametrize("host,expected", [("no-such-host.invalid", "not an address or a known host name"),
+                                           ("10.255.255.254", "not an address of this machine"),
+                                           ("127.0.0.1", "is in use; choose another --port")])
+def test_a_bad_host_or_a_busy_port_is_named_before_the_model_loads(artifacts, capsys, host, expected):
+    from minilm_deploy.cli.main import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        capsys.readouterr()
+        code = main(["serve", str(artifacts[0]), "--host", host, "--port", str(port)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+
+
 # Issue 18, root causes 2 and 7: no slow or idle client can hold the server.
 
 def _raw(server: Server) -> socket.socket:

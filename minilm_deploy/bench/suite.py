@@ -55,6 +55,16 @@ class Gates:
         against_baseline = (self.max_regression_pct, self.max_speedup_loss_pct, self.max_accuracy_loss)
         if (self.baseline is None) != all(v is None for v in against_baseline):
             raise ValueError("gates: baseline goes together with max_regression_pct, max_speedup_loss_pct or max_accuracy_loss")
+        limits = {"max_accuracy_drop": self.max_accuracy_drop, "min_speedup": self.min_speedup,
+                  "max_regression_pct": self.max_regression_pct, "max_speedup_loss_pct": self.max_speedup_loss_pct,
+                  "max_accuracy_loss": self.max_accuracy_loss}
+        negative = [k for k, v in limits.items() if v is not None and v < 0]
+        if negative:
+            raise ValueError(f"gates: {negative[0]} is {limits[negative[0]]}; a gate's limit is >= 0")
+
+    def accuracy_gated(self) -> bool:
+        """Whether a gate compares accuracy (which needs a task)."""
+        return self.max_accuracy_drop is not None or self.max_accuracy_loss is not None
 
 
 @dataclass(frozen=True)

@@ -53,9 +53,18 @@ def command(
                            baseline=str(baseline) if baseline else None, max_regression_pct=max_regression,
                            max_speedup_loss_pct=max_speedup_loss, max_accuracy_loss=max_accuracy_loss)
     except ValueError as exc:
-        raise InputError(f"{exc}: give --baseline FILE together with --max-regression, --max-speedup-loss or --max-accuracy-loss") from None
+        hint = ("give a limit of 0 or more" if ">= 0" in str(exc) else
+                "give --baseline FILE together with --max-regression, --max-speedup-loss or --max-accuracy-loss")
+        raise InputError(f"{exc}: {hint}") from None
     if suite.device not in ("cpu", "cuda"):
         raise InputError(f"--device {suite.device!r}: choose cpu or cuda")
+    if suite.gates.accuracy_gated() and not suite.task:
+        raise InputError("an accuracy gate (--max-accuracy-drop / --max-accuracy-loss) needs --task T to measure accuracy on")
+    for artifact in artifacts:  # before the teacher is loaded (seconds to minutes)
+        path = _named(artifact)[1]
+        local = path.startswith(("/", ".", "~")) or Path(path.split("/")[0]).is_dir()  # not a hub id
+        if not path.startswith(("zoo:", "hub:")) and local and not Path(path).expanduser().exists():
+            raise InputError(f"{path}: no such artifact or model folder; export one with `minilm export`")
     models = ([ModelSpec(_name(against), against, "teacher")] if against else []) + [ModelSpec(*_named(a)) for a in artifacts]
     if backends is not None:
         models = per_backend(models, [b.strip() for b in backends.split(",") if b.strip()])

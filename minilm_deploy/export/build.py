@@ -54,7 +54,7 @@ def export_model(model: str | Path, profile: ExportProfile, *, output: Path | No
         raise InputError(f"{output} already exists; choose another --output or pass --overwrite")
     check_writable(output)
     source = load_source(path, max_length=profile.max_length)
-    profile = fit_trt_profiles(profile, source.max_length)
+    profile = fit_trt_profiles(fit_shapes(profile, source.max_length), source.max_length)
     task_spec = task or profile.calibration.task
     task_data = load_task(task_spec) if task_spec else None
     if why := export_backend(profile.backend).missing():
@@ -65,9 +65,22 @@ def export_model(model: str | Path, profile: ExportProfile, *, output: Path | No
         summary = build_artifact(work, build_engine=profile.tensorrt is not None and trt_reason is None)
     summary["output"] = str(output)
     if trt_reason:
-        raise MinilmError(f"--trt: {trt_reason}; the ONNX artifact at {output} is complete and valid, "
-                          "build the engine on a GPU machine with `minilm export MODEL --trt`")
+        asked = f"profile {profile.name}" if profile.name.startswith("trt-") else "--trt"
+        raise MinilmError(f"no TensorRT engine ({asked} asks for one): {trt_reason}; the ONNX artifact at {output}, "
+                          "with its TensorRT-ready graph, is complete and valid: build the engine on a GPU machine "
+                          f"with `minilm export MODEL {'--trt' if asked == '--trt' else '--profile ' + profile.name}`")
     return summary
+
+
+def fit_shapes(profile: ExportProfile, max_length: int) -> ExportProfile:
+    """The profile's sequence range within the model's position limit (calibration, timing and Triton use it):
+    a range past the limit is clamped to it, as the artifact truncates there."""
+    seq = profile.shapes.sequence
+    if seq.max <= max_length:
+        return profile
+    top = max_length
+    clamped = DimRange(min(seq.min, top), min(seq.opt, top), top)
+    return replace(profile, shapes=replace(profile.shapes, sequence=clamped))
 
 
 def fit_trt_profiles(profile: ExportProfile, max_length: int) -> ExportProfile:

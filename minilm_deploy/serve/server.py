@@ -20,6 +20,32 @@ def default_model_name(artifact: Path, manifest: dict) -> str:
     return names[0] if len(names) == 1 else Path(artifact).resolve().name
 
 
+def check_listen(host: str, port: int) -> None:
+    """Before the model is loaded: the address is one this machine has and the port is free (one line each)."""
+    import errno
+    import socket
+
+    from minilm_deploy.errors import InputError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise InputError(f"--host {host!r}: not an address or a known host name ({exc.strerror}); "
+                         "use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(f"port {port} on {host} is in use; choose another --port") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise InputError(f"--host {host}: not an address of this machine; use 127.0.0.1 or 0.0.0.0") from None
+            if exc.errno == errno.EACCES:
+                raise InputError(f"port {port}: binding needs privileges (ports below 1024); choose --port 1024 or above") from None
+            raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --host or --port") from None
+
+
 def serve(artifact: Path, config: ServeConfig, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> None:
     try:
         import uvicorn
@@ -28,6 +54,7 @@ def serve(artifact: Path, config: ServeConfig, backend: str = "auto", device: st
     except ImportError as exc:
         raise MinilmError(f"serving needs {exc.name}: pip install 'minilm-deploy[serve]'") from None
 
+    check_listen(config.host, config.port)
     predictor = Predictor.load(artifact, backend=backend, device=device, threads=threads)
     name = config.model_name or default_model_name(artifact, predictor.source.manifest)
     app = create_app(predictor, config, name)
