@@ -374,3 +374,23 @@ def test_carve_dev_is_deterministic():
     assert (train, dev) == splits.carve_dev(list(reversed(rows))[::-1], 0, 0.2)
     assert len(train) + len(dev) == 1000 and 150 < len(dev) < 250
     assert not {ex.text for ex in train} & {ex.text for ex in dev}
+
+
+def test_no_network_behind_a_proxy_is_found_in_seconds(monkeypatch):
+    """Issue 18: behind a proxy that cannot reach the hub, the dataset loader's minutes of retries are skipped."""
+    import socket
+    import time
+
+    from minilm_deploy.data.formats import _hub_reachable
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens here once the socket is closed
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    started = time.perf_counter()
+    assert _hub_reachable(timeout=3) is False
+    assert time.perf_counter() - started < 5
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline mode: the cache may serve, no check
+    assert _hub_reachable() is True

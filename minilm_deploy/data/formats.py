@@ -254,14 +254,26 @@ def hub_rows(repo: str, config: str | None) -> HubData:
 
 
 def _hub_reachable(timeout: float = 5.0) -> bool:
-    """A quick TCP check of the hub endpoint, so that no network fails in seconds, not after minutes
-    of retries. Skipped (True) in offline mode (the cache may serve) and behind a proxy."""
-    if any(os.environ.get(v) for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+    """A quick check of the hub endpoint, so that no network fails in seconds, not after minutes of retries:
+    a TCP connection, or behind a proxy one HEAD request through it (a refused tunnel is no network; any
+    answer of the hub's own is one). Skipped (True) in offline mode, where the cache may serve."""
+    if any(os.environ.get(v) for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         return True
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
 
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+        except urllib.error.HTTPError:
+            return True  # the hub answered (through the proxy)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return True
     url = urlparse(constants.ENDPOINT)
     try:
         socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
