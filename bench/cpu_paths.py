@@ -3,7 +3,7 @@
     .venv/bin/python bench/cpu_paths.py                                  # all-MiniLM-L6-v2, rotten-tomatoes
     .venv/bin/python bench/cpu_paths.py --model runs/quickstart/student --threads 1,2
 
-Exports the model with each CPU profile (onnx-cpu-fp32, onnx-cpu-int8, openvino-cpu-fp32,
+Exports the model with each CPU profile (onnx-cpu-fp32, onnx-cpu-int8, onnx-cpu-int8-attention, openvino-cpu-fp32,
 openvino-cpu-int8: each validated as every export is) and with `--profile auto`, then runs `minilm
 bench`'s harness over all of them against PyTorch fp32 eager: p50 at batch 1 and 32 × 128 tokens,
 the task's real texts at batch 1 and 32 (tokenisation included), task accuracy (an embedding model:
@@ -29,6 +29,7 @@ WORK = ROOT / "runs" / "cpu_paths"
 PATHS = {
     "ort-fp32": ("onnx-cpu-fp32", "onnxruntime"),
     "ort-int8": ("onnx-cpu-int8", "onnxruntime"),
+    "ort-int8-attention": ("onnx-cpu-int8-attention", "onnxruntime"),
     "openvino-fp32": ("openvino-cpu-fp32", "openvino"),
     "openvino-int8": ("openvino-cpu-int8", "openvino"),
     "auto": ("auto", None),

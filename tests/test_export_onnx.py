@@ -470,3 +470,20 @@ def test_the_exported_tokenizer_truncates_where_the_artifact_does(models, tmp_pa
     tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
     assert load_manifest(out).max_length == tokenizer.model_max_length == 32
     assert len(tokenizer("word " * 100, truncation=True)["input_ids"]) == 32
+
+
+def test_matmul_roles_are_read_from_the_graph_and_float_matmuls_stay_float(models, tmp_path):
+    from minilm_deploy.export.quantize import matmul_roles
+
+    out = tmp_path / "attention-int8"
+    profile = replace(ExportProfile(), precision="int8", optimize="never",
+                      quantization=Quantization(float_matmuls=("ffn-up", "ffn-out")))
+    build.export_model(str(models["bert"]), profile, output=out)
+    roles = matmul_roles(out / "model.onnx")  # the int8 graph: the MatMuls left are the float ones
+    layers = 2
+    assert sorted(roles.values()).count("ffn-up") == layers and sorted(roles.values()).count("ffn-out") == layers
+    assert "projection" not in roles.values()  # every Q/K/V and attention-output MatMul became MatMulInteger
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("MatMulInteger") == 4 * layers
+    with pytest.raises(ValueError, match="float_matmuls"):
+        Quantization(float_matmuls=("ffn",))

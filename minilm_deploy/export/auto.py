@@ -1,10 +1,12 @@
 """`minilm export MODEL --profile auto`: build every CPU candidate, validate each, time each on this
 machine, keep the fastest that passed.
 
-Candidates (one export profile each, from `exporters/`): ONNX Runtime fp32 and INT8, and where the
+Candidates (one export profile each, from `exporters/`): ONNX Runtime fp32, INT8 and INT8 on the attention
+projections only (the FFN in fp32), and where the
 `openvino` extra is installed OpenVINO fp32 (inference precision bf16 where the CPU has AMX or
 AVX512-BF16) and INT8 (NNCF, needs the task's texts). Each is a complete export, validated as
-every export is; one that misses its tolerances is recorded as rejected, with the reason. The
+every export is; one that misses its tolerances, or whose worst embedding cosine to PyTorch is under
+auto's own gate (0.99), is recorded as rejected, with the reason. The
 passing ones are timed through the runtime's own backends, in interleaved rounds, one thread by
 default: on the task's real texts at batch 1 and 32 when a task is given, else on 128-token
 batches of 1 and 32. The choice minimises the geometric mean of the p50s. The chosen artifact is
@@ -33,10 +35,12 @@ from minilm_deploy.paths import atomic_directory
 CANDIDATES: dict[str, tuple[str, str]] = {
     "onnxruntime-fp32": ("onnx-cpu-fp32", "onnxruntime"),
     "onnxruntime-int8": ("onnx-cpu-int8", "onnxruntime"),
+    "onnxruntime-int8-attention": ("onnx-cpu-int8-attention", "onnxruntime"),
     "openvino-fp32": ("openvino-cpu-fp32", "openvino"),
     "openvino-int8": ("openvino-cpu-int8", "openvino"),
 }
 TIMING_BATCHES = (1, 32)
+MIN_COSINE = 0.99  # auto's accuracy gate: a candidate whose worst embedding cosine to PyTorch is lower is not chosen
 GRID_LENGTH = 128
 REAL_TEXTS = 256  # real texts drawn for timing
 
@@ -76,9 +80,14 @@ def export_auto(model: str | Path, *, output: Path | None = None, task: str | No
             profile = replace(load_profile(CANDIDATES[name][0]), max_length=max_length)
             print(f"export auto: building {name}", file=sys.stderr)
             try:
-                export_model(path, profile, output=scratch / name, task=task)
+                summary = export_model(path, profile, output=scratch / name, task=task)
             except MinilmError as exc:  # ValidationFailed included: the candidate is out, the others go on
                 records[name] = {"status": "rejected", "reason": str(exc)}
+                continue
+            cosine = worst_cosine(summary["validation"])
+            if cosine is not None and cosine < MIN_COSINE:
+                records[name] = {"status": "rejected", "min_cosine": cosine,
+                                 "reason": f"worst cosine to PyTorch {cosine:.4f} < auto's gate {MIN_COSINE}"}
                 continue
             built[name] = scratch / name
         if not built:
@@ -102,6 +111,15 @@ def export_auto(model: str | Path, *, output: Path | None = None, task: str | No
     return {"output": str(output), "task": manifest.task, "precision": manifest.precision, "auto": auto,
             "validation": manifest.validation, "optimization": manifest.optimization, "variants": manifest.variants,
             "triton_model": manifest.triton_model}
+
+
+def worst_cosine(validation: dict[str, Any]) -> float | None:
+    """The lowest embedding cosine to PyTorch over an export's checks (None for a classifier: its gate is the
+    task check's accuracy)."""
+    values = [f["min_cosine"] for check in validation.values() if isinstance(check, dict)
+              for name, f in (check.get("outputs") or {}).items()
+              if name in ("last_hidden_state", "sentence_embedding") and f.get("min_cosine") is not None]
+    return min(values) if values else None
 
 
 def timing_points(artifact: Path, task: Any) -> list[dict[str, Any]]:

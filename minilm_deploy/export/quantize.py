@@ -43,9 +43,10 @@ def quantize_dynamic(src: Path, target: Path, options: Quantization) -> Path:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
+    kept = [n for n, role in matmul_roles(src).items() if role in options.float_matmuls] if options.float_matmuls else []
     with quiet_root_logger():
         ort_quantize_dynamic(str(src), str(target), per_channel=options.per_channel, reduce_range=options.reduce_range,
-                             weight_type=QuantType.QInt8, op_types_to_quantize=options.op_types,
+                             weight_type=QuantType.QInt8, op_types_to_quantize=options.op_types, nodes_to_exclude=kept,
                              # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return target
@@ -78,16 +79,11 @@ def token_batches(source: SourceModel, texts: Sequence[str], batch_size: int, pa
 GELU_OPS = ("Erf", "Gelu", "FastGelu", "BiasGelu", "Tanh")  # what a GELU exports as (exact, fused, tanh approximation)
 
 
-def tensorrt_exclusions(path: Path) -> list[str]:
-    """MatMuls left in float in a TensorRT Q/DQ graph (all the others get per-channel INT8 weights and a
-    per-tensor INT8 input): activation x activation products (attention scores and their weighted sum:
-    softmax probabilities do not survive one per-tensor scale), and both FFN projections: the up projection,
-    whose input is the attention block's LayerNorm output with a few outlier channels, and the output
-    projection, whose input is the GELU's. Found by leaving one group float at a time on all-MiniLM-L6-v2
-    (symmetric, 256 rotten-tomatoes texts, percentile calibration; worst token cosine to PyTorch): every
-    MatMul quantised 0.49; attention products and FFN output float 0.945; also the attention output
-    projection 0.924, the Q/K/V projections 0.951, the first layer 0.931, the last layer 0.951, the FFN up
-    projection 0.989 (`bench/trt_graphs.py` has the figures of what is kept)."""
+def matmul_roles(path: Path) -> dict[str, str]:
+    """Each MatMul of a transformer graph by its role, read from the graph's structure (unfused or fused by
+    ONNX Runtime): `attention-product` (activation x activation: scores and their weighted sum), `ffn-up` (its
+    output reaches a GELU), `ffn-out` (its input is the GELU's output), else `projection` (Q/K/V, attention
+    output)."""
     graph = onnx.load(str(path), load_external_data=False).graph
     constant = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     producer = {o: n.op_type for n in graph.node for o in n.output}
@@ -98,18 +94,39 @@ def tensorrt_exclusions(path: Path) -> list[str]:
 
     def feeds_gelu(tensor: str, hops: int = 3) -> bool:
         """Whether `tensor` reaches a GELU op within `hops` nodes (MatMul → bias Add → Div → Erf)."""
-        nodes = consumers.get(tensor, [])
-        return any(n.op_type in GELU_OPS or (hops > 1 and any(feeds_gelu(o, hops - 1) for o in n.output)) for n in nodes)
+        return any(n.op_type in GELU_OPS or (hops > 1 and any(feeds_gelu(o, hops - 1) for o in n.output))
+                   for n in consumers.get(tensor, []))
 
-    excluded = []
+    roles = {}
     for node in graph.node:
         if node.op_type != "MatMul":
             continue
         activations = [i for i in node.input if i not in constant]
-        if (len(activations) > 1 or any(producer.get(i) in ("Mul", *GELU_OPS) for i in activations)
-                or feeds_gelu(node.output[0])):
-            excluded.append(node.name)
-    return excluded
+        if len(activations) > 1:
+            roles[node.name] = "attention-product"
+        elif any(producer.get(i) in ("Mul", *GELU_OPS) for i in activations):
+            roles[node.name] = "ffn-out"
+        elif feeds_gelu(node.output[0]):
+            roles[node.name] = "ffn-up"
+        else:
+            roles[node.name] = "projection"
+    return roles
+
+
+TENSORRT_FLOAT_ROLES = ("attention-product", "ffn-up", "ffn-out")
+
+
+def tensorrt_exclusions(path: Path) -> list[str]:
+    """MatMuls left in float in a TensorRT Q/DQ graph (all the others get per-channel INT8 weights and a
+    per-tensor INT8 input): activation x activation products (attention scores and their weighted sum:
+    softmax probabilities do not survive one per-tensor scale), and both FFN projections: the up projection,
+    whose input is the attention block's LayerNorm output with a few outlier channels, and the output
+    projection, whose input is the GELU's. Found by leaving one group float at a time on all-MiniLM-L6-v2
+    (symmetric, 256 rotten-tomatoes texts, percentile calibration; worst token cosine to PyTorch): every
+    MatMul quantised 0.49; attention products and FFN output float 0.945; also the attention output
+    projection 0.924, the Q/K/V projections 0.951, the first layer 0.931, the last layer 0.951, the FFN up
+    projection 0.989 (`bench/trt_graphs.py` has the figures of what is kept)."""
+    return [name for name, role in matmul_roles(path).items() if role in TENSORRT_FLOAT_ROLES]
 
 
 def quantize_static(source: SourceModel, src: Path, target: Path, options: Quantization, calibration: Calibration,
