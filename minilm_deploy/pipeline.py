@@ -170,36 +170,14 @@ def preflight(recipe: Recipe) -> None:
         _check_task(recipe.bench.task, (recipe.bench.split,))
 
 
-def _teacher_shape(recipe: Recipe) -> tuple[int, int, int]:
-    """(layers, hidden, heads) of the teacher, read through the architecture adapter table."""
-    from transformers import AutoConfig
-
-    from minilm_deploy.models.adapters import attention_shape
+def _check_student_fits(recipe: Recipe) -> None:
+    """The distill stage's own rules (`distill.fit.check_fits`), on the teacher's config alone."""
+    from minilm_deploy.distill.fit import check_fits
+    from minilm_deploy.models.loading import load_config
     from minilm_deploy.sources import resolve_model
 
-    return attention_shape(AutoConfig.from_pretrained(resolve_model(recipe.teacher)))
-
-
-def _check_student_fits(recipe: Recipe) -> None:
     assert recipe.distill is not None
-    layers, hidden, heads = _teacher_shape(recipe)
-    chain = [a.student for a in recipe.distill.assistants] + [recipe.distill.student]
-    for student in chain:
-        what = f"distill.student ({student.layers}x{student.hidden})"
-        if student.layers > layers:
-            raise InputError(f"{what} has more layers than its teacher ({layers}); a student must be at most as deep")
-        if student.hidden > hidden:
-            raise InputError(f"{what} is wider than its teacher ({hidden}); a student must be at most as wide")
-        if student.init == "teacher-layers" and student.hidden != hidden:
-            raise InputError(f"{what}: init teacher-layers copies layers, so hidden must equal the teacher's ({hidden}); "
-                             "use init: random for another width")
-        own_heads = student.heads or heads
-        if student.hidden % own_heads:
-            raise InputError(f"{what}: {own_heads} heads do not divide hidden {student.hidden}; set distill.student.heads")
-        if recipe.distill.loss.kind != "minilmv2" and own_heads != heads:
-            raise InputError(f"{what} has {own_heads} heads but the teacher {heads}; MiniLM v1 losses need equal heads: "
-                             "use loss.kind: minilmv2 with loss.relation_heads")
-        layers, hidden, heads = student.layers, student.hidden, own_heads
+    check_fits(recipe.distill, load_config(resolve_model(recipe.teacher)))
 
 
 def _check_task(spec: str, splits: tuple[str, ...]) -> None:

@@ -207,7 +207,7 @@ def test_checkpoint_round_trip_is_safetensors_and_json(tmp_path, teacher_dir, co
     found = list_checkpoints(tmp_path / "work" / "checkpoints")
     assert [p.name for p in found] == ["step-0000005", "step-0000007"]
     names = sorted(p.name for p in found[-1].iterdir())
-    assert names == ["model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"]
+    assert names == ["files.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"]
     fresh = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=99)
     trains = {n: p.requires_grad for n, p in student.named_parameters()}  # the trainer froze the unreached
     assert not all(trains.values()) and any(trains.values())

@@ -104,7 +104,7 @@ def test_export_auto_in_a_recipe_keeps_the_fastest_validated_path(tmp_path: Path
         ({"distill": {"corpus": "x.txt", "student": {"layers": 1, "hidden": 64}, "train": {"steps": 1}}},
          "wider than its teacher"),
         ({"distill": {"corpus": "x.txt", "student": {"layers": 1, "hidden": 32, "heads": 2}, "train": {"steps": 1}}},
-         "MiniLM v1 losses need equal heads"),
+         "compares attention head by head"),
         ({"distill": {"corpus": "x.txt", "student": {"layers": 1, "hidden": 16, "init": "teacher-layers"},
                       "train": {"steps": 1}}}, "hidden must equal the teacher's"),
         ({"finetune": {"task": "zoo:no-such-task"}}, "unknown zoo name 'no-such-task'"),
@@ -118,6 +118,48 @@ def test_recipes_that_do_not_fit_are_refused_before_any_work(
     with pytest.raises(InputError, match=message):
         run_pipeline(recipe)
     assert not (tmp_path / "run").exists()
+
+
+DISTILL_CASES = [  # (student, loss) → the verdict both commands must give (None: it fits)
+    ({"layers": 1, "hidden": 32}, {}, None),
+    ({"layers": 3, "hidden": 32}, {}, "more layers than its teacher"),
+    ({"layers": 1, "hidden": 64}, {}, "wider than its teacher"),
+    ({"layers": 1, "hidden": 32, "heads": 2}, {}, "compares attention head by head"),
+    ({"layers": 1, "hidden": 32, "heads": 2}, {"relation_heads": 4}, None),  # v1 with relation_heads: accepted
+    ({"layers": 1, "hidden": 30}, {}, "not divisible by 4 heads"),  # the teacher's 4 heads
+    ({"layers": 2, "hidden": 32, "init": "teacher-layers", "init_layers": [0, 5]}, {}, "the teacher's layers are 0..1"),
+    ({"layers": 2, "hidden": 32}, {"student_layer": 1}, "leaves the student's layers 2..2 untrained"),
+    ({"layers": 1, "hidden": 32}, {"teacher_layer": 7}, "distill.loss.teacher_layer=7"),
+]
+
+
+@pytest.mark.parametrize(("student", "loss", "verdict"), DISTILL_CASES)
+def test_minilm_run_and_minilm_distill_give_the_same_verdict(tmp_path, tiny_bert_session_dir, capsys,
+                                                              student, loss, verdict) -> None:
+    """Issue 17: one rule per fact; `minilm run`'s pre-flight is the distill stage's own check."""
+    import yaml
+
+    from minilm_deploy.pipeline import preflight
+
+    data = _recipe(tmp_path, tiny_bert_session_dir)
+    data["distill"] = {**data["distill"], "student": student, "loss": loss, "train": {**data["distill"]["train"], "steps": 1}}
+    verdicts = []
+    try:
+        preflight(recipe_from_dict(data))
+        verdicts.append(None)
+    except InputError as exc:
+        verdicts.append(str(exc))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({k: data[k] for k in ("name", "teacher", "output_dir", "seed", "distill")}))
+    capsys.readouterr()
+    code = main(["distill", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    verdicts.append(None if code == 0 else err[-1].removeprefix("minilm: error: "))
+    if verdict is None:
+        assert verdicts == [None, None], verdicts
+    else:
+        assert all(v is not None and verdict in v for v in verdicts), verdicts
+        assert verdicts[0] == verdicts[1]  # the same rule, the same words
 
 
 def test_cli_run_refuses_a_bad_recipe_with_one_line(tmp_path: Path, tiny_bert_session_dir: Path,

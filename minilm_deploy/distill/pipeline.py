@@ -71,7 +71,12 @@ def assistant_advice(teacher_shape: tuple[int, int, int], student: StudentSpec, 
 
 def run_distill(recipe, *, output: Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Run every stage; returns a summary (the student folder, losses, notes)."""
+    from minilm_deploy.distill.fit import check_fits
+    from minilm_deploy.models.loading import load_config
+    from minilm_deploy.sources import resolve_model
+
     stages = plan_stages(recipe, output)
+    check_fits(_section(recipe), load_config(resolve_model(recipe.teacher)))  # before any weights are read
     for stage in stages:
         check_writable(stage.output, "--output (or the recipe's output_dir)")
     info, _ = D.setup(_section(recipe).train.device)
