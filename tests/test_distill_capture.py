@@ -8,13 +8,18 @@ import pytest
 import torch
 import transformers
 
-from minilm_deploy.distill.capture import CaptureModel, capture_teacher, hook_count
+from minilm_deploy.distill.capture import CaptureModel, capture_teacher
 from minilm_deploy.distill.objective import MiniLMObjective
 from minilm_deploy.distill.recipe import LossSpec
 from minilm_deploy.errors import InputError
 
 SMALL = dict(hidden_size=32, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
              attn_implementation="eager")  # eager from construction: output_attentions is the reference
+
+
+def hook_count(model) -> int:
+    """Forward hooks currently registered anywhere in `model` (0 added after a capture)."""
+    return sum(len(m._forward_hooks) for m in model.modules())
 
 
 def _model(kind: str, layers: int = 3):

@@ -99,7 +99,7 @@ def test_no_nan_under_autocast_with_huge_scores_and_empty_rows(dtype: torch.dtyp
 def test_kl_rows_are_nonnegative() -> None:
     a, b = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
     mask = torch.ones(3, 5, dtype=torch.bool)
-    rows = kl_rows(relation_log_probs(a, a, mask), relation_log_probs(b, b, mask), mask)
+    rows = kl_rows(relation_log_probs(a, a, mask), relation_log_probs(b, b, mask))
     assert rows.shape == (3, 2, 5) and torch.all(rows >= -1e-6)
 
 

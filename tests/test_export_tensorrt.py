@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,8 +71,11 @@ def test_unavailable_reason_is_one_line_here():
     assert (reason is None) == has_engine_support
     if reason:
         assert "\n" not in reason and ("tensorrt" in reason or "GPU" in reason)
-        with pytest.raises(MinilmError, match="cannot load model.plan"):
-            tensorrt.load_engine(Path("."), None)
+        from minilm_deploy.runtime.backends.trt_runner import TrtRunner
+
+        runner = TrtRunner.__new__(TrtRunner)  # activate() checks the install before it reads anything
+        with pytest.raises(MinilmError, match="TensorRT is not installed|needs an NVIDIA GPU"):
+            runner.activate()
 
 
 def test_polygraphy_style_comparison():
@@ -110,8 +112,12 @@ def test_engine_build_matches_onnxruntime(tmp_path, precision):
     manifest = load_manifest(out)
     assert (out / "model.plan").is_file() and (tmp_path / "tc").is_file()
     assert manifest.tensorrt.precision == precision and manifest.tensorrt.validation["batches"] >= 1
-    engine = tensorrt.load_engine(out, manifest)
-    assert engine.num_io_tensors == len(manifest.inputs) + len(manifest.outputs)
+    from minilm_deploy.runtime import Predictor
+
+    with Predictor.load(out, backend="tensorrt", device="cuda") as predictor:  # the runtime's engine path
+        session = predictor.runner.session
+        assert len(session.inputs) + len(session.outputs) == len(manifest.inputs) + len(manifest.outputs)
+        assert set(manifest.tensorrt.io) == set(session.inputs) | set(session.outputs)
     assert (out / "triton" / manifest.triton_model / "1" / "model.plan").is_file()
 
 

@@ -16,7 +16,7 @@ from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.finetune import api
 from minilm_deploy.finetune import data as D
 from minilm_deploy.finetune.evaluate import predict_logits
-from minilm_deploy.finetune.losses import mean_kl, soft_kl, task_loss
+from minilm_deploy.finetune.losses import soft_kl, task_loss
 from minilm_deploy.finetune.model import load_task_model, load_tokenizer
 from minilm_deploy.finetune.prepare import prepare
 from minilm_deploy.finetune.recipe import FinetuneRecipe, TaskDistillRecipe
@@ -25,6 +25,11 @@ from minilm_deploy.finetune.trainer import train_seed
 POS, NEG = "good great love fun fresh".split(), "bad hate rotten not plot".split()
 FILLER = "the a movie film story it is this very what how".split()
 FAST = FinetuneRecipe(task="synthetic", epochs=6, lr=3e-3, warmup_ratio=0.05, batch_size=16, max_length=32)
+
+
+def mean_kl(student_logits, teacher_logits, temperature: float = 1.0) -> float:
+    """Mean KL(teacher ‖ student) per example at `temperature` (no T² factor): how far the student is."""
+    return float(soft_kl(student_logits, teacher_logits, temperature)) / temperature**2
 
 
 def sentences(n: int, seed: int) -> list[tuple[str, str]]:

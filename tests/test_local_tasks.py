@@ -5,7 +5,6 @@ it does in JSONL, and a single-file task says how to name the evaluation split."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -141,14 +141,6 @@ def _without(rows: Sequence[Example], forbidden: set[str]) -> tuple[list[Example
     return kept, len(rows) - len(kept)
 
 
-def carve_dev(train: Sequence[Example], seed: int, fraction: float) -> tuple[list[Example], list[Example]]:
-    """(train, dev): a share of a training split held out by text hash (stable, seeded)."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"dev fraction must be in (0, 1), got {fraction}")
-    parts = split_by(train, example_key, seed, {"train": 1.0 - fraction, "dev": fraction})
-    return parts["train"], parts["dev"]
-
-
 def label_counts(examples: Iterable[Example]) -> dict[str, int]:
     counts = Counter(str(ex.label) for ex in examples)
     return dict(sorted(counts.items()))

@@ -131,11 +131,6 @@ class CaptureModel(nn.Module):
         )
 
 
-def hook_count(model: nn.Module) -> int:
-    """Forward hooks currently registered anywhere in `model` (a test helper: 0 after capture)."""
-    return sum(len(m._forward_hooks) for m in model.modules())
-
-
 @torch.no_grad()
 def capture_teacher(capture: CaptureModel, input_ids: Tensor, attention_mask: Tensor) -> RelationStates:
     """The teacher's states: eval mode, no gradients."""

@@ -63,15 +63,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """Rank 0's boolean, on every rank (e.g. 'the main process failed')."""
-    if not info.active:
-        return flag
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.broadcast(value, src=0)
-    return bool(value.item())
-
-
 def teardown(info: DistInfo) -> None:
     if info.active and dist.is_initialized():
         dist.destroy_process_group()

@@ -56,12 +56,12 @@ def relation_log_probs(left: Tensor, right: Tensor, key_mask: Tensor, bias: Tens
         return torch.log_softmax(scores, dim=-1)
 
 
-def kl_rows(teacher_logp: Tensor, student_logp: Tensor, key_mask: Tensor | None = None) -> Tensor:
+def kl_rows(teacher_logp: Tensor, student_logp: Tensor) -> Tensor:
     """KL(teacher ‖ student) per head and query row: (B, H, T, T) × 2 → (B, H, T).
 
     Σ_k p_T (log p_T − log p_S) in one fused op; terms at masked keys are exactly zero because
-    the teacher's probability there is exp(−3.4e38 − …) = 0 and both log-probabilities are finite.
-    `key_mask` is accepted for symmetry with `relation_log_probs` and is already folded in.
+    the teacher's probability there is exp(−3.4e38 − …) = 0 and both log-probabilities are finite
+    (the key mask is folded in by `relation_log_probs`).
     """
     with torch.autocast(device_type=teacher_logp.device.type, enabled=False):
         terms = F.kl_div(student_logp.float(), teacher_logp.float(), reduction="none", log_target=True)
@@ -108,7 +108,7 @@ def relation_kl_sum(
     with torch.no_grad():
         t_logp = relation_log_probs(teacher[0].detach(), teacher[1].detach(), mask, teacher_bias)
     s_logp = relation_log_probs(student[0], student[1], mask, student_bias)
-    rows = kl_rows(t_logp, s_logp, mask)  # (B, H, T)
+    rows = kl_rows(t_logp, s_logp)  # (B, H, T)
     return masked_row_sum(rows, mask), int(mask.sum().item()) * rows.shape[1]
 
 

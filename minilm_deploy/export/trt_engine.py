@@ -72,22 +72,6 @@ def check_compatible(recorded: Any, *, trt_version: str, gpu_name: str, compute_
         raise MinilmError(f"model.plan was built for {'; '.join(problems)}; rebuild it here with `minilm export MODEL --trt`")
 
 
-def load_engine(artifact: Path, manifest: Any) -> Any:
-    """Deserialize ARTIFACT/model.plan after checking it was built for this GPU and TensorRT version."""
-    reason = unavailable_reason()
-    if reason:
-        raise MinilmError(f"cannot load model.plan: {reason}")
-    import tensorrt as trt
-
-    name, cc = device_info()
-    check_compatible(manifest.tensorrt, trt_version=trt.__version__, gpu_name=name, compute_capability=cc)
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine((Path(artifact) / "model.plan").read_bytes())
-    if engine is None:
-        raise MinilmError("TensorRT could not deserialize model.plan; rebuild it with `minilm export MODEL --trt`")
-    return engine
-
-
 MIN_TENSORRT = (10, 0)  # strongly typed networks exist since 10.0
 
 

@@ -58,8 +58,3 @@ def task_loss(
     soft = soft_fn(logits, teacher_logits.to(logits.dtype), temperature)
     total = (1.0 - weight) * hard + weight * soft
     return total, {"hard": float(hard.detach()), "soft": float(soft.detach())}
-
-
-def mean_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> float:
-    """Mean KL(teacher ‖ student) per example at `temperature` (no T² factor): how far the student is."""
-    return float(soft_kl(student_logits, teacher_logits, temperature)) / temperature**2

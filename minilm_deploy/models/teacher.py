@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from minilm_deploy.models.adapters import adapter_for, attention_shape
@@ -57,6 +56,3 @@ def embedding_parameters(model: nn.Module) -> int:
     assert isinstance(embedding, nn.Embedding)
     return embedding.weight.numel()
 
-
-def to_device(model: nn.Module, device: torch.device) -> nn.Module:
-    return model.to(device)

@@ -67,23 +67,11 @@ def inspect_model(path: Path | str) -> ModelSource:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest as a dict, read strictly by the exporter's reader, every listed file's sha256 checked."""
-    try:
-        from minilm_deploy.export.manifest import load_manifest, verify_files
-    except ImportError:  # the exporter is not importable: read the JSON as the contract lays it out
-        return _read_json(path)
+    from minilm_deploy.export.manifest import load_manifest, verify_files
+
     manifest = load_manifest(path)
     verify_files(path, manifest)
     return dataclasses.asdict(manifest)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path / MANIFEST_FILE}: unreadable ({exc}); re-export the model") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path / MANIFEST_FILE}: expected a JSON object; re-export the model")
-    return data
 
 
 def _from_artifact(path: Path) -> ModelSource:
