@@ -38,10 +38,10 @@ PATHS = {
 
 def export_all(model: str, task: str, folder: Path) -> dict[str, dict[str, Any]]:
     """Each path's artifact (reused when present): {row: {"path", "backend", "min_cosine" | "error"}}."""
+    from minilm_deploy.artifact import load_manifest
     from minilm_deploy.errors import MinilmError
     from minilm_deploy.export.auto import export_auto
     from minilm_deploy.export.build import export_model
-    from minilm_deploy.export.manifest import load_manifest
     from minilm_deploy.export.profile import load_profile
 
     out: dict[str, dict[str, Any]] = {}

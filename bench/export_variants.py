@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minilm_deploy.artifact import library_versions
 from minilm_deploy.export import optimize, quantize
-from minilm_deploy.export.manifest import library_versions
 from minilm_deploy.export.onnx_export import export_onnx
 from minilm_deploy.export.profile import Quantization
 from minilm_deploy.export.source import load_source

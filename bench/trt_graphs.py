@@ -43,9 +43,9 @@ SEQ = 128
 
 def export(spec: str, profile: str, target: Path) -> dict[str, Any]:
     """The artifact (reused when present) and its manifest's figures; a graph that fails validation is a result."""
+    from minilm_deploy.artifact import load_manifest
     from minilm_deploy.errors import MinilmError
     from minilm_deploy.export.build import export_model
-    from minilm_deploy.export.manifest import load_manifest
     from minilm_deploy.export.profile import load_profile
 
     if not (target / "manifest.json").is_file():

@@ -91,8 +91,8 @@ def _finetune(recipe: Recipe) -> Any:
 
 
 def _export_done(recipe: Recipe) -> bool:
+    from minilm_deploy.artifact import load_manifest, verify_files
     from minilm_deploy.errors import MinilmError
-    from minilm_deploy.export.manifest import load_manifest, verify_files
 
     folder = export_dir(recipe)
     if not (folder / "manifest.json").is_file():

@@ -14,11 +14,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from minilm_deploy.artifact import load_manifest, verify_files
 from minilm_deploy.cli.main import main
 from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError, MinilmError, ValidationFailed
 from minilm_deploy.export import build, optimize, triton
-from minilm_deploy.export.manifest import load_manifest, verify_files
 from minilm_deploy.export.profile import ExportProfile, Quantization, Tolerance, Validation, with_overrides
 from minilm_deploy.export.samples import PAIRS, SENTENCES
 from minilm_deploy.export.work import Work

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from test_export_onnx import build_with_task, make_tiny_bert, tiny_task
 
+from minilm_deploy.artifact import load_manifest, verify_files
 from minilm_deploy.errors import InputError, ValidationFailed
 from minilm_deploy.export import build
-from minilm_deploy.export.manifest import load_manifest, verify_files
 from minilm_deploy.export.profile import Tolerance, Validation, load_profile
 from minilm_deploy.export.samples import SENTENCES
 from minilm_deploy.runtime import Predictor

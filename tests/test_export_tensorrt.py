@@ -7,13 +7,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from minilm_deploy.artifact import TensorRTInfo
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export import build
 from minilm_deploy.export import trt_engine as tensorrt
-from minilm_deploy.export.manifest import TensorRTInfo
 from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeProfile, TensorRTOptions, load_profile
 from minilm_deploy.export.validate import compare_tolerance
 from minilm_deploy.export.work import Work
+from minilm_deploy.runtime.backends.trt_runner import check_compatible
 
 
 def test_profile_shapes_from_the_yaml():
@@ -41,7 +42,7 @@ RECORDED = TensorRTInfo(version="10.13.0", gpu_name="NVIDIA L4", compute_capabil
 
 
 def test_engine_on_the_same_gpu_and_version_is_accepted():
-    tensorrt.check_compatible(RECORDED, trt_version="10.13.0", gpu_name="NVIDIA L4", compute_capability="8.9")
+    check_compatible(RECORDED, trt_version="10.13.0", gpu_name="NVIDIA L4", compute_capability="8.9")
 
 
 @pytest.mark.parametrize("version,gpu,cc,fragment", [
@@ -50,13 +51,13 @@ def test_engine_on_the_same_gpu_and_version_is_accepted():
 ])
 def test_engine_elsewhere_is_refused_with_rebuild_advice(version, gpu, cc, fragment):
     with pytest.raises(MinilmError, match="rebuild it here") as info:
-        tensorrt.check_compatible(RECORDED, trt_version=version, gpu_name=gpu, compute_capability=cc)
+        check_compatible(RECORDED, trt_version=version, gpu_name=gpu, compute_capability=cc)
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
 def test_artifact_without_engine_is_refused():
     with pytest.raises(InputError, match="no TensorRT engine"):
-        tensorrt.check_compatible(None, trt_version="10.13.0", gpu_name="x", compute_capability="8.9")
+        check_compatible(None, trt_version="10.13.0", gpu_name="x", compute_capability="8.9")
 
 
 def test_unavailable_reason_is_one_line_here():
@@ -97,7 +98,7 @@ def _gpu_ready() -> bool:
 def test_engine_build_matches_onnxruntime(tmp_path, precision):
     from test_export_onnx import make_tiny_bert, tiny_task  # the same tiny models as the ONNX tests
 
-    from minilm_deploy.export.manifest import load_manifest
+    from minilm_deploy.artifact import load_manifest
     from minilm_deploy.export.source import load_source
     from minilm_deploy.paths import atomic_directory
 

@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from minilm_deploy.artifact import load_manifest, verify_files
 from minilm_deploy.export import build
-from minilm_deploy.export.manifest import load_manifest, verify_files
 from minilm_deploy.export.profile import load_profile
 
 # Real sentences the validation set does not contain; int8 must stay close to fp32 on them.

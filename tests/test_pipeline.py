@@ -85,7 +85,7 @@ def test_run_chains_every_stage_then_resumes_by_skipping_complete_ones(tmp_path:
 
 
 def test_export_auto_in_a_recipe_keeps_the_fastest_validated_path(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    from minilm_deploy.export.manifest import load_manifest
+    from minilm_deploy.artifact import load_manifest
 
     recipe = recipe_from_dict(_recipe(tmp_path, tiny_bert_dir, export="auto"))
     summary = run_pipeline(recipe)

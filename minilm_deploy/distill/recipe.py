@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from minilm_deploy.models.student_spec import StudentSpec  # the student's shape: models' own type
+
 LossKind = Literal["minilm", "attention", "minilmv2"]
 
 # Relation parts each loss kind sums (an unweighted sum unless `weights` says otherwise).
@@ -31,39 +33,6 @@ LOSS_PARTS: dict[str, tuple[str, ...]] = {
 # hidden = token-level cosine distance of the last hidden states (DistilBERT's L_cos), embedding =
 # MSE of the mean-pooled sentence embeddings. Any kind may add them.
 ALIGNMENT_PARTS: tuple[str, ...] = ("hidden", "embedding")
-
-
-@dataclass(frozen=True)
-class StudentSpec:
-    layers: int = 6
-    hidden: int = 384
-    heads: int | None = None  # default: the teacher's head count (MiniLM v1 needs it equal)
-    ffn: int | None = None  # default: 4 × hidden
-    init: Literal["random", "teacher-layers"] = "random"
-    # teacher-layers: the 0-based teacher layers to copy, one per student layer, increasing (e.g. [0, 2, 5]);
-    # default: spread over the teacher with its first and last layer kept
-    init_layers: tuple[int, ...] | None = None
-    dropout: float | None = None  # hidden and attention dropout; default: the teacher's
-
-    def __post_init__(self) -> None:
-        if self.layers < 1 or self.hidden < 1:
-            raise ValueError(f"student.layers and student.hidden must be positive, got {self.layers}, {self.hidden}")
-        if self.heads is not None and (self.heads < 1 or self.hidden % self.heads):
-            raise ValueError(f"student.heads={self.heads} must divide student.hidden={self.hidden}")
-        if self.ffn is not None and self.ffn < 1:
-            raise ValueError(f"student.ffn must be positive, got {self.ffn}")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"student.dropout must be in [0, 1), got {self.dropout}")
-        if self.init_layers is not None:
-            if self.init != "teacher-layers":
-                raise ValueError("student.init_layers picks the teacher layers to copy: it needs init: teacher-layers")
-            if len(self.init_layers) != self.layers:
-                raise ValueError(f"student.init_layers={list(self.init_layers)}: give one teacher layer per student "
-                                 f"layer ({self.layers}), 0-based")
-
-    @property
-    def ffn_size(self) -> int:
-        return self.ffn or 4 * self.hidden
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def candidate_names(has_task: bool) -> tuple[list[str], dict[str, str]]:
 def export_auto(model: str | Path, *, output: Path | None = None, task: str | None = None, overwrite: bool = False,
                 max_length: int = 0, threads: int = 1, rounds: int = 5) -> dict[str, Any]:
     """Build, validate and time every candidate; write the fastest that passed to `output`."""
-    from minilm_deploy.export import manifest as mf
+    from minilm_deploy import artifact as mf
     from minilm_deploy.export.build import default_output, export_model
     from minilm_deploy.sources import load_task, resolve_model
 

@@ -20,9 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from minilm_deploy import artifact as mf
 from minilm_deploy.config import to_dict
 from minilm_deploy.errors import InputError, MinilmError
-from minilm_deploy.export import manifest as mf
 from minilm_deploy.export import optimize, triton, trt_engine
 from minilm_deploy.export.backends import export_backend
 from minilm_deploy.export.onnx_export import export_onnx, graph_opset

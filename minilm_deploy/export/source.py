@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
+from minilm_deploy.artifact import sha256_file
 from minilm_deploy.errors import InputError
-from minilm_deploy.export.manifest import sha256_file
 from minilm_deploy.models.adapters import sequence_limit
 from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer, load_weights, weight_files
 

@@ -22,6 +22,7 @@ from typing import Any
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export.profile import ShapeProfile, TensorRTOptions
 from minilm_deploy.paths import atomic_write_bytes, cache_root
+from minilm_deploy.runtime.backends.trt_runner import device_info
 
 Shapes = dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]]
 
@@ -49,27 +50,6 @@ def profile_shapes(profile: ShapeProfile, inputs: Sequence[str], max_length: int
 
 def profile_record(profile: ShapeProfile) -> dict[str, dict[str, int]]:
     return {"batch": vars(profile.batch).copy(), "sequence": vars(profile.sequence).copy()}
-
-
-def device_info() -> tuple[str, str]:
-    """(GPU name, compute capability "major.minor") of CUDA device 0."""
-    import torch
-
-    props = torch.cuda.get_device_properties(0)
-    return props.name, f"{props.major}.{props.minor}"
-
-
-def check_compatible(recorded: Any, *, trt_version: str, gpu_name: str, compute_capability: str) -> None:
-    """Refuse an engine built for another TensorRT version or GPU (`recorded`: the manifest's TensorRTInfo)."""
-    if recorded is None:
-        raise InputError("this artifact has no TensorRT engine; export it with --trt on a GPU machine")
-    problems = []
-    if recorded.version != trt_version:
-        problems.append(f"TensorRT {recorded.version}, this machine has {trt_version}")
-    if recorded.gpu_name != gpu_name or recorded.compute_capability != compute_capability:
-        problems.append(f"GPU {recorded.gpu_name} (sm {recorded.compute_capability}), this machine has {gpu_name} (sm {compute_capability})")
-    if problems:
-        raise MinilmError(f"model.plan was built for {'; '.join(problems)}; rebuild it here with `minilm export MODEL --trt`")
 
 
 MIN_TENSORRT = (10, 0)  # strongly typed networks exist since 10.0

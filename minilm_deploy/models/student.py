@@ -13,9 +13,9 @@ import copy
 import torch
 from torch import nn
 
-from minilm_deploy.distill.recipe import StudentSpec
 from minilm_deploy.errors import InputError
 from minilm_deploy.models.adapters import adapter_for, attention_shape, layer_list
+from minilm_deploy.models.student_spec import StudentSpec
 
 
 def student_config(teacher_config, spec: StudentSpec):

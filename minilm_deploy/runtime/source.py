@@ -67,7 +67,7 @@ def inspect_model(path: Path | str) -> ModelSource:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest as a dict, read strictly by the exporter's reader, every listed file's sha256 checked."""
-    from minilm_deploy.export.manifest import load_manifest, verify_files
+    from minilm_deploy.artifact import load_manifest, verify_files
 
     manifest = load_manifest(path)
     verify_files(path, manifest)

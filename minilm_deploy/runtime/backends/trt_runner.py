@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from minilm_deploy.errors import MinilmError
+from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.runtime.backends.base import Runner, with_sentence_embedding
 from minilm_deploy.runtime.source import ModelSource
 
@@ -21,14 +21,33 @@ def _capability(value: Any) -> str:
     return str(value)
 
 
+def device_info() -> tuple[str, str]:
+    """(GPU name, compute capability "major.minor") of CUDA device 0."""
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return props.name, f"{props.major}.{props.minor}"
+
+
+def check_compatible(recorded: Any, *, trt_version: str, gpu_name: str, compute_capability: str) -> None:
+    """Refuse an engine built for another TensorRT version or GPU (`recorded`: the manifest's TensorRTInfo)."""
+    if recorded is None:
+        raise InputError("this artifact has no TensorRT engine; export it with --trt on a GPU machine")
+    problems = []
+    if recorded.version != trt_version:
+        problems.append(f"TensorRT {recorded.version}, this machine has {trt_version}")
+    if recorded.gpu_name != gpu_name or recorded.compute_capability != compute_capability:
+        problems.append(f"GPU {recorded.gpu_name} (sm {recorded.compute_capability}), this machine has {gpu_name} (sm {compute_capability})")
+    if problems:
+        raise MinilmError(f"model.plan was built for {'; '.join(problems)}; rebuild it here with `minilm export MODEL --trt`")
+
+
 def engine_mismatch(built: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
     """Why an engine built under `built` cannot run under `current` ({version, gpu_name, compute_capability}).
 
-    The rule itself is the exporter's (`export.trt_engine.check_compatible`): one place for it.
+    The rule itself is `check_compatible`: one place for it, used by the exporter too.
     """
     from types import SimpleNamespace
-
-    from minilm_deploy.export.trt_engine import check_compatible
 
     if not built:
         return "the manifest does not say which GPU and TensorRT version built model.plan"
@@ -44,8 +63,6 @@ def engine_mismatch(built: dict[str, Any] | None, current: dict[str, Any]) -> st
 
 def current_platform() -> dict[str, Any]:
     import tensorrt as trt
-
-    from minilm_deploy.export.trt_engine import device_info
 
     gpu_name, capability = device_info()
     return {"version": trt.__version__, "gpu_name": gpu_name, "compute_capability": capability}
