@@ -19,7 +19,6 @@ stops with one line naming the damaged file when none is intact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -32,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from minilm_deploy.artifact import sha256_file
 from minilm_deploy.errors import InputError
 from minilm_deploy.paths import atomic_directory
 
@@ -102,7 +102,7 @@ def save_checkpoint(
         save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
         record = {"progress": progress.__dict__, "optimizer": meta}
         (tmp / "state.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-        listing = {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in sorted(tmp.iterdir())}
+        listing = {f.name: {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in sorted(tmp.iterdir())}
         (tmp / FILES).write_text(json.dumps(listing, indent=1), encoding="utf-8")  # last: it vouches for the rest
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -123,14 +123,6 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def damage(path: Path) -> str | None:
     """What is wrong with the checkpoint at `path` (None when every file matches its files.json)."""
     listing_file = path / FILES
@@ -148,7 +140,7 @@ def damage(path: Path) -> str | None:
         if file.stat().st_size != want["bytes"]:
             return f"{name} has {file.stat().st_size:,} bytes, {want['bytes']:,} written"
     for name, want in listing.items():  # sizes first (cheap), then contents
-        if _sha256(path / name) != want["sha256"]:
+        if sha256_file(path / name) != want["sha256"]:
             return f"{name} does not match its sha256 (corrupted)"
     return None
 
