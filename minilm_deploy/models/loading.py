@@ -156,7 +156,7 @@ def load_tokenizer(folder: Path, *, fast: bool = False) -> Any:
 
 def check_vocabulary(folder: Path, tokenizer: Any, config: Any) -> None:
     """Every token id the tokenizer can produce must have a row in the model's embedding table."""
-    vocab = int(getattr(config, "vocab_size", 0) or 0) if not isinstance(config, dict) else int(config.get("vocab_size") or 0)
+    vocab = int(getattr(config, "vocab_size", 0) or 0)  # a transformers config
     if vocab and len(tokenizer) > vocab:
         raise InputError(f"{folder}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}; "
                          "the tokenizer does not belong to this model: save the matching tokenizer into the folder")
