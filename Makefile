@@ -37,7 +37,8 @@ gate-baseline: $(STAMP)
 	cp runs/ci-gate/bench/results.json bench/ci-gate/baseline.json
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check minilm_deploy tests
+	$(VENV)/bin/ruff check minilm_deploy tests bench
+	$(VENV)/bin/mypy minilm_deploy
 
 clean:
 	rm -rf $(VENV) runs

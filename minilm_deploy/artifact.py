@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from minilm_deploy.config import from_dict, to_dict
 from minilm_deploy.errors import InputError
@@ -39,9 +39,13 @@ class TensorRTInfo:
     io: dict[str, str] = field(default_factory=dict)  # the engine's tensors: name → Triton data type
 
 
+ModelTask = Literal["embedding", "classification", "regression"]  # what a model's outputs mean
+MODEL_TASKS: tuple[str, ...] = get_args(ModelTask)
+
+
 @dataclass(frozen=True)
 class ArtifactManifest:
-    task: Literal["embedding", "classification", "regression"]
+    task: ModelTask
     model_file: str
     inputs: list[str]
     outputs: list[str]

@@ -124,8 +124,8 @@ def bench_models(recipe: Recipe) -> list[Any]:
     """The teacher (PyTorch) against the student in PyTorch and as the exported artifact."""
     from minilm_deploy.bench.run import ModelSpec
 
-    fine_tuned = recipe.finetune is not None
-    teacher = str(task_dir(recipe, "teacher")) if fine_tuned and "teacher" in recipe.finetune.models else recipe.teacher
+    tuned_teacher = recipe.finetune is not None and "teacher" in recipe.finetune.models
+    teacher = str(task_dir(recipe, "teacher")) if tuned_teacher else recipe.teacher
     models = [ModelSpec("teacher", teacher, "teacher"), ModelSpec("student", str(exported_model(recipe)), "candidate")]
     if recipe.export == "auto":
         models.append(ModelSpec("student-auto", str(export_dir(recipe)), "candidate"))

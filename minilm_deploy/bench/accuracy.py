@@ -52,10 +52,10 @@ def evaluate(predictor: Predictor, task: TaskData, examples: Sequence[Example], 
         raise InputError(f"{predictor.source.path.name} is a {predictor.task} model but task {task.name} is {task.kind}")
     batches = predict_all(predictor, examples)
     if task.kind == "regression":
-        y_pred = np.concatenate([b.scores for b in batches])
-        return _result(task, np.array([float(ex.label) for ex in examples]), y_pred, "head", len(examples))
+        y_pred = np.concatenate([b.score_array for b in batches])
+        return _result(task, np.array([_number(ex.label) for ex in examples]), y_pred, "head", len(examples))
     names, mapping = _label_map(predictor.label_names, task)
-    y_pred = np.array([names[label] for b in batches for label in b.labels])
+    y_pred = np.array([names[label] for b in batches for label in b.label_list])
     y_true = np.array([task.label_names.index(str(ex.label)) for ex in examples])
     return _result(task, y_true, y_pred, f"head ({mapping})", len(examples))
 
@@ -89,8 +89,14 @@ def nearest_centroid(train: np.ndarray, ids: np.ndarray, classes: int, test: np.
     return (test @ unit_rows(centroids).T).argmax(axis=1)  # (N, H) @ (H, K) → (N,)
 
 
+def _number(label: str | float | None) -> float:
+    if label is None:
+        raise InputError("an evaluation example has no label; accuracy needs a labelled test split")
+    return float(label)
+
+
 def _embed(predictor: Predictor, texts: Sequence[str]) -> np.ndarray:
-    parts = [predictor.predict(list(texts[i : i + BATCH])).embeddings for i in range(0, len(texts), BATCH)]
+    parts = [predictor.predict(list(texts[i : i + BATCH])).embedding_array for i in range(0, len(texts), BATCH)]
     return unit_rows(np.concatenate(parts))  # (N, H)
 
 
@@ -98,7 +104,7 @@ def _encoder(predictor: Predictor, task: TaskData, examples: Sequence[Example], 
     if task.kind == "regression" and task.is_pair:
         a = _embed(predictor, [ex.text for ex in examples])
         b = _embed(predictor, [ex.text_pair or "" for ex in examples])
-        y_true = np.array([float(ex.label) for ex in examples])
+        y_true = np.array([_number(ex.label) for ex in examples])
         return _result(task, y_true, (a * b).sum(axis=1), "cosine similarity", len(examples))
     if task.kind != "classification" or task.is_pair or "train" not in task.splits:
         return {"reason": f"no accuracy method for an encoder on {task.kind} task {task.name}; fine-tune it first"}

@@ -76,9 +76,9 @@ def plot_all(results: dict[str, Any], folder: Path) -> list[str]:
         fig, axes = plt.subplots(1, len(seqs), figsize=(5 * len(seqs), 4), squeeze=False)
         for ax, seq in zip(axes[0], seqs, strict=True):
             for m in results["models"]:
-                pts = sorted((r["batch_size"], r["latency_ms"]["p50"]) for r in grid if r["model"] == m["name"] and r["seq_len"] == seq)
-                if pts:
-                    ax.plot(*zip(*pts, strict=True), marker="o", label=f"{m['name']} ({m['role']})")
+                curve = sorted((r["batch_size"], r["latency_ms"]["p50"]) for r in grid if r["model"] == m["name"] and r["seq_len"] == seq)
+                if curve:
+                    ax.plot(*zip(*curve, strict=True), marker="o", label=f"{m['name']} ({m['role']})")
             batches = sorted({r["batch_size"] for r in grid})
             ax.set_xscale("log", base=2)
             ax.set(yscale="log", xticks=batches, xticklabels=[str(b) for b in batches], xlabel="batch size",

@@ -27,7 +27,7 @@ from minilm_deploy.bench import compare, report
 from minilm_deploy.bench.accuracy import eval_examples, evaluate
 from minilm_deploy.bench.schema import RESULTS_SCHEMA, SCHEMA_VERSION, validate_results
 from minilm_deploy.bench.suite import BenchSuite
-from minilm_deploy.bench.timing import clock_for, measure, peak_memory_mb, reset_peak_memory, summarize
+from minilm_deploy.bench.timing import clock_for, cycling, measure, peak_memory_mb, reset_peak_memory, summarize
 from minilm_deploy.config import to_dict
 from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError, MinilmError
@@ -190,7 +190,7 @@ def grid_rows(name: str, predictor: Any, suite: BenchSuite) -> list[dict[str, An
             continue  # longer than the model takes: not a measurement
         for batch in suite.grid.batch_sizes:
             feeds = predictor.synthetic_feeds(batch, seq, seed=suite.seed)
-            seconds = measure(lambda i, f=feeds: predictor.infer(f), suite.timing, clock)
+            seconds = measure(cycling(predictor.infer, [feeds]), suite.timing, clock)
             rows.append({"model": name, "kind": "latency", "mode": "grid", "batch_size": batch, "seq_len": seq,
                          "mean_tokens": float(seq), **summarize(seconds, batch, batch * seq)})
     return rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from minilm_deploy.config import deep_merge, from_dict, load_yaml, parse_overrides
 
@@ -98,7 +98,7 @@ def load_suite(path: Path | str, overrides: list[str] | tuple[str, ...] | None =
     return from_dict(BenchSuite, data, source=path.name)
 
 
-def with_gates(suite: BenchSuite, **values: object) -> BenchSuite:
+def with_gates(suite: BenchSuite, **values: Any) -> BenchSuite:
     """The suite with CLI gate flags laid over its own (None: keep the suite's)."""
     given = {k: v for k, v in values.items() if v is not None}
     return replace(suite, gates=replace(suite.gates, **given)) if given else suite

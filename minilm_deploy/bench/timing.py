@@ -7,6 +7,7 @@ on CPU it is `time.perf_counter`. Peak memory is the process's resident high-wat
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,8 +49,17 @@ def measure(fn: Callable[[int], Any], timing: Timing, clock: Callable[[Callable[
         len(samples) < timing.min_iterations or time.perf_counter() - started < timing.min_duration_s
     ):
         i = len(samples)
-        samples.append(clock(lambda i=i: fn(i)))
+        samples.append(clock(functools.partial(fn, i)))
     return np.asarray(samples)
+
+
+def cycling(call: Callable[[Any], Any], inputs: list[Any]) -> Callable[[int], Any]:
+    """`measure`'s fn(i): `call` on inputs[i % len(inputs)] (one input: the same every time)."""
+
+    def fn(i: int) -> Any:
+        return call(inputs[i % len(inputs)])
+
+    return fn
 
 
 def summarize(seconds: np.ndarray, items_per_call: float, tokens_per_call: float) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,7 +24,7 @@ def list_entries(as_json: JsonFlag = False) -> None:
 
     Example: minilm zoo list --json
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in registry.names():
         entry = registry.get(name)
         cached = registry.cached_path(name)

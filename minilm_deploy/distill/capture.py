@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from minilm_deploy.models.adapters import adapter_for, base_model, layer_list, resolve_layer
+from minilm_deploy.models.adapters import adapter_for, base_model, layer_list, model_config, resolve_layer
 
 PROJECTIONS = ("query", "key", "value")
 PARTS = (*PROJECTIONS, "hidden")  # hidden: the layer's output, (B, T, D)
@@ -67,7 +67,7 @@ class CaptureModel(nn.Module):
         super().__init__()
         self.model = model
         self.projection = projection
-        config = model.config
+        config = model_config(model)
         self.adapter = adapter_for(config.model_type)
         layers = layer_list(model)
         self.layer_index = resolve_layer(layer, len(layers), what=what)

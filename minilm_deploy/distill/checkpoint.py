@@ -169,7 +169,7 @@ def resume_point(root: Path) -> Path | None:
     """The newest intact checkpoint under `root` (None when there is none at all); a damaged newer one is
     skipped with a one-line warning; every one damaged is a one-line error naming the newest's damage."""
     found = list_checkpoints(root)
-    problems = []
+    problems: list[tuple[str, str]] = []
     for path in reversed(found):
         why = damage(path)
         if why is None:

@@ -10,6 +10,7 @@ one continues from its newest checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 import sys
@@ -137,7 +138,7 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
     from minilm_deploy.hardware import cpu_class, cpu_name
     from minilm_deploy.models.student import student_layer_picks
 
-    init = {"init": stage.student.init}
+    init: dict[str, Any] = {"init": stage.student.init}
     if stage.student.init == "teacher-layers":
         init["teacher_layers"] = student_layer_picks(stage.student, teacher.shape[0])
     record = {
@@ -201,7 +202,7 @@ def _blocks(spec: DistillRecipe, train: TrainSpec, tokenizer, seed: int):
     pieces = []
     for part in parts:
         docs = shuffled_documents(read_corpus(part.source), seed, spec.max_documents)
-        share = -(-budget * part.weight // total_weight)  # this source's tokens, rounded up
+        share = math.ceil(budget * part.weight / total_weight)  # this source's tokens, rounded up
         pieces.append((part.source, pack_blocks(docs, tokenizer, train.seq_len, max_tokens=share), part.weight))
     if len(pieces) == 1:
         blocks = pieces[0][1]

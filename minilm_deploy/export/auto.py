@@ -144,7 +144,7 @@ def timing_points(artifact: Path, task: Any) -> list[dict[str, Any]]:
 def time_candidates(built: dict[str, Path], points: list[dict[str, Any]], threads: int, rounds: int) -> dict[str, dict[str, float]]:
     """p50 ms per candidate and point, each candidate through its runtime backend, rounds interleaved."""
     from minilm_deploy.bench.suite import Timing
-    from minilm_deploy.bench.timing import measure
+    from minilm_deploy.bench.timing import cycling, measure
     from minilm_deploy.runtime import Predictor
 
     predictors = {name: Predictor.load(folder, backend=CANDIDATES[name][1], threads=threads) for name, folder in built.items()}
@@ -155,7 +155,7 @@ def time_candidates(built: dict[str, Path], points: list[dict[str, Any]], thread
             for name, predictor in predictors.items():
                 for point in points:
                     feeds = point["feeds"] if isinstance(point["feeds"], list) else [point["feeds"]]
-                    seconds = measure(lambda i, f=feeds, p=predictor: p.runner.infer(f[i % len(f)]), timing)
+                    seconds = measure(cycling(predictor.runner.infer, feeds), timing)
                     samples[name][point["label"]].extend(seconds.tolist())
     finally:
         for predictor in predictors.values():

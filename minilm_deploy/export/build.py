@@ -149,10 +149,10 @@ def export_and_check(work: Work) -> dict[str, Path]:
     work.raw = export_onnx(src, scratch / "raw.onnx", opset=prof.opset, exporter=prof.exporter)
     work.batches = reference_batches(src)
     work.references = [torch_outputs(src, b) for b in work.batches]
-    work.record["opset"] = graph_opset(work.raw)
-    work.record["raw"] = check(work, work.raw, "fp32")
+    work.record["opset"] = graph_opset(work.raw_graph)
+    work.record["raw"] = check(work, work.raw_graph, "fp32")
     mode = prof.optimize if export_backend(prof.backend).FUSES_WITH_ORT else "never"  # OpenVINO fuses the standard ops itself
-    graphs, work.record["optimization"] = optimize.candidates(src, work.raw, scratch / "fused.onnx", mode)
+    graphs, work.record["optimization"] = optimize.candidates(src, work.raw_graph, scratch / "fused.onnx", mode)
     if "fused" in graphs:
         work.record["fused"] = check(work, graphs["fused"], "fp32")
     return graphs
@@ -189,7 +189,7 @@ def write_triton(work: Work, engine: dict[str, Any] | None) -> None:
 
 def make_manifest(work: Work, engine: dict[str, Any] | None) -> mf.ArtifactManifest:
     src, prof, rec = work.source, work.profile, work.record
-    validation = {k: rec[k] for k in ("raw", "fused", "fp16", "int8", "task_check", "triton", "tensorrt_graph") if k in rec}
+    validation: dict[str, Any] = {k: rec[k] for k in ("raw", "fused", "fp16", "int8", "task_check", "triton", "tensorrt_graph") if k in rec}
     if "openvino" in rec:
         validation["openvino"] = rec["openvino"]["validation"]
     kept_fp32 = rec["fused"] if rec["optimization"]["kept"] == "fused" else rec["raw"]

@@ -103,6 +103,8 @@ def _dynamo(module, args, target, inputs, outputs, opset, max_length) -> None:
     shapes = tuple({0: batch, 1: seq} for _ in inputs)
     program = torch.onnx.export(module, args, dynamo=True, input_names=inputs, output_names=outputs,
                                 dynamic_shapes=(shapes,), opset_version=max(opset, 18), verbose=False)  # one entry: *args
+    if program is None:  # torch returns None only when given a file to write, which we do not
+        raise MinilmError("torch.onnx.export (dynamo) returned no program; try `exporter: legacy` in the profile")
     program.save(str(target), external_data=False)
 
 

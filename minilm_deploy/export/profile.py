@@ -188,7 +188,7 @@ def load_profile(path: str | Path) -> ExportProfile:
     return from_dict(ExportProfile, data, source=path.name)
 
 
-def with_overrides(profile: ExportProfile, *, precision: str | None = None, trt: bool = False) -> ExportProfile:
+def with_overrides(profile: ExportProfile, *, precision: Precision | None = None, trt: bool = False) -> ExportProfile:
     """Apply the CLI's flags: with `--trt`, `--int8/--fp16` choose the engine's precision, else the ONNX's."""
     if trt and profile.tensorrt is None:
         profile = replace(profile, tensorrt=TensorRTOptions())

@@ -13,6 +13,7 @@ import io
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -143,7 +144,7 @@ def quantize_static(source: SourceModel, src: Path, target: Path, options: Quant
     reader = TextCalibrationReader(source, texts[: calibration.samples], calibration.batch_size, seq_len)
     try:
         with quiet_root_logger():
-            extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+            extra: dict[str, Any] = {"DefaultTensorType": onnx.TensorProto.FLOAT}
             if symmetric:
                 # TensorRT dequantises INT8 only: biases stay float (no int32 bias Q/DQ)
                 extra |= {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}

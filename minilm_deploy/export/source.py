@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from minilm_deploy.artifact import sha256_file
+from minilm_deploy.artifact import ModelTask, sha256_file
 from minilm_deploy.errors import InputError
 from minilm_deploy.models.adapters import sequence_limit
 from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer, load_weights, weight_files
@@ -30,7 +30,7 @@ class SourceModel:
     model: torch.nn.Module  # in eval mode; AutoModel or AutoModelForSequenceClassification
     tokenizer: Any
     config: Any
-    task: str  # "embedding" | "classification" | "regression"
+    task: ModelTask
     inputs: tuple[str, ...]
     max_length: int
     weights_sha256: str
@@ -55,7 +55,7 @@ class SourceModel:
         return int(self.config.num_attention_heads)
 
 
-def detect_task(config: Any) -> str:
+def detect_task(config: Any) -> ModelTask:
     archs = getattr(config, "architectures", None) or []
     if not any(a.endswith("ForSequenceClassification") for a in archs):
         return "embedding"

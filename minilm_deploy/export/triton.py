@@ -97,6 +97,7 @@ def model_config_pb2() -> Any:
     if not file.is_file():
         raise MinilmError("this tritonclient has no model_config_pb2; pip install 'tritonclient[grpc]>=2.40'")
     module_spec = importlib.util.spec_from_file_location("_triton_model_config_pb2", file)
+    assert module_spec is not None and module_spec.loader is not None  # a .py file always has a loader
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
@@ -127,9 +128,9 @@ def check_repository(folder: Path, spec_onnx: Path, engine_io: dict[str, str] | 
         if seen != expected:
             problems.append(f"tensors {seen} != graph {expected}")
     if engine_io is not None:
-        seen = {t.name: pb2.DataType.Name(t.data_type) for t in [*config.input, *config.output]}
-        if seen != engine_io:
-            problems.append(f"tensors {seen} != the engine's I/O {engine_io}")
+        engine_seen = {t.name: pb2.DataType.Name(t.data_type) for t in [*config.input, *config.output]}
+        if engine_seen != engine_io:
+            problems.append(f"tensors {engine_seen} != the engine's I/O {engine_io}")
     filename = config.default_model_filename
     if not (folder / "1" / filename).is_file():
         problems.append(f"1/{filename} is missing")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import onnxruntime as ort
@@ -80,8 +80,16 @@ def _rows(name: str, value: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return value.reshape(value.shape[0], -1)
 
 
-def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, dict[str, float]]:
-    figures = {}
+class OutputFigures(TypedDict):
+    max_abs_diff: float
+    min_cosine: float | None  # None for a one-wide output
+
+
+Figures = dict[str, OutputFigures]  # output name → its figures
+
+
+def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], mask: np.ndarray) -> Figures:
+    figures: Figures = {}
     for name, expected in ref.items():
         a, b = _rows(name, expected, mask), _rows(name, got[name], mask)
         diff = float(np.max(np.abs(a - b))) if a.size else 0.0
@@ -106,8 +114,8 @@ def compare_tolerance(reference: dict[str, np.ndarray], got: dict[str, np.ndarra
     return figures
 
 
-def merge(figures: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, Any]] = {}
+def merge(figures: list[Figures]) -> Figures:
+    out: Figures = {}
     for fig in figures:
         for name, f in fig.items():
             cur = out.setdefault(name, {"max_abs_diff": 0.0, "min_cosine": None})
@@ -133,9 +141,9 @@ class Graph:
     def infer_function(self, names: Sequence[str]) -> Callable[[Feeds], dict[str, np.ndarray]]:
         """feeds → float32 outputs `names`."""
         if self.runner == "openvino":  # the runtime's own OpenVINO path
-            from minilm_deploy.runtime.backends.openvino_runner import file_infer
+            from minilm_deploy.runtime.backends.openvino_runner import OpenVinoInfer
 
-            run = file_infer(self.path, self.inference_precision)
+            run = OpenVinoInfer(self.path, self.inference_precision)
             return lambda feeds: {n: v for n, v in run(feeds).items() if n in names}
         session = open_session(self.path)
         return lambda feeds: onnx_outputs(session, feeds, names)
@@ -155,7 +163,7 @@ def validate_outputs(source: SourceModel, model: Path | Graph, tolerance: Tolera
               "outputs": figures}
     failures = gate_outputs(figures, tolerance)
     if failures:
-        flat = {f"{n}.{k}": v for n, f in figures.items() for k, v in f.items() if v is not None}
+        flat: dict[str, float] = {f"{n}.{k}": v for n, f in figures.items() for k, v in f.items() if isinstance(v, float)}
         raise ValidationFailed(f"{precision} {graph.label} does not match PyTorch: {'; '.join(failures)}; nothing was written",
                                flat)
     return result
@@ -166,7 +174,7 @@ def validate_outputs(source: SourceModel, model: Path | Graph, tolerance: Tolera
 COSINE_GATED = ("last_hidden_state", "sentence_embedding")
 
 
-def gate_outputs(figures: dict[str, dict[str, float]], tol: Tolerance) -> list[str]:
+def gate_outputs(figures: Figures, tol: Tolerance) -> list[str]:
     failures = []
     for name, f in figures.items():
         if tol.atol is not None and f["max_abs_diff"] > tol.atol:

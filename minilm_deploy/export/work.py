@@ -32,6 +32,12 @@ class Work:
     def scratch(self) -> Path:
         return self.root / ".work"
 
+    @property
+    def raw_graph(self) -> Path:
+        """The unfused fp32 graph (exported before any backend builds)."""
+        assert self.raw is not None, "export_onnx runs before the backends"
+        return self.raw
+
 
 def check(work: Work, model: Path | Graph, precision: str) -> dict[str, Any]:
     """Validate `model` against PyTorch on the reference batches at `precision`'s tolerance (raises when it fails)."""

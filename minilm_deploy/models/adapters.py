@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -81,6 +81,11 @@ def adapter_for(model_type: str) -> Adapter:
         ) from None
 
 
+def model_config(model: nn.Module) -> Any:
+    """A transformers model's config (torch's Module typing does not know the attribute)."""
+    return cast(Any, model).config
+
+
 def base_model(model: nn.Module) -> nn.Module:
     """The encoder without task heads (`model.bert`, `model.roberta`, ...), or the model itself."""
     prefix = getattr(model, "base_model_prefix", "")
@@ -89,7 +94,7 @@ def base_model(model: nn.Module) -> nn.Module:
 
 
 def layer_list(model: nn.Module) -> nn.ModuleList:
-    adapter = adapter_for(model.config.model_type)
+    adapter = adapter_for(model_config(model).model_type)
     layers = base_model(model).get_submodule(adapter.layers)
     assert isinstance(layers, nn.ModuleList), adapter.layers
     return layers

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from minilm_deploy.errors import InputError
-from minilm_deploy.models.adapters import adapter_for, attention_shape, layer_list
+from minilm_deploy.models.adapters import adapter_for, attention_shape, layer_list, model_config
 from minilm_deploy.models.student_spec import StudentSpec
 
 
@@ -96,7 +96,7 @@ def copy_teacher_layers(teacher: nn.Module, student: nn.Module, picks: list[int]
     `picks[i]` into student layer i."""
     t_layers, t_hidden, t_heads = attention_shape(teacher.config)
     s_layers, s_hidden, s_heads = attention_shape(student.config)
-    adapter = adapter_for(teacher.config.model_type)
+    adapter = adapter_for(model_config(teacher).model_type)
     t_ffn = getattr(teacher.config, adapter.ffn_attr)
     s_ffn = getattr(student.config, adapter.ffn_attr)
     if (t_hidden, t_heads, t_ffn) != (s_hidden, s_heads, s_ffn):

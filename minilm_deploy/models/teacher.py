@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from torch import nn
 
 from minilm_deploy.models.adapters import adapter_for, attention_shape
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -52,7 +56,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def embedding_parameters(model: nn.Module) -> int:
-    embedding = model.get_input_embeddings()
+    embedding = cast("PreTrainedModel", model).get_input_embeddings()
     assert isinstance(embedding, nn.Embedding)
     return embedding.weight.numel()
 

@@ -14,12 +14,15 @@ import json
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from minilm_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 PRUNABLE = ("WordPiece", "Unigram")
 _CONFIG_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id")
@@ -104,7 +107,7 @@ def prune_tokenizer(tokenizer, keep: list[int]):
         return AutoTokenizer.from_pretrained(str(folder))
 
 
-def prune_embeddings(model: nn.Module, keep: list[int]) -> None:
+def prune_embeddings(model: PreTrainedModel, keep: list[int]) -> None:
     """Keep only rows `keep` of the input embedding (in place), and renumber the config's token ids."""
     old = model.get_input_embeddings()
     assert isinstance(old, nn.Embedding)

@@ -36,6 +36,22 @@ class Predictions:
     def __len__(self) -> int:
         return len(next(x for x in (self.labels, self.scores, self.embeddings) if x is not None))
 
+    # The field the task always carries (a Predictions of another task lacks it: a bug, not a user error).
+    @property
+    def label_list(self) -> list[str]:
+        assert self.labels is not None, f"a {self.task} prediction has no labels"
+        return self.labels
+
+    @property
+    def score_array(self) -> np.ndarray:
+        assert self.scores is not None, f"a {self.task} prediction has no scores"
+        return self.scores
+
+    @property
+    def embedding_array(self) -> np.ndarray:
+        assert self.embeddings is not None, f"a {self.task} prediction has no embeddings"
+        return self.embeddings
+
     def take(self, index: Sequence[int] | np.ndarray) -> Predictions:
         """The predictions at `index`, in that order."""
         idx = np.asarray(index, dtype=np.int64)
@@ -47,7 +63,7 @@ class Predictions:
     def concat(parts: Sequence[Predictions]) -> Predictions:
         first = parts[0]
         join = lambda xs: None if xs[0] is None else np.concatenate(xs)  # noqa: E731
-        labels = None if first.labels is None else [lab for p in parts for lab in p.labels]
+        labels = None if first.labels is None else [lab for p in parts for lab in p.labels or ()]
         return Predictions(first.task, labels=labels, scores=join([p.scores for p in parts]),
                            embeddings=join([p.embeddings for p in parts]))
 
@@ -56,11 +72,11 @@ class Predictions:
         if self.task == "classification":
             return [
                 {"label": lab, "score": float(s.max()), "scores": dict(zip(label_names, map(float, s), strict=True))}
-                for lab, s in zip(self.labels or [], self.scores, strict=True)
+                for lab, s in zip(self.label_list, self.score_array, strict=True)
             ]
         if self.task == "regression":
-            return [{"score": float(s)} for s in self.scores]
-        return [{"embedding": [float(v) for v in e]} for e in self.embeddings]
+            return [{"score": float(s)} for s in self.score_array]
+        return [{"embedding": [float(v) for v in e]} for e in self.embedding_array]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -208,14 +224,16 @@ def _split_pairs(texts: TextInput, text_pairs: Sequence[str] | None) -> tuple[li
     if items and all(isinstance(t, (tuple, list)) and len(t) == 2 for t in items):
         if text_pairs is not None:
             raise InputError("give text pairs either as (text, pair) tuples or as text_pairs, not both")
-        return [str(a) for a, _ in items], [str(b) for _, b in items]
+        pairs = [(str(a), str(b)) for a, b in items]
+        return [a for a, _ in pairs], [b for _, b in pairs]
     if not all(isinstance(t, str) for t in items):
         raise InputError("texts must be strings or (text, pair) tuples of strings")
+    singles = [str(t) for t in items]
     if text_pairs is not None:
         if len(text_pairs) != len(items):
             raise InputError(f"{len(items)} texts but {len(text_pairs)} text pairs; give one pair per text")
-        return items, [str(p) for p in text_pairs]
-    return items, None
+        return singles, [str(p) for p in text_pairs]
+    return singles, None
 
 
 def _load_tokenizer(folder: Path) -> Any:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from minilm_deploy.artifact import MODEL_TASKS
 from minilm_deploy.errors import InputError
 from minilm_deploy.models.adapters import sequence_limit
 
-TASKS = ("embedding", "classification", "regression")
 MANIFEST_FILE = "manifest.json"
 
 
@@ -79,8 +79,8 @@ def _from_artifact(path: Path) -> ModelSource:
     missing = [k for k in ("task", "model_file", "inputs", "max_length") if k not in m]
     if missing:
         raise InputError(f"{path / MANIFEST_FILE}: missing {', '.join(missing)}; re-export the model")
-    if m["task"] not in TASKS:
-        raise InputError(f"{path / MANIFEST_FILE}: task {m['task']!r} is not one of {', '.join(TASKS)}")
+    if m["task"] not in MODEL_TASKS:
+        raise InputError(f"{path / MANIFEST_FILE}: task {m['task']!r} is not one of {', '.join(MODEL_TASKS)}")
     model_file = path / m["model_file"]
     engine = path / "model.plan"
     source_dir = Path(str((m.get("source") or {}).get("path", "")))

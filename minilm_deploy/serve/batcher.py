@@ -156,7 +156,7 @@ def _run_batch(predict: PredictFn, jobs: Sequence[tuple[list[str], list[str] | N
         if not idx:
             continue
         texts = [t for i in idx for t in jobs[i][0]]
-        pairs = [p for i in idx for p in jobs[i][1]] if with_pairs else None
+        pairs = [p for i in idx for p in jobs[i][1] or ()] if with_pairs else None
         preds = predict(texts, pairs)
         start = 0
         for i in idx:

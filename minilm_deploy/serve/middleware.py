@@ -9,6 +9,7 @@ import asyncio
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -17,7 +18,7 @@ DRAIN_LIMIT = 64 << 20  # past this much of an oversized body, answer 413 withou
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})  # probes work without a token
 
 
-async def send_error(send: Any, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(send: Any, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"error": message}).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})

@@ -233,11 +233,11 @@ def _timeout(params: dict[str, Any]) -> float | None:
 
 def _output_tensors(preds: Predictions) -> dict[str, tuple[str, np.ndarray]]:
     if preds.task == "classification":
-        labels = np.array([s.encode() for s in preds.labels], dtype=object)
-        return {"label": ("BYTES", labels), "scores": ("FP32", preds.scores.astype(np.float32))}
+        labels: np.ndarray = np.array([s.encode() for s in preds.label_list], dtype=object)
+        return {"label": ("BYTES", labels), "scores": ("FP32", preds.score_array.astype(np.float32))}
     if preds.task == "regression":
-        return {"score": ("FP32", preds.scores.astype(np.float32))}
-    return {"sentence_embedding": ("FP32", preds.embeddings.astype(np.float32))}
+        return {"score": ("FP32", preds.score_array.astype(np.float32))}
+    return {"sentence_embedding": ("FP32", preds.embedding_array.astype(np.float32))}
 
 
 def _to_bytes(datatype: str, array: np.ndarray) -> bytes:

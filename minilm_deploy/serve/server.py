@@ -63,7 +63,8 @@ def serve(artifact: Path, config: ServeConfig, backend: str = "auto", device: st
     # and idle or slow sockets are closed at their deadlines (serve/connections.py)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on",
-        timeout_graceful_shutdown=config.graceful_timeout_s, timeout_keep_alive=config.idle_timeout_s,
+        # uvicorn annotates these int but hands them to loop.call_later/asyncio.wait_for, which take seconds as floats
+        timeout_graceful_shutdown=config.graceful_timeout_s, timeout_keep_alive=config.idle_timeout_s,  # type: ignore[arg-type]
         http=deadline_protocol(config.header_timeout_s),
     ))
     sys.stderr.write(

@@ -14,6 +14,7 @@ from typing import Any
 
 from minilm_deploy.export import optimize, quantize
 from minilm_deploy.export.backends import files_of
+from minilm_deploy.export.validate import Graph
 from minilm_deploy.export.work import Work, calibration_texts, check
 
 RUNNER = "onnxruntime"
@@ -25,13 +26,13 @@ def missing() -> str | None:
     return None  # onnxruntime is a core dependency
 
 
-def build(work: Work, graphs: dict[str, Path]) -> dict[str, Path]:
+def build(work: Work, graphs: dict[str, Path]) -> dict[str, Path | Graph]:
     """The profile's precision from each candidate graph; the fastest is kept and validated."""
     prec = work.profile.precision
     if prec == "fp16" or (prec == "int8" and work.profile.quantization.mode == "static"):
         # fp16 conversion and QDQ calibration work on standard ops only (not ORT's fused contrib ops);
         # from the unfused graph, LayerNorm and Softmax nodes stay fp32, and ORT fuses at session load
-        graphs = {"unfused": work.raw}
+        graphs = {"unfused": work.raw_graph}
     made = {name: convert(work, path, prec, work.scratch / f"{name}.{prec}.onnx") for name, path in graphs.items()}
     feeds = optimize.timing_feeds(work.source, 1, work.profile.shapes.sequence.opt)
     kept, work.record["optimization"] = optimize.pick(made, work.record["optimization"], feeds)
@@ -56,5 +57,7 @@ def convert(work: Work, fp32: Path, precision: str, target: Path) -> Path:
 def publish(work: Work, options: dict[str, Any]) -> dict[str, Any]:
     """model.onnx: the kept graph at the profile's precision."""
     target = work.root / MODEL_FILE
-    shutil.copyfile(work.variants[work.profile.precision], target)
+    kept = work.variants[work.profile.precision]
+    assert isinstance(kept, Path), "ONNX Runtime's variants are ONNX files"
+    shutil.copyfile(kept, target)
     return {"runner": RUNNER, "precision": work.profile.precision, "files": files_of(work.root, [target])}

@@ -82,24 +82,22 @@ def build(work: Work, graphs: dict[str, Path]) -> dict[str, Path | Graph]:
     prec, options = work.profile.precision, work.profile.openvino
     work.record["optimization"] = {**work.record["optimization"], "kept": "unfused",
                                    "reason": "backend openvino: OpenVINO compiles the standard-ops graph and fuses it itself"}
-    assert work.raw is not None
     target = work.scratch / IR_DIR / IR_FILE
-    built = build_ir(work.raw, target, prec, calibration_feeds(work) if prec == "int8" else [],
+    built = build_ir(work.raw_graph, target, prec, calibration_feeds(work) if prec == "int8" else [],
                      smooth_quant=options.smooth_quant, fast_bias_correction=options.fast_bias_correction)
     graph = Graph(target, RUNNER, inference_precision(options.inference_precision))
     figures = check(work, graph, prec)
     work.record["openvino"] = {**built, "model_file": f"{IR_DIR}/{IR_FILE}",
                                "inference_precision": options.inference_precision,
                                "inference_precision_at_export": graph.inference_precision, "validation": figures}
-    work.variants = {"fp32": work.raw, prec: graph} if prec != "fp32" else {"fp32": graph}
+    work.variants = {"fp32": work.raw_graph, prec: graph} if prec != "fp32" else {"fp32": graph}
     return dict(work.variants)
 
 
 def publish(work: Work, options: dict[str, Any]) -> dict[str, Any]:
     """openvino/model.xml + model.bin, and model.onnx as the fp32 graph."""
     shutil.copytree(work.scratch / IR_DIR, work.root / IR_DIR)
-    assert work.raw is not None
-    shutil.copyfile(work.raw, work.root / "model.onnx")
+    shutil.copyfile(work.raw_graph, work.root / "model.onnx")
     files = [work.root / "model.onnx", *sorted((work.root / IR_DIR).iterdir())]
     return {"runner": RUNNER, "precision": work.profile.precision, "model_file": f"{IR_DIR}/{IR_FILE}",
             "files": files_of(work.root, files)}

@@ -34,22 +34,22 @@ def missing() -> str | None:
 
 def graph_path(work: Work) -> Path:
     options = work.profile.tensorrt
-    assert options is not None and work.raw is not None
-    return work.raw if options.precision == "fp32" else work.scratch / f"trt.{options.precision}.onnx"
+    assert options is not None
+    return work.raw_graph if options.precision == "fp32" else work.scratch / f"trt.{options.precision}.onnx"
 
 
 def build(work: Work, graphs: dict[str, Path]) -> dict[str, Path | Graph]:
     """The TensorRT-ready graph at the engine's precision, validated; {tensorrt-PREC: graph} for the task check
     (an fp32 engine's graph is the fp32 graph, already checked)."""
     options, prof = work.profile.tensorrt, work.profile
-    assert options is not None and work.raw is not None
+    assert options is not None
     target = graph_path(work)
     if options.precision == "fp32":
         return {}
     if options.precision == "fp16":
-        quantize.to_fp16(work.raw, target)
+        quantize.to_fp16(work.raw_graph, target)
     else:
-        quantize.quantize_static(work.source, work.raw, target, replace(prof.quantization, mode="static"),
+        quantize.quantize_static(work.source, work.raw_graph, target, replace(prof.quantization, mode="static"),
                                  prof.calibration, calibration_texts(work), prof.shapes.sequence.opt, symmetric=True)
     work.record["tensorrt_graph"] = check(work, target, options.precision)
     return {f"tensorrt-{options.precision}": target}
@@ -85,9 +85,8 @@ def engine_check(work: Work, plan: Path) -> tuple[dict[str, Any], dict[str, str]
     figures and the engine's I/O (name → Triton data type) for the Triton config check."""
     from minilm_deploy.runtime.backends.trt_runner import EngineSession  # the runtime's own engine path
 
-    assert work.raw is not None
     engine = EngineSession(plan.read_bytes(), plan.name)
-    session, val = open_session(work.raw), work.profile.validation
+    session, val = open_session(work.raw_graph), work.profile.validation
     prof = work.profile.trt_profiles[0]
     figures = []
     for feeds in work.batches:

@@ -11,7 +11,6 @@ Needs the `openvino` extra (`pip install -e ".[openvino]"`), imported only when 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,24 +67,24 @@ def compile_file(path: Path, hint: str, threads: int | None = None):
     return core.compile_model(read_model(core, path), "CPU", config)
 
 
-def file_infer(path: Path, hint: str, threads: int | None = None) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+class OpenVinoInfer:
     """feeds → float32 outputs by name through OpenVINO: what the runner, export validation and the task check run."""
-    compiled = compile_file(path, hint, threads)
-    request = compiled.create_infer_request()
-    inputs = [port.get_any_name() for port in compiled.inputs]
-    outputs = [(port.get_any_name(), port) for port in compiled.outputs]
 
-    def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = request.infer({name: feeds[name] for name in inputs})
-        return {name: np.asarray(result[port], dtype=np.float32) for name, port in outputs}
+    def __init__(self, path: Path, hint: str, threads: int | None = None) -> None:
+        self.compiled = compile_file(path, hint, threads)
+        self._request = self.compiled.create_infer_request()
+        self._inputs = [port.get_any_name() for port in self.compiled.inputs]
+        self._outputs = [(port.get_any_name(), port) for port in self.compiled.outputs]
 
-    infer.compiled = compiled  # type: ignore[attr-defined]
-    return infer
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self._request.infer({name: feeds[name] for name in self._inputs})
+        return {name: np.asarray(result[port], dtype=np.float32) for name, port in self._outputs}
 
 
 class OpenVinoRunner(Runner):
     name = "openvino"
     precision = "auto"  # the inference precision hint (see `inference_precision`)
+    _infer: OpenVinoInfer | None = None
 
     @classmethod
     def unsupported(cls, source: ModelSource, device: str) -> str | None:
@@ -101,7 +100,8 @@ class OpenVinoRunner(Runner):
         exported = self.source.manifest.get("openvino") or {}
         hint = inference_precision(exported.get("inference_precision", self.precision))
         model_file = self.source.openvino_file or self.source.model_file
-        self._infer = file_infer(model_file, hint, self.threads)
+        assert model_file is not None, "unsupported() refuses a source without a model file"
+        self._infer = OpenVinoInfer(model_file, hint, self.threads)
         self.info.update(openvino=ov.__version__, threads=self.threads or "default", inference_precision=hint,
                          model_file=str(model_file.relative_to(self.source.path)),
                          precision=exported.get("precision", self.source.precision),
@@ -109,6 +109,7 @@ class OpenVinoRunner(Runner):
         super().activate()
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self._infer is not None, "activate() first"
         out = self._infer(feeds)
         return with_sentence_embedding(out, feeds)
 

@@ -31,6 +31,7 @@ class TorchRunner(Runner):
         auto = transformers.AutoModel if self.source.task == "embedding" else transformers.AutoModelForSequenceClassification
         from minilm_deploy.models.loading import load_weights
 
+        assert self.source.weights_dir is not None, "unsupported() refuses a source without weights"
         self.model = load_weights(auto, self.source.weights_dir).eval().to(self.device)
         self.accepts = set(inspect.signature(self.model.forward).parameters)
         self.info.update(torch=torch.__version__, threads=torch.get_num_threads())

@@ -116,6 +116,7 @@ class EngineSession:
 
 class TrtRunner(Runner):
     name = "tensorrt"
+    session: EngineSession | None = None
 
     @classmethod
     def unsupported(cls, source: ModelSource, device: str) -> str | None:
@@ -137,11 +138,14 @@ class TrtRunner(Runner):
         why = engine_mismatch(self.source.manifest.get("tensorrt"), here)
         if why:
             raise MinilmError(f"{self.source.engine_file}: engine refused: {why}")
-        self.session = EngineSession(self.source.engine_file.read_bytes(), str(self.source.engine_file))
+        engine_file = self.source.engine_file
+        assert engine_file is not None, "unsupported() refuses a source without an engine"
+        self.session = EngineSession(engine_file.read_bytes(), str(engine_file))
         self.info.update(tensorrt=trt.__version__, gpu=here["gpu_name"])
         super().activate()
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.session is not None, "activate() first"
         return with_sentence_embedding(self.session.run(feeds), feeds)
 
     def deactivate(self) -> None:
