@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from minilm_deploy.data.corpus import read_corpus
 from minilm_deploy.errors import InputError
+from minilm_deploy.sources import read_corpus  # the resolver: local paths and zoo: names
 
 
 def write(path, data):
@@ -69,7 +69,7 @@ def test_errors_for_missing_unsupported_and_empty_folder(tmp_path):
 @pytest.mark.parametrize("name", ["corpus-en", "corpus-multilingual"])
 def test_zoo_corpus_holds_no_evaluation_text(name):
     from minilm_deploy.data.splits import eval_keys, text_key
-    from minilm_deploy.data.tasks import load_task
+    from minilm_deploy.sources import load_task
     from minilm_deploy.zoo import registry
     from minilm_deploy.zoo.dataset_tasks import TASKS
 

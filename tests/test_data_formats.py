@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
+from minilm_deploy import hub
 from minilm_deploy.data import formats, splits
-from minilm_deploy.data.tasks import load_task
 from minilm_deploy.data.types import Example
 from minilm_deploy.errors import InputError, NetworkError
+from minilm_deploy.sources import load_task  # the resolver: local paths, zoo:, hub: and glue/ names
 
 
 def carve_dev(train, seed: int, fraction: float):
@@ -322,7 +323,7 @@ def test_hub_rows_on_a_local_dataset(tmp_path, monkeypatch):
     parts = {"train": (["good", "bad", "fine"], [1, 0, 1]), "validation": (["nice"], [1]), "test": (["hidden"], [-1])}
     for split, (texts, labels) in parts.items():
         datasets.Dataset.from_dict({"sentence": texts, "label": labels}, features=features).to_parquet(str(tmp_path / "d" / f"{split}.parquet"))
-    data = formats.hub_rows(str(tmp_path / "d"), None)
+    data = hub.dataset_rows(str(tmp_path / "d"), None)
     assert data.class_names == {"label": ["negative", "positive"]}
     assert data.rows["test"][0].fields == {"sentence": "hidden", "label": None}
     task = hub_task("local", data, {}, None, {})
@@ -389,8 +390,6 @@ def test_no_network_behind_a_proxy_is_found_in_seconds(monkeypatch):
     import socket
     import time
 
-    from minilm_deploy.data.formats import _hub_reachable
-
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # nothing listens here once the socket is closed
@@ -398,7 +397,7 @@ def test_no_network_behind_a_proxy_is_found_in_seconds(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
     started = time.perf_counter()
-    assert _hub_reachable(timeout=3) is False
+    assert hub.reachable(timeout=3) is False
     assert time.perf_counter() - started < 5
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline mode: the cache may serve, no check
-    assert _hub_reachable() is True
+    assert hub.reachable() is True

@@ -56,3 +56,19 @@ def test_nothing_outside_the_cli_imports_it():
     top_level = [f"{p.name} imports {n}" for p in PACKAGE.glob("*.py") if p.name != "__main__.py"
                  for n in imports_of(p) if n.startswith("minilm_deploy.cli")]
     assert offenders + top_level == []
+
+
+def test_data_imports_only_errors_and_itself():
+    """`data/` reads local files and rows; names (zoo:, hub:, glue/) are resolved by `sources.py` alone."""
+    offenders = [f"{path.relative_to(PACKAGE.parent)} imports {name}" for path in sorted((PACKAGE / "data").rglob("*.py"))
+                 for name in sorted(imports_of(path))
+                 if name != "minilm_deploy" and not name.startswith(("minilm_deploy.data", "minilm_deploy.errors"))]
+    assert offenders == []
+
+
+def test_only_sources_reads_zoo_names():
+    """`zoo:` is parsed in one module (the resolver); the zoo itself and the CLI's `zoo` command aside."""
+    readers = sorted(str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")
+                     if '"zoo:' in p.read_text(encoding="utf-8") and "startswith" in p.read_text(encoding="utf-8")
+                     and not p.is_relative_to(PACKAGE / "zoo"))
+    assert readers == ["minilm_deploy/sources.py"]

@@ -15,11 +15,12 @@ from collections import Counter
 import pytest
 
 from minilm_deploy.data.splits import eval_keys, text_key
-from minilm_deploy.data.tasks import load_task
+from minilm_deploy.sources import load_task
 from minilm_deploy.zoo import dataset_sources as src
 from minilm_deploy.zoo import dataset_tasks, registry
 from minilm_deploy.zoo.archives import fetch
-from minilm_deploy.zoo.datasets import DATASET_ENTRIES
+
+DATASET_ENTRIES = [e for e in registry.ENTRIES if e.kind != "model"]
 
 TASK_NAMES = list(dataset_tasks.TASKS)
 

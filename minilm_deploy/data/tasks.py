@@ -1,7 +1,9 @@
-"""`load_task(spec)`: a labelled task from the zoo, a local folder or file, or the hub.
+"""`load_task(path)`: a labelled task from a local folder or file; `hub_task`: one from a hub dataset's rows.
 
-Specs:
-- `zoo:NAME`: a zoo dataset (pulled into the cache on first use; see `minilm zoo list`).
+Names (`zoo:NAME`, `hub:…`, `glue/…`) are resolved to local files or rows by `minilm_deploy.sources`,
+the one resolver; this module reads what it is given and knows no names.
+
+Paths:
 - a folder: one file per split, named by the split: `train.*` (required), `dev.*` (or
   `validation.*`, `valid.*`, `val.*`), `test.*` and `test-XX.*` (e.g. `test-fr.jsonl`), in any
   format of `minilm_deploy.data.formats`. An optional `dataset.json` there gives `kind`,
@@ -10,9 +12,8 @@ Specs:
   else "train"; `as_split="test"` names it. Choosing which split to train or evaluate on is the
   caller's business (`minilm eval --split`). Label names then come from that one file: an
   evaluation caller maps labels through its model's own label map.
-- `hub:OWNER/NAME[:CONFIG]`, or a GLUE task as `glue/TASK` (e.g. `glue/sst2`): through the
-  optional `datasets` package; "validation" becomes "dev"; splits without labels (GLUE's test
-  sets) are left out.
+- a hub dataset's rows (`hub_task`, given `sources.load_task("hub:OWNER/NAME[:CONFIG]")` or
+  `glue/TASK`): "validation" becomes "dev"; splits without labels (GLUE's test sets) are left out.
 
 Columns are detected: a pair (`sentence1`+`sentence2`, `question1`+`question2`,
 `premise`+`hypothesis`, `question`+`sentence`, `question`+`context`, `text`+`text_pair`,
@@ -35,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from minilm_deploy.data.formats import HubData, Row, hub_rows, is_supported, read_rows, read_text
+from minilm_deploy.data.formats import HubData, Row, is_supported, read_rows, read_text
 from minilm_deploy.data.splits import label_counts
 from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError
@@ -46,21 +47,21 @@ TEXT_COLUMNS = ("text", "sentence", "question", "review", "content", "document",
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "score", "sentiment", "gold_label", "y")
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev",
                  "validation_matched": "dev", "validation_mismatched": "dev-mismatched"}
-GLUE = re.compile(r"^glue[/:]([a-z0-9_]+)$")
-GLUE_REPO = "nyu-mll/glue"
 METADATA = "dataset.json"
 
 
-def load_task(spec: str | Path, *, text_column: str | None = None, pair_column: str | None = None,
+def column_choice(text_column: str | None = None, pair_column: str | None = None,
+                  label_column: str | None = None) -> dict[str, str | None]:
+    """The columns a caller named (None: detect), as `build_task` takes them."""
+    return {"text": text_column, "pair": pair_column, "label": label_column}
+
+
+def load_task(path: str | Path, *, text_column: str | None = None, pair_column: str | None = None,
               label_column: str | None = None, kind: str | None = None, header: bool = True,
               as_split: str | None = None) -> TaskData:
-    """The task named by `spec` (see the module docstring), checked and with its label map."""
-    columns = {"text": text_column, "pair": pair_column, "label": label_column}
-    text = str(spec)
-    if text.startswith("zoo:"):
-        return _from_zoo(text, columns, kind)
-    if text.startswith("hub:") or GLUE.match(text):
-        return _from_hub(text, columns, kind)
+    """The task in local file or folder `path` (see the module docstring), checked and with its label map."""
+    columns = column_choice(text_column, pair_column, label_column)
+    text = str(path)
     path = Path(text).expanduser()
     if path.is_dir():
         return _from_folder(path, columns, kind, header)
@@ -68,7 +69,7 @@ def load_task(spec: str | Path, *, text_column: str | None = None, pair_column: 
         split = as_split or split_name(path) or "train"
         return build_task(path.stem, {split: read_rows(path, header=header)}, columns=columns, kind=kind,
                           info={"source": str(path)})
-    raise InputError(f"{text}: no such file or folder; give a local file or folder, zoo:NAME, hub:OWNER/NAME[:CONFIG] or glue/TASK")
+    raise InputError(f"{text}: no such file or folder; give a local task file or folder")
 
 
 def split_name(path: Path) -> str | None:
@@ -115,27 +116,6 @@ def _metadata(folder: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise InputError(f"{path}: expected a JSON object with kind, label_names, metric, info")
     return meta
-
-
-def _from_zoo(spec: str, columns: Mapping[str, str | None], kind: str | None) -> TaskData:
-    from minilm_deploy.zoo import registry
-
-    entry = registry.get(spec)
-    if entry.kind != "dataset":
-        raise InputError(f"{spec} is a {entry.kind}, not a labelled dataset; datasets: {', '.join(registry.names('dataset'))}")
-    return _from_folder(registry.pull(spec), columns, kind, header=True)
-
-
-def _from_hub(spec: str, columns: Mapping[str, str | None], kind: str | None) -> TaskData:
-    glue = GLUE.match(spec)
-    if glue:
-        repo, config = GLUE_REPO, glue.group(1)
-    else:
-        repo, _, config = spec.removeprefix("hub:").partition(":")
-        if repo.count("/") > 1 or not repo:
-            raise InputError(f"{spec}: expected hub:OWNER/NAME[:CONFIG]")
-    return hub_task(spec, hub_rows(repo, config or None), columns, kind,
-                    {"source": spec, "hub_repo": repo, "hub_config": config or None})
 
 
 def hub_task(spec: str, data: HubData, columns: Mapping[str, str | None], kind: str | None, info: dict[str, Any]) -> TaskData:

@@ -182,7 +182,7 @@ def task_of(folder: Path) -> str | None:
 
 def evaluate_model(
     spec: str, task_spec: str | TaskData | None, splits: Sequence[str], *, max_length: int | None = None, batch_size: int = 128,
-    columns: dict[str, str] | None = None,
+    columns: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """{model, task, kind, max_length, splits: {split: metrics}} for a fine-tuned model (task: a spec,
     a loaded TaskData, or None for the one recorded in the model's run.json)."""

