@@ -56,7 +56,7 @@ GROUPS = {
     "e5-6x384": ("zoo:multilingual-e5-small", "e5-12x384", 6, "zoo:corpus-multilingual", False, 384),
     "e5-6x384-pruned": ("zoo:multilingual-e5-small", "e5-12x384", 6, "zoo:corpus-multilingual", True, 384),
 }
-BUDGET = {"steps": 500, "batch": 32, "seq_len": 64, "lr": 1.0e-3, "warmup": 0.1, "weight_decay": 0.01, "clip": 1.0,
+BUDGET = {"steps": 500, "batch_size": 32, "max_length": 64, "lr": 1.0e-3, "warmup": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0,
           "checkpoint_every": 50, "log_every": 50}
 FINETUNE = {"max_length": 64, "batch_size": 32, "lr": 1.0e-4, "epochs": 1, "eval_splits": ["test"]}
 TASKS = {"rotten-tomatoes": "zoo:rotten-tomatoes", "trec": "zoo:trec", "r8": "zoo:r8", "polarity": "zoo:polarity-multilingual"}

@@ -79,7 +79,7 @@ KD_SUFFIX = "-kd"  # a variant fine-tuned with task distillation; its student is
 TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_384_000}
 CORPUS = "zoo:corpus-en"
-TRAIN = {"batch": 32, "seq_len": 64, "warmup": 0.1, "weight_decay": 0.01, "clip": 1.0, "checkpoint_every": 50,
+TRAIN = {"batch_size": 32, "max_length": 64, "warmup": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "checkpoint_every": 50,
          "log_every": 25}
 LR = {"teacher-layers": 1.0e-4, "random": 1.0e-3}  # the copied layers are pretrained: 1e-3 undid them (ablation i)
 RELATIONS = {"attention": 1.0, "value": 1.0}

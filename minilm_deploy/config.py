@@ -7,9 +7,13 @@ or a missing required field is an `InputError` naming the file and the dotted pa
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import sys
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -172,6 +176,38 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {path}")
 
 
+_quiet_renames = contextvars.ContextVar("quiet_renames", default=False)
+
+
+@contextlib.contextmanager
+def quiet_renames() -> Iterator[None]:
+    """Read old key names without the deprecation line (a file we wrote ourselves, not the user's recipe)."""
+    token = _quiet_renames.set(True)
+    try:
+        yield
+    finally:
+        _quiet_renames.reset(token)
+
+
+def _renamed_keys(cls: Any, value: dict[str, Any], source: str, path: str) -> dict[str, Any]:
+    """Old key names (`cls.RENAMED`: old → new) read as the new ones, with a one-line deprecation warning."""
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
+    if not any(old in value for old in renamed):
+        return value
+    value = dict(value)
+    for old, new in renamed.items():
+        if old not in value:
+            continue
+        dotted_old, dotted_new = (f"{path}.{old}", f"{path}.{new}") if path else (old, new)
+        if new in value:
+            raise InputError(f"{source}: {dotted_old} and {dotted_new} are one setting ({old} is its old name); keep {new}")
+        if not _quiet_renames.get():
+            sys.stderr.write(f"minilm: warning: {source}: {dotted_old} is now {dotted_new}; the old name still works "
+                             "in this release only\n")
+        value[new] = value.pop(old)
+    return value
+
+
 def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
@@ -183,6 +219,7 @@ def _type_name(tp: Any) -> str:
 def _convert_dataclass(cls: Any, value: Any, source: str, path: str) -> Any:
     if not isinstance(value, dict):
         raise InputError(f"{_where(source, path)}: expected a mapping, got {_describe(value)}")
+    value = _renamed_keys(cls, value, source, path)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in value:

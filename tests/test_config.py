@@ -130,3 +130,58 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path) -> None:
         load_yaml(path)
     path.write_text("name: a\ndistill:\n  train: {lr: 1.0e-4}\n  student: {lr: 1.0e-3}\n")  # same key, other mappings
     assert load_yaml(path)["distill"]["train"]["lr"] == 1e-4
+
+
+# ---------------------------------------------------------------- one training vocabulary (issue 17 item 3)
+
+
+def test_both_trainers_name_the_same_knobs_the_same_way() -> None:
+    import dataclasses
+
+    from minilm_deploy.distill.recipe import TrainSpec
+    from minilm_deploy.finetune.recipe import FinetuneRecipe
+
+    shared = {"lr", "weight_decay", "warmup", "batch_size", "max_length", "max_grad_norm", "bf16", "steps"}
+    for cls in (TrainSpec, FinetuneRecipe):
+        assert shared <= {f.name for f in dataclasses.fields(cls)}, cls.__name__
+
+
+def test_old_names_still_work_for_one_release_with_one_warning_line(capsys) -> None:
+    old = recipe_from_dict({"name": "old", "teacher": "t", "distill": {"train": {"steps": 5, "batch": 8, "seq_len": 32, "clip": 0.5}},
+                            "finetune": {"warmup_ratio": 0.2}}, source="old.yaml")
+    assert (old.distill.train.batch_size, old.distill.train.max_length, old.distill.train.max_grad_norm) == (8, 32, 0.5)
+    assert old.finetune.warmup == 0.2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("minilm: warning: old.yaml: ") for line in lines)
+    assert "distill.train.batch is now distill.train.batch_size" in lines[0]
+    assert "finetune.warmup_ratio is now finetune.warmup" in lines[3]
+
+
+def test_an_old_and_a_new_name_together_are_refused() -> None:
+    with pytest.raises(InputError, match=r"distill.train.batch and distill.train.batch_size are one setting"):
+        recipe_from_dict({"name": "r", "teacher": "t", "distill": {"train": {"steps": 5, "batch": 8, "batch_size": 8}}}, source="r.yaml")
+
+
+def test_one_schedule_and_one_optimizer_for_both_trainers() -> None:
+    """Fine-tuning's LambdaLR and distillation's lr_at follow the same curve; both AdamWs split decay the same way."""
+    import torch
+
+    from minilm_deploy.distill.recipe import TrainSpec
+    from minilm_deploy.distill.trainer import lr_at, make_optimizer
+    from minilm_deploy.finetune.recipe import FinetuneRecipe
+    from minilm_deploy.finetune.trainer import make_optimizer as finetune_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    spec = TrainSpec(steps=20, lr=1e-3, warmup=4, weight_decay=0.1)
+    optimizer, schedule = finetune_optimizer(model, FinetuneRecipe(lr=1e-3, warmup=4, weight_decay=0.1), total=20)
+    tuned = []
+    for _ in range(20):
+        tuned.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert tuned == pytest.approx([lr_at(step, spec) for step in range(20)])
+    assert tuned[:6] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3 * 15 / 16])  # warm-up, then linear decay
+    for opt in (optimizer, make_optimizer(model, spec)):
+        decay, rest = opt.param_groups
+        assert (decay["weight_decay"], rest["weight_decay"]) == (0.1, 0.0)
+        assert [p.ndim for p in decay["params"]] == [2] and [p.ndim for p in rest["params"]] == [1, 1, 1]

@@ -29,7 +29,7 @@ def _metrics(folder: Path) -> list[dict]:
 
 def test_two_gloo_processes_match_one_process(tmp_path, teacher_dir, corpus) -> None:  # noqa: F811
     recipe = write_recipe(tmp_path, teacher_dir, corpus, student={"layers": 2, "hidden": 16, "dropout": 0.0},
-                          train={"steps": 6, "batch": 8, "grad_accum": 2, "log_every": 1, "checkpoint_every": 3})
+                          train={"steps": 6, "batch_size": 8, "grad_accum": 2, "log_every": 1, "checkpoint_every": 3})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     single, multi = tmp_path / "single", tmp_path / "multi"
     one = subprocess.run([sys.executable, "-m", "minilm_deploy.distill", str(recipe), "--output", str(single)],
@@ -54,7 +54,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, teacher_dir, corpus) -> 
 
 
 def test_batch_that_does_not_split_over_processes_is_refused(tmp_path, teacher_dir, corpus) -> None:  # noqa: F811
-    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 2, "batch": 3})
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 2, "batch_size": 3})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),

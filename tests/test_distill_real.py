@@ -19,7 +19,7 @@ def test_real_teacher_distils_and_the_loss_falls(tmp_path: Path, capsys) -> None
         "name": "real", "teacher": "zoo:all-minilm-l6-v2", "seed": 0, "output_dir": str(tmp_path / "run"),
         "distill": {
             "corpus": "zoo:corpus-en", "student": {"layers": 3, "hidden": 384},
-            "train": {"steps": 30, "batch": 8, "seq_len": 32, "lr": 1e-3, "warmup": 3, "log_every": 3,
+            "train": {"steps": 30, "batch_size": 8, "max_length": 32, "lr": 1e-3, "warmup": 3, "log_every": 3,
                       "checkpoint_every": 30},
         },
     }

@@ -43,7 +43,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_recipe(folder: Path, teacher: Path, corpus: Path, **distill: object) -> Path:
-    train = {"steps": 30, "batch": 8, "seq_len": 32, "lr": 1e-3, "checkpoint_every": 10, "log_every": 5}
+    train = {"steps": 30, "batch_size": 8, "max_length": 32, "lr": 1e-3, "checkpoint_every": 10, "log_every": 5}
     train.update(distill.pop("train", {}))  # type: ignore[arg-type]
     section = {"corpus": str(corpus), "student": {"layers": 2, "hidden": 16}, "train": train, **distill}
     recipe = {"name": "tiny", "teacher": str(teacher), "output_dir": str(folder / "run"), "seed": 1, "distill": section}
@@ -121,7 +121,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, teacher_dir
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, teacher_dir, corpus, capsys) -> None:
     recipe = write_recipe(tmp_path, teacher_dir, corpus,
-                          train={"steps": 20, "lr": 1e30, "warmup": 0, "clip": 0, "checkpoint_every": 1})
+                          train={"steps": 20, "lr": 1e30, "warmup": 0, "max_grad_norm": 0, "checkpoint_every": 1})
     assert main(["distill", str(recipe)]) == 1
     err = capsys.readouterr().err
     assert "not finite" in err and "--resume" in err and err.count("\n") == 1
@@ -151,7 +151,7 @@ def test_gradient_accumulation_gives_the_same_training(tmp_path, teacher_dir, co
 
 def test_teacher_assistant_stage_runs_first_and_teaches_the_student(tmp_path, teacher_dir, corpus, capsys) -> None:
     recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 10},
-                          assistants=[{"student": {"layers": 4, "hidden": 16}, "train": {"steps": 5, "batch": 4, "seq_len": 32}}])
+                          assistants=[{"student": {"layers": 4, "hidden": 16}, "train": {"steps": 5, "batch_size": 4, "max_length": 32}}])
     assert main(["distill", str(recipe), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assistant, student = tmp_path / "run" / "assistant", tmp_path / "run" / "student"
@@ -199,7 +199,7 @@ def test_checkpoint_round_trip_is_safetensors_and_json(tmp_path, teacher_dir, co
 
     teacher = load_encoder(teacher_dir)
     blocks = pack_blocks(corpus.read_text().splitlines(), teacher.tokenizer, 32)
-    spec = TrainSpec(steps=7, batch=4, checkpoint_every=5, keep_checkpoints=5)
+    spec = TrainSpec(steps=7, batch_size=4, checkpoint_every=5, keep_checkpoints=5)
     student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
     stage = Stage(teacher.model, student, LossSpec(), spec, blocks, 0, tmp_path / "work")
     progress = train_stage(stage, D.DistInfo(), torch.device("cpu"), resume=False)
@@ -291,7 +291,7 @@ def test_resume_restores_the_projection(tmp_path, teacher_dir, corpus) -> None:
     def run(work: Path, resume: bool) -> torch.nn.Module:
         work.mkdir(exist_ok=True)
         student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
-        spec = TrainSpec(steps=6, batch=4, checkpoint_every=3, keep_checkpoints=5, log_every=1)
+        spec = TrainSpec(steps=6, batch_size=4, checkpoint_every=3, keep_checkpoints=5, log_every=1)
         train_stage(Stage(teacher.model, student, loss, spec, blocks, 0, work), D.DistInfo(), torch.device("cpu"),
                     resume=resume)
         return student
@@ -468,3 +468,27 @@ def test_a_student_keeps_its_teachers_sentence_transformers_configuration(tmp_pa
     assert outputs["student"][1] == outputs["teacher"][1] == ["Transformer", "Pooling", "Normalize"]
     assert outputs["student"][2].shape == (2, 16)
     np.testing.assert_allclose(np.linalg.norm(outputs["student"][2], axis=1), 1.0, rtol=1e-5)  # unit length, as the teacher's
+
+
+def test_resume_accepts_a_recipe_saved_under_the_old_key_names(tmp_path, teacher_dir, corpus, capsys) -> None:
+    """A run started before the rename (issue 17: one training vocabulary) resumes: the saved recipe.yaml is
+    read through the same renames, quietly, and compared as the same recipe; a real change is still refused."""
+    from minilm_deploy.distill.distributed import DistInfo
+    from minilm_deploy.distill.pipeline import _check_workdir
+    from minilm_deploy.errors import InputError
+    from minilm_deploy.recipe import RECIPE_FILE, load_recipe
+
+    recipe = load_recipe(write_recipe(tmp_path, teacher_dir, corpus))
+    work = tmp_path / "work"
+    work.mkdir()
+    saved = yaml.safe_load((tmp_path / "recipe.yaml").read_text())
+    train = saved["distill"]["train"]
+    train["batch"], train["seq_len"] = train.pop("batch_size"), train.pop("max_length")  # as an older release wrote it
+    (work / RECIPE_FILE).write_text(yaml.safe_dump(saved))
+    capsys.readouterr()
+    _check_workdir(recipe, work, True, DistInfo())
+    assert "warning" not in capsys.readouterr().err
+    train["lr"] = 5e-3
+    (work / RECIPE_FILE).write_text(yaml.safe_dump(saved))
+    with pytest.raises(InputError, match="the recipe's distill changed"):
+        _check_workdir(recipe, work, True, DistInfo())

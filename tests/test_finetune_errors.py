@@ -136,7 +136,7 @@ def test_interrupt_during_training_leaves_nothing(tmp_path: Path, tiny_bert_sess
 
 
 def test_recipe_checks_values() -> None:
-    for bad in (dict(lr=0.0), dict(epochs=0, steps=0), dict(warmup_ratio=1.0), dict(seeds=(1, 1)), dict(models=()),
+    for bad in (dict(lr=0.0), dict(epochs=0, steps=0), dict(warmup=-0.1), dict(seeds=(1, 1)), dict(models=()),
                 dict(max_length=4), dict(dev_fraction=1.0)):
         with pytest.raises(ValueError):
             FinetuneRecipe(**bad)

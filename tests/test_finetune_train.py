@@ -24,7 +24,7 @@ from minilm_deploy.finetune.trainer import train_seed
 
 POS, NEG = "good great love fun fresh".split(), "bad hate rotten not plot".split()
 FILLER = "the a movie film story it is this very what how".split()
-FAST = FinetuneRecipe(task="synthetic", epochs=6, lr=3e-3, warmup_ratio=0.05, batch_size=16, max_length=32)
+FAST = FinetuneRecipe(task="synthetic", epochs=6, lr=3e-3, warmup=0.05, batch_size=16, max_length=32)
 
 
 def mean_kl(student_logits, teacher_logits, temperature: float = 1.0) -> float:

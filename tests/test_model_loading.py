@@ -80,7 +80,7 @@ def _distill_recipe(tmp_path: Path, teacher: Path) -> list[str]:
     corpus.write_text("\n".join(f"the film number {i} was good and long" for i in range(50)) + "\n")
     recipe = {"name": "t", "teacher": str(teacher), "output_dir": str(tmp_path / "run"), "seed": 1,
               "distill": {"corpus": str(corpus), "student": {"layers": 1, "hidden": 16},
-                          "train": {"steps": 2, "batch": 2, "seq_len": 16}}}
+                          "train": {"steps": 2, "batch_size": 2, "max_length": 16}}}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return ["distill", str(path)]

@@ -128,7 +128,7 @@ def test_distill_with_vocab_pruning_writes_a_consistent_smaller_student(tmp_path
     corpus.write_text("\n".join(KEPT_TEXT * 20) + "\n", encoding="utf-8")
     recipe = {"name": "p", "teacher": str(tiny_bert_dir), "output_dir": str(tmp_path / "run"), "distill": {
         "corpus": str(corpus), "student": {"layers": 1, "hidden": 16}, "vocab": {"prune": True},
-        "train": {"steps": 3, "batch": 4, "seq_len": 16}}}
+        "train": {"steps": 3, "batch_size": 4, "max_length": 16}}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     assert main(["distill", str(tmp_path / "r.yaml")]) == 0
     out = tmp_path / "run" / "student"

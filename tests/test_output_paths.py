@@ -42,7 +42,7 @@ def _commands(tmp_path: Path, model: Path, out: Path) -> dict[str, list[str]]:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"name": "t", "teacher": str(model), "output_dir": str(out), "seed": 1,
                                       "distill": {"corpus": str(corpus), "student": {"layers": 1, "hidden": 16},
-                                                  "train": {"steps": 2, "batch": 2, "seq_len": 16}}}))
+                                                  "train": {"steps": 2, "batch_size": 2, "max_length": 16}}}))
     return {
         "export": ["export", str(model), "--output", str(out)],
         "finetune": ["finetune", str(model), "--task", str(task), "--set", "eval_splits=[]", "--output", str(out)],

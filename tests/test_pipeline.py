@@ -41,7 +41,7 @@ def _recipe(tmp_path: Path, teacher: Path, **changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": "tiny", "teacher": str(teacher), "output_dir": str(tmp_path / "run"), "seed": 0,
         "distill": {"corpus": str(corpus), "student": {"layers": 1, "hidden": 32},
-                    "train": {"steps": 3, "batch": 4, "seq_len": 16, "checkpoint_every": 2, "log_every": 1}},
+                    "train": {"steps": 3, "batch_size": 4, "max_length": 16, "checkpoint_every": 2, "log_every": 1}},
         "finetune": {"task": task, "models": ["teacher", "student"], "max_length": 16, "batch_size": 8,
                      "lr": 1e-3, "epochs": 1, "eval_splits": ["test"]},
         "export": {"name": "onnx-cpu-fp32", "precision": "fp32", "max_length": 32,

@@ -150,7 +150,7 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
         "train": to_dict(stage.train),
         "steps": progress.step, "samples": progress.samples, "tokens": progress.tokens,
         "final": progress.last,
-        "blocks": {"count": len(blocks), "tokens": blocks.tokens, "seq_len": stage.train.seq_len},
+        "blocks": {"count": len(blocks), "tokens": blocks.tokens, "max_length": stage.train.max_length},
         "corpus": corpus_report, "init": init,
         "bf16": use_bf16(stage.train, device), "cpu": {"name": cpu_name(), "class": cpu_class()},
         "vocab": vocab_report, "notes": notes, "world_size": info.world, "device": str(device),
@@ -175,7 +175,11 @@ def _check_workdir(recipe, work: Path, resume: bool, info: D.DistInfo) -> None:
     if saved.is_file() and resume:
         import yaml
 
-        before = yaml.safe_load(saved.read_text(encoding="utf-8"))
+        from minilm_deploy.config import quiet_renames
+        from minilm_deploy.recipe import recipe_from_dict
+
+        with quiet_renames():  # a recipe.yaml of an older release: its keys under their old names
+            before = to_dict(recipe_from_dict(yaml.safe_load(saved.read_text(encoding="utf-8")), source=str(saved)))
         now = to_dict(recipe)
         for key in ("teacher", "seed", "distill"):
             if before.get(key) != now.get(key):
@@ -197,18 +201,18 @@ def _blocks(spec: DistillRecipe, train: TrainSpec, tokenizer, seed: int):
     from minilm_deploy.sources import read_corpus
 
     parts = spec.corpus_parts()
-    budget = train.total_steps() * train.batch * (train.seq_len - 2)
+    budget = train.total_steps() * train.batch_size * (train.max_length - 2)
     total_weight = sum(part.weight for part in parts)
     pieces = []
     for part in parts:
         docs = shuffled_documents(read_corpus(part.source), seed, spec.max_documents)
         share = math.ceil(budget * part.weight / total_weight)  # this source's tokens, rounded up
-        pieces.append((part.source, pack_blocks(docs, tokenizer, train.seq_len, max_tokens=share), part.weight))
+        pieces.append((part.source, pack_blocks(docs, tokenizer, train.max_length, max_tokens=share), part.weight))
     if len(pieces) == 1:
         blocks = pieces[0][1]
         return blocks, [{"source": parts[0].source, "share": 1.0, "blocks": len(blocks), "distinct_blocks": len(blocks),
                          "repeated": False}]
-    return mix_blocks(pieces, train.total_steps() * train.batch)
+    return mix_blocks(pieces, train.total_steps() * train.batch_size)
 
 
 def _prune(teacher, spec: DistillRecipe, seed: int):

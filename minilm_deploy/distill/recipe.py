@@ -17,9 +17,10 @@ Layers are counted like the paper: `1..L`, or negative from the end (`-1` = the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from minilm_deploy.models.student_spec import StudentSpec  # the student's shape: models' own type
+from minilm_deploy.training import warmup_steps
 
 LossKind = Literal["minilm", "attention", "minilmv2"]
 
@@ -71,14 +72,15 @@ class LossSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
+    RENAMED: ClassVar[dict[str, str]] = {"batch": "batch_size", "seq_len": "max_length", "clip": "max_grad_norm"}  # one release
     steps: int | None = None  # optimizer steps; or give `tokens` (a budget in input tokens)
     tokens: int | None = None
-    batch: int = 32  # sequences per optimizer step, over all processes and accumulation steps
-    seq_len: int = 128
+    batch_size: int = 32  # sequences per optimizer step, over all processes and accumulation steps
+    max_length: int = 128  # tokens per sequence: the corpus is packed into blocks of this length
     lr: float = 5e-4
     warmup: float = 0.1  # a fraction of the steps (< 1) or a number of steps (>= 1)
     weight_decay: float = 0.01
-    clip: float = 1.0  # max gradient norm; 0 disables clipping
+    max_grad_norm: float = 1.0  # 0 disables clipping
     grad_accum: int = 1
     seed: int | None = None  # default: the recipe's seed
     bf16: bool | Literal["auto"] = "auto"  # autocast to bf16: auto = CUDA with bf16, or a CPU with AMX/AVX512-BF16
@@ -90,27 +92,27 @@ class TrainSpec:
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.tokens is None):
             raise ValueError("train: give exactly one budget, steps or tokens")
-        for name in ("batch", "seq_len", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
+        for name in ("batch_size", "max_length", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
         if (self.steps is not None and self.steps < 0) or (self.tokens is not None and self.tokens < 0):
             raise ValueError("train.steps / train.tokens must be >= 0 (0 writes the initialised student untrained)")
-        if self.batch % self.grad_accum:
-            raise ValueError(f"train.batch={self.batch} must be a multiple of train.grad_accum={self.grad_accum}")
-        if self.seq_len < 8:
-            raise ValueError(f"train.seq_len must be at least 8, got {self.seq_len}")
-        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.clip < 0:
-            raise ValueError("train.lr must be positive; warmup, weight_decay and clip non-negative")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"train.batch_size={self.batch_size} must be a multiple of train.grad_accum={self.grad_accum}")
+        if self.max_length < 8:
+            raise ValueError(f"train.max_length must be at least 8, got {self.max_length}")
+        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("train.lr must be positive; warmup, weight_decay and max_grad_norm non-negative")
 
     def total_steps(self) -> int:
         if self.steps is not None:
             return self.steps
         assert self.tokens is not None
-        per_step = self.batch * self.seq_len
+        per_step = self.batch_size * self.max_length
         return -(-self.tokens // per_step)
 
     def warmup_steps(self) -> int:
-        return int(self.warmup * self.total_steps()) if self.warmup < 1 else int(self.warmup)
+        return warmup_steps(self.warmup, self.total_steps())
 
 
 @dataclass(frozen=True)

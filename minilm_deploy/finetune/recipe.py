@@ -10,7 +10,7 @@ finetune:
   max_length: 128                  # truncation; batches are padded to their longest example only
   batch_size: 32
   lr: 1.0e-4                        # 5e-5 stayed at chance on a few hundred examples where 1e-4 learns
-  warmup_ratio: 0.1                # linear warm-up over this share of the steps, then linear decay
+  warmup: 0.1                      # linear warm-up over this share of the steps (>= 1: this many steps), then linear decay
   weight_decay: 0.01
   epochs: 3                        # or steps: N (> 0 wins over epochs)
   seeds: [1, 2, 3]                 # each seed trains once; metrics.json reports mean ± std
@@ -27,7 +27,7 @@ finetune:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 ROLES = ("teacher", "student")  # model roles a recipe can name; anything else is a model spec
 
@@ -49,6 +49,7 @@ class TaskDistillRecipe:
 
 @dataclass(frozen=True)
 class FinetuneRecipe:
+    RENAMED: ClassVar[dict[str, str]] = {"warmup_ratio": "warmup"}  # the old name works for one release
     task: str = "zoo:rotten-tomatoes"
     text_column: str = ""  # "" = detected (text, sentence, review, ...); name it for other files
     pair_column: str = ""  # the second text of a pair task
@@ -58,7 +59,7 @@ class FinetuneRecipe:
     batch_size: int = 32
     eval_batch_size: int = 128
     lr: float = 1e-4  # small encoders on small tasks: 5e-5 can stay at chance (issue 18)
-    warmup_ratio: float = 0.1
+    warmup: float = 0.1  # a fraction of the steps (< 1) or a number of steps (>= 1), as in distill.train
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0  # 0 = no clipping
     freeze_embeddings: bool = False  # keep the word embeddings fixed (large multilingual vocabularies: faster,
@@ -90,8 +91,8 @@ class FinetuneRecipe:
             raise ValueError(f"max_length must be >= 8 (room for special tokens), got {self.max_length}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0 (a fraction of the steps below 1, else a number of steps), got {self.warmup}")
         if self.epochs < 1 and self.steps < 1:
             raise ValueError("give epochs >= 1 or steps >= 1")
         if min(self.steps, self.train_limit, self.dev_limit) < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:

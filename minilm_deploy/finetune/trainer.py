@@ -3,6 +3,7 @@ epoch end, the best epoch kept. Data is tokenized once (`Prepared`) and shared b
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import sys
@@ -23,6 +24,7 @@ from minilm_deploy.finetune.losses import task_loss
 from minilm_deploy.finetune.model import TaskHead, load_for_training, state_copy
 from minilm_deploy.finetune.recipe import FinetuneRecipe
 from minilm_deploy.hardware import bf16_autocast
+from minilm_deploy.training import adamw, linear_schedule, warmup_steps
 
 
 @dataclass(frozen=True)
@@ -70,21 +72,10 @@ def plan_steps(n_train: int, ft: FinetuneRecipe) -> tuple[int, int]:
 
 
 def make_optimizer(model: torch.nn.Module, ft: FinetuneRecipe, total: int):
-    """AdamW without weight decay on biases and LayerNorm; linear warm-up then linear decay to 0."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": ft.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=ft.lr)
-    warmup = int(total * ft.warmup_ratio)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """The shared AdamW (eps 1e-8, torch's default, as fine-tuning recipes use) and linear schedule."""
+    optimizer = adamw(model, lr=ft.lr, weight_decay=ft.weight_decay, eps=1e-8)
+    warm = warmup_steps(ft.warmup, total)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(linear_schedule, total=total, warm=warm))
 
 
 def train_step(model: torch.nn.Module, optimizer, schedule, batch: dict[str, torch.Tensor], labels: torch.Tensor,

@@ -1,0 +1,37 @@
+"""What both trainers (distillation, fine-tuning) share: the optimizer and the learning-rate schedule.
+
+The recipe knobs have one name in both sections (`distill.train.*`, `finetune.*`): `lr`,
+`weight_decay`, `warmup` (a fraction of the steps below 1, else a number of steps), `batch_size`,
+`max_length`, `max_grad_norm` (0: no clipping), `bf16`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # recipes import this module for `warmup_steps`: no torch at import time
+    import torch
+    from torch import nn
+
+
+def adamw(model: nn.Module, *, lr: float, weight_decay: float, eps: float, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and LayerNorm weights (1-D ones)."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=eps, fused=fused or None)
+
+
+def warmup_steps(warmup: float, total: int) -> int:
+    """`warmup` as a number of steps: a fraction of `total` below 1, else itself."""
+    return int(warmup * total) if warmup < 1 else int(warmup)
+
+
+def linear_schedule(step: int, total: int, warm: int) -> float:
+    """The learning-rate factor at `step` (0-based): linear warm-up over `warm` steps to 1, then linear decay
+    to 0 at `total`."""
+    if warm and step < warm:
+        return (step + 1) / warm
+    return max(0.0, (total - step) / max(1, total - warm))
