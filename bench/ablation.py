@@ -1,8 +1,8 @@
 """The MiniLM paper's ablation in miniature (issue 8), with the project's own library, resumable.
 
-    .venv/bin/python bench/ablation.py run                       # the default plan, in order; skips what is done
-    .venv/bin/python bench/ablation.py run --only 3x384:e:rotten-tomatoes:1
-    .venv/bin/python bench/ablation.py table                     # bench/results/ablation/ablation.md + .png
+    .venv/bin/python -m bench.ablation run                       # the default plan, in order; skips what is done
+    .venv/bin/python -m bench.ablation run --only 3x384:e:rotten-tomatoes:1
+    .venv/bin/python -m bench.ablation table                     # bench/results/ablation/ablation.md + .png
 
 Teacher all-MiniLM-L6-v2 (6x384, 12 heads); students 3x384 and 4x384 (12 heads). Every distilled
 variant gets the same budget (BUDGET: optimizer steps x batch x sequence, on zoo:corpus-en); the
@@ -34,18 +34,17 @@ Distillation resumes from its last checkpoint; a fine-tuning run interrupted is 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "runs" / "ablation"
-RESULTS = ROOT / "bench" / "results" / "ablation"
+from bench import harness
+
+WORK = harness.WORK / "ablation"
+RESULTS = harness.RESULTS / "ablation"
 TEACHER = "zoo:all-minilm-l6-v2"
 CORPUS = "zoo:corpus-en"
+TEACHER_LAYERS = {TEACHER: 6, "zoo:all-mpnet-base-v2": 12, "zoo:multilingual-e5-small": 12}
 # Student groups: teacher, the teacher's label in results, student layers, distillation corpus, vocabulary pruning,
 # student hidden size.
 GROUPS = {
@@ -96,21 +95,20 @@ PLAN: list[tuple[str, str, str, int]] = (
 )
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def distill_recipe(size: str, variant: str) -> dict[str, Any]:
     """The recipe (as a dict) of one distilled or initialised student."""
     teacher_spec, _, layers, corpus, prune, hidden = GROUPS[size]
     loss = {"d": {"kind": "attention"}, "g": {"kind": "minilmv2", "relation_heads": 12}}.get(variant, {"kind": "minilm"})
     teacher = str(student_dir("4x384", "e")) if variant == "f" else teacher_spec
     init = "teacher-layers" if variant in ("c", "h", "i") else "random"
+    student: dict[str, Any] = {"layers": layers, "hidden": hidden, "init": init}
+    if init == "teacher-layers":  # the picks the recorded ablation used: every k-th layer from 0 (issue 14 changed the default)
+        student["init_layers"] = [i * (TEACHER_LAYERS[teacher_spec] // layers) for i in range(layers)]
     train = {**BUDGET, "lr": 1.0e-4} if variant == "i" else dict(BUDGET)
+    if variant in ("b", "c"):  # no distillation: the library writes the initialised student after 0 steps
+        train["steps"] = 0
     return {"name": f"ablation-{size}-{variant}", "teacher": teacher, "seed": 0, "output_dir": str(WORK / size / variant),
-            "distill": {"corpus": corpus, "student": {"layers": layers, "hidden": hidden, "init": init}, "loss": loss,
-                        "train": train, "vocab": {"prune": prune}}}
+            "distill": {"corpus": corpus, "student": student, "loss": loss, "train": train, "vocab": {"prune": prune}}}
 
 
 def recipe_budget(recipe: Any) -> dict[str, Any]:
@@ -130,46 +128,26 @@ def ensure_student(size: str, variant: str) -> Path | str:
     if variant in TASK_DISTILLED:
         return ensure_student(size, TASK_DISTILLED[variant])
     folder = student_dir(size, variant)
-    if (folder / "run.json").is_file() or (folder / "init.json").is_file():
+    if (folder / "run.json").is_file() or (folder / "init.json").is_file():  # init.json: written by an older driver
         return folder
     if variant == "f" and not (student_dir("4x384", "e") / "run.json").is_file():
         ensure_student("4x384", "e")
-    from minilm_deploy.recipe import recipe_from_dict
-
-    recipe = recipe_from_dict(distill_recipe(size, variant))
-    cpu, wall = cpu_seconds(), time.perf_counter()
-    if variant in ("b", "c"):
-        _initialise(recipe, folder)
-        record = {"steps": 0, "tokens": 0}
-    else:
-        from minilm_deploy.distill.pipeline import run_distill
-
+    if variant not in ("b", "c"):
         print(f"ablation: distilling {size} ({variant}: {VARIANTS[variant]})", file=sys.stderr)
-        out = run_distill(recipe, resume=True)
-        run = json.loads((folder / "run.json").read_text())
-        record = {"steps": run["steps"], "tokens": run["tokens"], "final": run["final"], "summary": out.get("notes"),
-                  "student_parameters": run["student"]["parameters"], "teacher_parameters": run["teacher"]["parameters"],
-                  "embedding_parameters": run["student"]["embedding_parameters"], "vocab": run.get("vocab")}
+    run = harness.distill_student(distill_recipe(size, variant), "ablation")
+    distilled = variant not in ("b", "c")
+    record = {"steps": run["steps"], "tokens": run["tokens"]}
+    if distilled:
+        record |= {"final": run["final"], "summary": run.get("notes"), "student_parameters": run["student"]["parameters"],
+                   "teacher_parameters": run["teacher"]["parameters"],
+                   "embedding_parameters": run["student"]["embedding_parameters"], "vocab": run.get("vocab")}
     _save("distill", size, variant, None, None, {
-        **record, "teacher": recipe.teacher, "budget": BUDGET if variant not in ("b", "c") else None,
-        "cpu_seconds_this_session": round(cpu_seconds() - cpu, 1), "wall_seconds_this_session": round(time.perf_counter() - wall, 1),
+        **record, "teacher": distill_recipe(size, variant)["teacher"],
+        "budget": BUDGET if distilled else None,
+        "cpu_seconds_this_session": run["cpu_seconds_this_session"], "wall_seconds_this_session": run["wall_seconds_this_session"],
         "note": "cpu/wall cover this session's part only when the distillation was resumed",
     })
     return folder
-
-
-def _initialise(recipe: Any, folder: Path) -> None:
-    """Variants b and c: the student as initialised (random, or the teacher's layers), saved without training."""
-    from minilm_deploy.models.student import build_student
-    from minilm_deploy.models.teacher import load_encoder
-    from minilm_deploy.paths import atomic_directory
-
-    teacher = load_encoder(recipe.teacher)
-    student = build_student(teacher.model, recipe.distill.student, recipe.seed)
-    with atomic_directory(folder) as tmp:
-        student.save_pretrained(str(tmp), safe_serialization=True)
-        teacher.tokenizer.save_pretrained(str(tmp))
-        (tmp / "init.json").write_text(json.dumps({"init": recipe.distill.student.init, "seed": recipe.seed}) + "\n")
 
 
 def finetune(size: str, variant: str, task: str, seed: int, *, rerun: bool = False) -> None:
@@ -188,12 +166,12 @@ def finetune(size: str, variant: str, task: str, seed: int, *, rerun: bool = Fal
     ft = from_dict(FinetuneRecipe, {"task": TASKS[task], "models": ["student"], **settings}, source="ablation")
     out = WORK / size / variant / f"{task}-s{seed}"
     print(f"ablation: fine-tuning {size} {variant} on {task}, seed {seed}", file=sys.stderr)
-    cpu = cpu_seconds()
+    cpu = harness.cpu_seconds()
     metrics = finetune_model(str(model), ft, out, (seed,), overwrite=True, label=f"{size}-{variant}-{task}-s{seed}",
                              distill_teacher=teacher)
     _save("finetune", size, variant, task, seed, {
         "metric": metrics["metric"], "test": metrics["splits"]["test"], "train_seconds": metrics["train_seconds"],
-        "wall_seconds": metrics["wall_seconds"], "cpu_seconds": round(cpu_seconds() - cpu, 1), "finetune": settings,
+        "wall_seconds": metrics["wall_seconds"], "cpu_seconds": round(harness.cpu_seconds() - cpu, 1), "finetune": settings,
         "splits": metrics["splits"],
         "data": metrics.get("data"),
     })
@@ -222,13 +200,9 @@ def _result_path(kind: str, size: str, variant: str, task: str | None, seed: int
 
 
 def _save(kind: str, size: str, variant: str, task: str | None, seed: int | None, record: dict[str, Any]) -> None:
-    path = _result_path(kind, size, variant, task, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"kind": kind, "size": _label(size, variant), "variant": variant, "description": VARIANTS[variant],
-            "task": task, "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    harness.save_record(_result_path(kind, size, variant, task, seed), {
+        "kind": kind, "size": _label(size, variant), "variant": variant, "description": VARIANTS[variant],
+        "task": task, "seed": seed, **record})
 
 
 def main() -> None:
@@ -239,7 +213,7 @@ def main() -> None:
     sub.add_parser("table")
     args = parser.parse_args()
     if args.command == "table":
-        from ablation_table import write_table  # bench/ablation_table.py
+        from bench.ablation_table import write_table
 
         write_table(RESULTS)
         return

@@ -1,6 +1,6 @@
 """The ablation's table and plot from the per-run JSON files of `bench/ablation.py` (issue 8).
 
-    .venv/bin/python bench/ablation.py table   → bench/results/ablation/ablation.md, ablation.png
+    .venv/bin/python python -m bench.ablation table   → bench/results/ablation/ablation.md, ablation.png
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ablation import GROUPS, TASK_DISTILLED, VARIANTS  # bench/ablation.py: each group's teacher, the variants in order
+from bench import harness
+from bench.ablation import GROUPS, TASK_DISTILLED, VARIANTS  # each group's teacher, the variants in order
 
 ORDER = "".join(VARIANTS)
 TASK_ORDER = ("rotten-tomatoes", "trec", "r8")
@@ -69,7 +70,7 @@ def write_table(results: Path) -> str:
             lines.append(f"| {size} | ({v}) {description} | " + " | ".join(cell(runs.get((size, v, t), [])) for t in tasks)
                          + f" | {retained(runs, size, rt)} | {d.get('tokens', 0):,} | {d.get('cpu_seconds_this_session', 0):.0f} | {ft_cpu} |")
     table = "\n".join(lines) + _zero_shot(runs, distills, results.parent)
-    (results / "ablation.md").write_text(table + "\n")
+    harness.write_report(results / "ablation.md", markdown=table)
     _plot(runs, results / "ablation.png")
     print(table)
     return table

@@ -1,7 +1,7 @@
 """Every CPU path for one model on this machine, side by side in one run (issue 15's benchmark).
 
-    .venv/bin/python bench/cpu_paths.py                                  # all-MiniLM-L6-v2, rotten-tomatoes
-    .venv/bin/python bench/cpu_paths.py --model runs/quickstart/student --threads 1,2
+    .venv/bin/python -m bench.cpu_paths                                  # all-MiniLM-L6-v2, rotten-tomatoes
+    .venv/bin/python -m bench.cpu_paths --model runs/quickstart/student --threads 1,2
 
 Exports the model with each CPU profile (onnx-cpu-fp32, onnx-cpu-int8, onnx-cpu-int8-attention, openvino-cpu-fp32,
 openvino-cpu-int8: each validated as every export is) and with `--profile auto`, then runs `minilm
@@ -17,14 +17,14 @@ Not a test: nothing asserts a time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "cpu_paths"
-WORK = ROOT / "runs" / "cpu_paths"
+from bench import harness
+
+RESULTS = harness.RESULTS / "cpu_paths"
+WORK = harness.WORK / "cpu_paths"
 # row name → (export profile, runtime backend); "auto" is `--profile auto`'s pick
 PATHS = {
     "ort-fp32": ("onnx-cpu-fp32", "onnxruntime"),
@@ -118,15 +118,14 @@ def main() -> None:
             runs.append(bench_all(args.model, args.task, paths, threads, real_batch, grid,
                                   folder / f"bench-t{threads}-b{real_batch}"))
     klass = cpu_class()
-    RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"cpu": cpu_name(), "cpu_class": klass, "model": args.model, "task": args.task, "paths": paths,
               "runs": [{"suite": r["suite"], "rows": r["rows"], "models": r["models"]} for r in runs]}
-    (RESULTS / f"{klass}.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
-    header = (f"# CPU paths on {cpu_name()} ({klass})\n\n`python bench/cpu_paths.py --model {args.model} --task {args.task} "
+    header = (f"# CPU paths on {cpu_name()} ({klass})\n\n`python -m bench.cpu_paths --model {args.model} --task {args.task} "
               f"--threads {args.threads}`; p50 latency, each model in its own process; accuracy on 600 test sentences "
               "(an embedding model: the nearest-centroid probe); min cosine: the export's worst to PyTorch.\n\n")
     auto = paths.get("auto", {}).get("auto")
-    (RESULTS / f"{klass}.md").write_text(header + table(runs, paths) + (f"\n`--profile auto`: {auto}\n" if auto else ""))
+    markdown_table = header + table(runs, paths) + (f"\n`--profile auto`: {auto}\n" if auto else "")
+    harness.write_report(RESULTS / klass, record, markdown_table)
     print((RESULTS / f"{klass}.md").read_text())
 
 

@@ -1,8 +1,8 @@
 """The deployment table (issue 8, item 4): every fine-tuned student against its fine-tuned teacher.
 
-    .venv/bin/python bench/deployment.py --teacher runs/ablation/3x384/a/rotten-tomatoes-s1 \\
+    .venv/bin/python -m bench.deployment --teacher runs/ablation/3x384/a/rotten-tomatoes-s1 \\
         STUDENT_DIR... --out bench/results/deployment/minilm   # a fine-tuned model folder each, NAME=DIR to name it
-    .venv/bin/python bench/deployment.py ... --export-only      # the ONNX artifacts only (no timing: any machine)
+    .venv/bin/python -m bench.deployment ... --export-only      # the ONNX artifacts only (no timing: any machine)
 
 For each student: exported with the project's profiles (`onnx-cpu-fp32`, `onnx-cpu-int8`, validated on
 the task), then `minilm bench`'s machinery measures, one model per fresh process, one intra-op thread:
@@ -22,12 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from minilm_deploy.bench.run import ModelSpec, run_bench  # noqa: E402
-from minilm_deploy.bench.suite import BenchSuite, Grid, Timing  # noqa: E402
-from minilm_deploy.pipeline import saved_parameters  # noqa: E402
+from bench import harness
+from minilm_deploy.bench.run import ModelSpec, run_bench
+from minilm_deploy.bench.suite import BenchSuite, Grid, Timing
+from minilm_deploy.pipeline import saved_parameters
 
 SUITE = BenchSuite(name="deployment", task="zoo:rotten-tomatoes", split="test", eval_limit=0,
                    grid=Grid(batch_sizes=(1, 32), seq_lens=(128,)), real_batch_size=32, real_samples=256,
@@ -38,7 +36,7 @@ def export(name: str, model: Path, precision: str, out: Path, task: str) -> Path
     from minilm_deploy.export.build import export_model
     from minilm_deploy.export.profile import load_profile
 
-    folder = ROOT / "runs" / "deployment" / out.name / f"{name}-{precision}"  # large: not committed
+    folder = harness.WORK / "deployment" / out.name / f"{name}-{precision}"  # large: not committed
     if not (folder / "manifest.json").is_file() or exported_from(folder) != model.resolve():
         export_model(str(model), load_profile(f"onnx-cpu-{precision}"), output=folder, task=task, overwrite=True)
     return folder
@@ -56,7 +54,7 @@ def main() -> None:
     parser.add_argument("--split", default=SUITE.split, help="the split scored and drawn from for real lengths")
     parser.add_argument("--eval-limit", type=int, default=SUITE.eval_limit, help="examples scored (0: the whole split)")
     parser.add_argument("--export-only", action="store_true", help="write the ONNX artifacts and stop (no timing)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deployment")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS / "deployment")
     args = parser.parse_args()
     named = [(s.split("=", 1) if "=" in s else (Path(s).parent.name, s)) for s in args.students]
     if len({n for n, _ in named} | {"teacher"}) != len(named) + 1:
@@ -72,7 +70,7 @@ def main() -> None:
     main_run = run_bench(models, suite, args.out / "b32")
     single = run_bench(models, replace(suite, grid=Grid(batch_sizes=(1,), seq_lens=(128,)), real_batch_size=1, real_samples=128,
                                        eval_limit=1), args.out / "b1-real")
-    table = write_table(main_run, single, models, args.out, command=" ".join([".venv/bin/python bench/deployment.py", *sys.argv[1:]]))
+    table = write_table(main_run, single, models, args.out, command=" ".join([".venv/bin/python -m bench.deployment", *sys.argv[1:]]))
     print(table)
 
 
@@ -104,9 +102,9 @@ def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[M
                      f"{fmt(row['b32_s128_ms'], '{:.1f}')} | {fmt(row['b1_real_ms'], '{:.2f}')} | {fmt(row['b32_real_ms'], '{:.1f}')} | "
                      f"{fmt(row['speedup_b1'], '{:.2f}x')} | {fmt(row['accuracy'], '{:.4f}')} | {fmt(row['retained'], '{:.1%}')} |")
     table = "\n".join(lines)
-    (out / "deployment.md").write_text(f"CPU: {main_run['environment']['cpu']} ({main_run['environment'].get('cpu_class')}), "
-                                       f"1 intra-op thread. Command: `{command}`\n\n{table}\n")
-    (out / "deployment.json").write_text(json.dumps({"environment": main_run["environment"], "rows": rows}, indent=2) + "\n")
+    harness.write_report(out / "deployment", {"environment": main_run["environment"], "rows": rows},
+                         f"CPU: {main_run['environment']['cpu']} ({main_run['environment'].get('cpu_class')}), "
+                         f"1 intra-op thread. Command: `{command}`\n\n{table}\n", indent=2)
     plot(rows, out / "deployment.png")
     return table
 

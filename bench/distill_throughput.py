@@ -8,8 +8,8 @@ student, the same AdamW step. Each method runs in its own fresh process (so peak
 in alternating rounds; the medians are reported. Also measured: a plain teacher forward and a plain
 student training step, to see how close a distillation step is to their sum.
 
-    python bench/distill_throughput.py --threads 1           # the issue's setting (CPU, ~8 min)
-    python bench/distill_throughput.py --steps 2 --rounds 1  # a quick look
+    python -m bench.distill_throughput --threads 1           # the issue's setting (CPU, ~8 min)
+    python -m bench.distill_throughput --steps 2 --rounds 1  # a quick look
 
 Writes bench/results/distill_throughput.json and .md. Not a test: nothing asserts a time.
 """
@@ -25,11 +25,12 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from bench import harness
+
 METHODS = ("minilm", "minilm-bf16", "naive", "teacher-forward", "student-step")
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = harness.RESULTS
 
 
 def _rss_mib() -> float:
@@ -67,28 +68,6 @@ def _batches(blocks, args, device):
     for step in range(args.steps + args.warmup):
         index = [(step * args.batch + i) % len(blocks) for i in range(args.batch)]
         yield step, blocks.input_ids[index].to(device), blocks.attention_mask[index].to(device)
-
-
-class _Clock:
-    def __init__(self, device) -> None:
-        self.device, self.parts, self.last = device, {}, 0.0
-
-    def start(self) -> None:
-        self._sync()
-        self.last = time.perf_counter()
-
-    def lap(self, name: str, record: bool) -> None:
-        self._sync()
-        now = time.perf_counter()
-        if record:
-            self.parts[name] = self.parts.get(name, 0.0) + now - self.last
-        self.last = now
-
-    def _sync(self) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
 
 
 def _run_minilm(teacher, student, blocks, args, device, clock, bf16: bool = False):
@@ -202,8 +181,10 @@ RUNNERS = {"minilm": _run_minilm, "minilm-bf16": _run_minilm_bf16, "naive": _run
 def worker(args) -> dict:
     import torch
 
+    from minilm_deploy.bench.timing import PhaseClock
+
     teacher, student, blocks, device = _setup(args)
-    clock = _Clock(device)
+    clock = PhaseClock(device.type)
     rss_ready = _rss_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -234,8 +215,8 @@ def main_run(args) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for _ in range(args.rounds):
         for method in METHODS:
-            cmd = [sys.executable, __file__, "--worker", method, *sys.argv[1:]]
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            cmd = [sys.executable, "-m", "bench.distill_throughput", "--worker", method, *sys.argv[1:]]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=harness.ROOT)
             if done.returncode:
                 raise SystemExit(f"{method} failed:\n{done.stderr[-3000:]}")
             runs[method].append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -259,9 +240,7 @@ def main_run(args) -> dict:
     }
 
 
-def write_report(result: dict, stem: Path) -> None:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+def report(result: dict, stem: Path) -> None:
     s, r = result["setting"], result["results"]
     lines = [
         "# Distillation throughput: MiniLM capture vs naive output_attentions, and bf16 autocast",
@@ -307,9 +286,9 @@ def write_report(result: dict, stem: Path) -> None:
         "- With 2 threads on this shared, loaded machine every parallel op waits for a descheduled thread "
         "(~15 ms each), which swamps both methods alike; use `--threads 1` here (the recorded run).",
         "",
-        "Reproduce: `python bench/distill_throughput.py --threads 1` (see its docstring).",
+        "Reproduce: `python -m bench.distill_throughput --threads 1` (see its docstring).",
     ]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    harness.write_report(stem, result, "\n".join(lines), indent=2)
 
 
 def parse(argv=None):
@@ -336,5 +315,5 @@ if __name__ == "__main__":
         print(json.dumps(worker(arguments)))
     else:
         outcome = main_run(arguments)
-        write_report(outcome, arguments.out)
+        report(outcome, arguments.out)
         print(arguments.out.with_suffix(".md").read_text())

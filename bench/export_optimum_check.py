@@ -1,6 +1,6 @@
 """Do optimum's ORTModelFor… classes load a `minilm export` artifact as it is? (run in the `optimum` extra's venv)
 
-    /tmp/venv-optimum/bin/python bench/export_optimum_check.py ARTIFACT [ARTIFACT...] --out bench/results/export_optimum.json
+    /tmp/venv-optimum/bin/python -m bench.export_optimum_check ARTIFACT [ARTIFACT...] --out bench/results/export_optimum.json
 
 For each artifact: load it with ORTModelForFeatureExtraction (embedding) or
 ORTModelForSequenceClassification (classification), run real sentences through optimum and through
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+from bench import harness
 
 SENTENCES = ["The film is a quiet triumph.", "Where is the nearest train station?",
              "Prices rose 3.2% in March, the fastest pace since 2011."]
@@ -54,7 +56,7 @@ def main() -> None:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        args.out.write_text(text + "\n")
+        harness.write_report(args.out, result, indent=2)
 
 
 if __name__ == "__main__":

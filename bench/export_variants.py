@@ -1,6 +1,6 @@
 """Fused vs unfused graphs and fp32 vs int8 variants of all-MiniLM-L6-v2, measured on this CPU.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/export_variants.py --out bench/results/export_variants.json
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.export_variants --out bench/results/export_variants.json
 
 1. Encoder (zoo:all-minilm-l6-v2): export (legacy, eager attention), fuse with ONNX Runtime's
    transformer optimizer, dynamic INT8 per channel from each; latency (interleaved medians,
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import harness
 from minilm_deploy.artifact import library_versions
 from minilm_deploy.export import optimize, quantize
 from minilm_deploy.export.onnx_export import export_onnx
@@ -129,8 +130,7 @@ def main() -> None:
             "agreement_with_pytorch": {n: float(np.mean(p == preds["torch"])) for n, p in preds.items() if n != "torch"},
         }
     result["seconds"] = round(time.time() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    harness.write_report(args.out, result, indent=2)
     print(json.dumps(result, indent=2))
 
 

@@ -3,7 +3,7 @@
 Run in the `optimum` extra's environment (optimum's exporter pins transformers < 4.58), on
 artifacts made by `minilm export` (fp32 and int8) of the same model:
 
-    OMP_NUM_THREADS=1 /tmp/venv-optimum/bin/python bench/export_vs_optimum.py MODEL_DIR \
+    OMP_NUM_THREADS=1 /tmp/venv-optimum/bin/python -m bench.export_vs_optimum MODEL_DIR \
         --ours-fp32 ART_FP32 --ours-int8 ART_INT8 --out bench/results/export_vs_optimum.json
 
 optimum's path: `main_export` (feature-extraction), `ORTOptimizer` level 2, `ORTQuantizer` dynamic
@@ -24,12 +24,14 @@ import argparse
 import importlib.metadata as md
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+
+from bench import harness
+from minilm_deploy.bench.timing import wall_clock  # the clock `minilm bench` uses
 
 TEXT = ("The history of the printing press begins long before Gutenberg, with woodblock printing in East Asia and "
         "movable type made of fired clay, later of wood and bronze. ") * 12
@@ -88,12 +90,9 @@ def real_length(tok, sessions: dict, eager, texts: list[str], batch: int, rounds
             for enc in encs:
                 pt = {k: torch.from_numpy(v) for k, v in enc.items()}
                 for name in times:
-                    start = time.perf_counter()
-                    if name == "pytorch-eager":
-                        eager(**pt)
-                    else:
-                        sessions[name].run(None, feeds_for(sessions[name], enc))
-                    times[name].append((time.perf_counter() - start) * 1e3)
+                    call = (lambda p=pt: eager(**p)) if name == "pytorch-eager" else \
+                        (lambda s=sessions[name], e=enc: s.run(None, feeds_for(s, e)))
+                    times[name].append(wall_clock(call) * 1e3)
     tokens = float(np.mean([e["attention_mask"].sum(1).mean() for e in encs]))
     return {"batches": len(encs), "mean_tokens_per_sentence": tokens,
             "ms_per_call": {name: float(np.mean(t)) for name, t in times.items()}}
@@ -181,9 +180,7 @@ def main() -> None:
                     fn()
                 for _ in range(rounds):
                     for name, fn in runs.items():
-                        start = time.perf_counter()
-                        fn()
-                        times[name].append((time.perf_counter() - start) * 1e3)
+                        times[name].append(wall_clock(fn) * 1e3)
             latency[f"b{batch}-s128"] = {name: float(np.median(t)) for name, t in times.items()}
         task = task_figures(tok, sessions, eager, args.task, args.probe_train, args.probe_test) if args.task else None
     versions = {p: md.version(p) for p in ("optimum", "optimum-onnx", "transformers", "onnxruntime", "torch")}
@@ -193,7 +190,7 @@ def main() -> None:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        args.out.write_text(text + "\n")
+        harness.write_report(args.out, result, indent=2)
 
 
 if __name__ == "__main__":

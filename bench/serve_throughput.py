@@ -1,8 +1,8 @@
 """Server benchmark: throughput and tail latency of `minilm serve` with dynamic batching against
 batch-1 serving, at concurrency 1, 8 and 32, in one run, on this machine.
 
-    python bench/serve_throughput.py ARTIFACT [--seconds 10] [--threads 1] [--out bench/results]
-    python bench/serve_throughput.py ARTIFACT --max-words 6 --name serve_throughput_short   # short queries
+    python -m bench.serve_throughput ARTIFACT [--seconds 10] [--threads 1] [--out bench/results]
+    python -m bench.serve_throughput ARTIFACT --max-words 6 --name serve_throughput_short   # short queries
 
 Each mode runs its own `minilm serve` process (batch-1: --max-batch-size 1; dynamic: up to 32 texts
 per batch, waiting at most --delay-ms; dynamic-chunked: the same batches run sorted by length in
@@ -34,6 +34,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from bench import harness
 
 MODES = {"batch-1": ["--max-batch-size", "1", "--max-queue-delay-ms", "0", "--chunk-size", "0"],
          "dynamic": ["--max-batch-size", "32", "--max-queue-delay-ms", "{delay}", "--chunk-size", "0"],
@@ -74,7 +76,9 @@ async def load_level(url: str, model: str, texts: list[str], concurrency: int, s
     """Closed loop: `concurrency` keep-alive connections, each sending its next request when answered.
 
     The client is a few lines over asyncio streams, not a full HTTP library: on a 2-core machine the
-    load generator shares the CPU with the server, and a heavy client would measure itself."""
+    load generator shares the CPU with the server, and a heavy client would measure itself. Each request's
+    latency is this client's own clock around it: concurrent, asynchronous requests are not the sequential
+    calls `minilm_deploy.bench.timing.measure` times."""
     host, port = url.removeprefix("http://").split(":")
     path = f"/v2/models/{model}/infer"
     latencies: list[float] = []
@@ -170,21 +174,17 @@ def targets(results: dict) -> dict:
 
 def model_scaling(artifact: str, texts: list[str], threads: int, n: int = 128) -> list[dict]:
     """In-process texts/s of the Predictor alone at batch 1, 8, 32 and 32-in-chunks-of-8 (best of 3)."""
+    from minilm_deploy.bench.timing import wall_clock
     from minilm_deploy.runtime import Predictor
 
     texts = texts[:n]
     out = []
     with Predictor.load(artifact, threads=threads) as p:
         for batch, chunk in ((1, 0), (8, 0), (32, 0), (32, 8)):
-            best = min(_timed(lambda b=batch, c=chunk: [p.predict(texts[i : i + b], chunk_size=c) for i in range(0, n, b)]) for _ in range(3))
+            best = min(wall_clock(lambda b=batch, c=chunk: [p.predict(texts[i : i + b], chunk_size=c) for i in range(0, n, b)])
+                       for _ in range(3))
             out.append({"batch": batch, "chunk_size": chunk, "texts_per_s": n / best})
     return out
-
-
-def _timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def markdown(results: dict) -> str:
@@ -237,12 +237,10 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--max-words", type=int, default=0, help="cut each text to its first N words (0: real lengths)")
     parser.add_argument("--name", default="serve_throughput", help="result file name (without extension)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS)
     args = parser.parse_args()
     results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(results))
+    harness.write_report(args.out / args.name, results, markdown(results), indent=2)
     print(markdown(results))
 
 

@@ -1,9 +1,9 @@
 """Students that beat layer truncation (issue 14): the evidence, with the project's own library, resumable.
 
-    .venv/bin/python bench/students.py plan                       # the default plan, one line per run, [done] marked
-    .venv/bin/python bench/students.py run                        # the default plan, in order; skips what is recorded
-    .venv/bin/python bench/students.py run --only 3x384:c1-both:1M:rotten-tomatoes:1 --threads 1
-    .venv/bin/python bench/students.py table                      # students.md, summary.json, crossover.png
+    .venv/bin/python -m bench.students plan                       # the default plan, one line per run, [done] marked
+    .venv/bin/python -m bench.students run                        # the default plan, in order; skips what is recorded
+    .venv/bin/python -m bench.students run --only 3x384:c1-both:1M:rotten-tomatoes:1 --threads 1
+    .venv/bin/python -m bench.students table                      # students.md, summary.json, crossover.png
 
 A run is GROUP:VARIANT:TOKENS:TASK:SEED. Groups (teacher → student shape):
 
@@ -35,17 +35,15 @@ is redone.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "runs" / "students"
-RESULTS = ROOT / "bench" / "results" / "students"
+from bench import harness
+
+WORK = harness.WORK / "students"
+RESULTS = harness.RESULTS / "students"
 RUNS = RESULTS / "runs"
 
 
@@ -158,11 +156,6 @@ class Run:
         return RUNS / f"{self.label}-{self.variant}-{self.tokens}-{self.task}-s{self.seed}.json"
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def old_picks(teacher_layers: int, student_layers: int) -> list[int]:
     """The picks the project used before issue 14: every k-th layer from 0."""
     k = teacher_layers // student_layers
@@ -204,24 +197,19 @@ def ensure_student(run: Run) -> str:
         return str(folder)
     from transformers import AutoConfig
 
-    from minilm_deploy.distill.pipeline import run_distill
     from minilm_deploy.models.adapters import attention_shape
-    from minilm_deploy.recipe import recipe_from_dict
     from minilm_deploy.sources import resolve_model
 
     layers = attention_shape(AutoConfig.from_pretrained(resolve_model(group.teacher)))[0]
-    recipe = recipe_from_dict(distill_recipe(run, layers))
     print(f"students: distilling {run.student_key} ({VARIANTS[run.variant]})", file=sys.stderr)
-    cpu, wall = cpu_seconds(), time.perf_counter()
-    run_distill(recipe, resume=True)
-    record = json.loads((folder / "run.json").read_text())
-    save(RUNS / f"{run.student_key}-distill.json", {
+    record = harness.distill_student(distill_recipe(run, layers), "students")
+    harness.save_record(RUNS / f"{run.student_key}-distill.json", {
         "kind": "distill", "student": run.group, "variant": run.variant, "tokens": record["tokens"],
         "tokens_label": run.tokens, "steps": record["steps"], "final": record["final"], "init": record["init"],
         "student_parameters": record["student"]["parameters"], "teacher_parameters": record["teacher"]["parameters"],
         "bf16": record.get("bf16"), "cpu": record.get("cpu"), "recipe": record["recipe"]["distill"],
-        "cpu_seconds_this_session": round(cpu_seconds() - cpu, 1),
-        "wall_seconds_this_session": round(time.perf_counter() - wall, 1),
+        "cpu_seconds_this_session": record["cpu_seconds_this_session"],
+        "wall_seconds_this_session": record["wall_seconds_this_session"],
     })
     return str(folder)
 
@@ -245,26 +233,18 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
     ft = from_dict(FinetuneRecipe, options, source="students")
     print(f"students: fine-tuning {run.student_key} on {run.task}, seed {run.seed}"
           + (f", task distillation from {teacher}" if teacher else ""), file=sys.stderr)
-    cpu = cpu_seconds()
+    cpu = harness.cpu_seconds()
     metrics = finetune_model(model, ft, run.output, (run.seed,), overwrite=True, distill_teacher=teacher,
                              label=run.result.stem)
-    save(run.result, {
+    harness.save_record(run.result, {
         "kind": "finetune", "student": run.label, "variant": run.variant, "tokens": TOKENS[run.tokens],
         "tokens_label": run.tokens, "task": run.task, "seed": run.seed, "metric": metrics["metric"],
         "test": metrics["splits"]["test"], "dev": metrics["splits"]["dev"], "best_epoch": metrics["runs"][0]["best_epoch"],
         "train_seconds": metrics["train_seconds"], "wall_seconds": metrics["wall_seconds"],
-        "cpu_seconds": round(cpu_seconds() - cpu, 1), "cpu_class": cpu_class(),
+        "cpu_seconds": round(harness.cpu_seconds() - cpu, 1), "cpu_class": cpu_class(),
         "finetune": {**FINETUNE, "distill": TASK_DISTILL if run.kd else None},
         "model": model, "data": metrics.get("data"),
     })
-
-
-def save(path: Path, record: dict[str, Any]) -> None:
-    from minilm_deploy.paths import atomic_write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {**record, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    atomic_write_text(path, json.dumps(body, indent=2, default=str) + "\n")
 
 
 def main() -> None:
@@ -277,7 +257,7 @@ def main() -> None:
     sub.add_parser("table")
     args = parser.parse_args()
     if args.command == "table":
-        from students_table import write_all  # bench/students_table.py
+        from bench.students_table import write_all
 
         write_all(RUNS, RESULTS)
         return

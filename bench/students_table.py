@@ -1,6 +1,6 @@
 """The tables, `summary.json` and the crossover plot from the per-run JSON files of `bench/students.py`.
 
-    .venv/bin/python bench/students.py table   → bench/results/students/{students.md, summary.json, crossover.png}
+    .venv/bin/python -m bench.students table   → bench/results/students/{students.md, summary.json, crossover.png}
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from students import GROUPS, TOKENS, VARIANTS  # bench/students.py
+from bench import harness
+from bench.students import GROUPS, TOKENS, VARIANTS
 
 TASK_ORDER = ("rotten-tomatoes", "trec")
 CURVE_VARIANT = "c1-both"  # the crossover curve: this objective at every budget
@@ -123,13 +124,13 @@ def plot(rows: list[dict[str, Any]], path: Path, student: str = "3x384", task: s
 def write_all(runs_dir: Path, out: Path) -> None:
     runs, distills = load(runs_dir)
     rows = summary_rows(runs)
-    (out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
+    harness.write_report(out / "summary.json", rows)
     cpus = sorted({r["cpu_class"] for r in rows if r.get("cpu_class")})
     header = ("# Students against layer truncation (issue 14)\n\n"
-              "Made by `.venv/bin/python bench/students.py table` from `runs/*.json`; CPU class of the runs: "
+              "Made by `.venv/bin/python -m bench.students table` from `runs/*.json`; CPU class of the runs: "
               f"{', '.join(cpus) or '–'}. Test accuracy, mean ± std over seeds; fine-tuning: the whole task, 3 epochs, "
               "best dev epoch, length 64, lr 1e-4.\n\n")
     drawn = plot(rows, out / "crossover.png")
-    (out / "students.md").write_text(header + markdown(rows, distills)
-                                     + ("\n![crossover](crossover.png)\n" if drawn else ""))
+    harness.write_report(out / "students.md", markdown=header + markdown(rows, distills)
+                         + ("\n![crossover](crossover.png)\n" if drawn else ""))
     print(f"wrote {out / 'students.md'}, {out / 'summary.json'}" + (f", {out / 'crossover.png'}" if drawn else ""))

@@ -1,9 +1,9 @@
 """The TensorRT-ready graphs (issue 16): accuracy of the FP16 and Q/DQ INT8 graphs against fp32, and their
 latency on ONNX Runtime CPU next to our CPU INT8, for all-MiniLM-L6-v2 and fine-tuned models.
 
-    .venv/bin/python bench/trt_graphs.py                                   # the default models
-    .venv/bin/python bench/trt_graphs.py --model teacher=runs/students/minilm-6x384-teacher-0/rotten-tomatoes-s1
-    .venv/bin/python bench/trt_graphs.py --no-timing                       # exports and accuracy only
+    .venv/bin/python -m bench.trt_graphs                                   # the default models
+    .venv/bin/python -m bench.trt_graphs --model teacher=runs/students/minilm-6x384-teacher-0/rotten-tomatoes-s1
+    .venv/bin/python -m bench.trt_graphs --no-timing                       # exports and accuracy only
 
 Each model is exported with `exporters/trt-fp16.yaml` and `exporters/trt-int8.yaml` (the graph whose own
 types are the engine's precision, written to tensorrt/model.onnx and validated on the CPU before any engine)
@@ -20,16 +20,16 @@ and a table in bench/results/trt_graphs/README.md. Run the timing on an otherwis
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "trt_graphs"
-WORK = ROOT / "runs" / "trt_graphs"
+from bench import harness
+
+RESULTS = harness.RESULTS / "trt_graphs"
+WORK = harness.WORK / "trt_graphs"
 TASK = "zoo:rotten-tomatoes"
 MODELS = {  # name → model spec; the fine-tuned ones come from bench/students.py's runs
     "all-MiniLM-L6-v2": "zoo:all-minilm-l6-v2",
@@ -140,14 +140,13 @@ def main() -> None:
                     row["latency_ms"] = latency_ms(Path(row["graph"]), batches, args.threads)
             rows = {**timed, **rows}
         record["models"][name] = rows
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{record['cpu_class']}.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    harness.write_report(RESULTS / record["cpu_class"], record)
     header = (f"# TensorRT-ready graphs on the CPU ({record['cpu']}, {record['cpu_class']})\n\n"
-              f"`python bench/trt_graphs.py --threads {args.threads}`: the FP16 and Q/DQ INT8 graphs "
+              f"`python -m bench.trt_graphs --threads {args.threads}`: the FP16 and Q/DQ INT8 graphs "
               "(`tensorrt/model.onnx` of the trt-fp16 / trt-int8 exports) against PyTorch, and on ONNX Runtime CPU "
               "next to our CPU INT8 (`onnx-cpu-int8`); task: rotten-tomatoes test, up to 2000 sentences. "
               f"TensorRT engines: {record['engines']}.\n\n")
-    (RESULTS / "README.md").write_text(header + table(record))
+    harness.write_report(RESULTS / "README", markdown=header + table(record))
     print((RESULTS / "README.md").read_text())
 
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench import ablation, ablation_table, deployment  # the repository root is on pytest's path (pyproject)
 from minilm_deploy.bench.run import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import ablation  # noqa: E402
-import ablation_table  # noqa: E402
-import deployment  # noqa: E402
 
 
 def _finetune_record(size: str, variant: str, task: str, seed: int, accuracy: float, splits: dict[str, float] | None = None) -> dict:
@@ -135,3 +130,37 @@ def test_deployment_table_gives_speedup_against_the_pytorch_teacher_and_accuracy
     assert "| s-onnx-int8 | – | 10.0 | 3.00 | 90.0 | – | – | 10.00x | 0.7200 | 90.0% |" in table
     assert (tmp_path / "deployment.md").read_text().startswith("CPU: test cpu (x86_64-avx2)")
     assert (tmp_path / "deployment.png").stat().st_size > 1000
+
+
+def test_the_ablation_has_no_orchestration_of_its_own():
+    """(b) and (c) are the library's students after 0 steps (recipes the library accepts), with the picks the
+    recorded ablation used; the distilled variants keep the budget."""
+    from minilm_deploy.recipe import recipe_from_dict
+
+    c, b, h = (recipe_from_dict(ablation.distill_recipe("3x384", v)) for v in "cbh")
+    assert c.distill.train.steps == b.distill.train.steps == 0 and h.distill.train.steps == ablation.BUDGET["steps"]
+    assert c.distill.student.init_layers == h.distill.student.init_layers == (0, 2, 4)
+    assert b.distill.student.init == "random" and b.distill.student.init_layers is None
+    assert not hasattr(ablation, "_initialise")
+
+
+def test_one_writer_for_every_script(tmp_path):
+    from bench import harness
+
+    harness.save_record(tmp_path / "runs" / "a.json", {"x": 1})
+    record = json.loads((tmp_path / "runs" / "a.json").read_text())
+    assert record["x"] == 1 and record["created"].endswith("Z")
+    harness.write_report(tmp_path / "table", {"rows": [1]}, "| a |")
+    assert json.loads((tmp_path / "table.json").read_text()) == {"rows": [1]}
+    assert (tmp_path / "table.md").read_text() == "| a |\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "table.json", "table.md"]  # no temporary left
+
+
+def test_no_script_edits_sys_path_or_imports_a_sibling_by_file():
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        text = path.read_text()
+        assert "sys.path" not in text, path.name
+        for line in text.splitlines():
+            stripped = line.strip()
+            for sibling in (p.stem for p in (ROOT / "bench").glob("*.py")):
+                assert not stripped.startswith((f"import {sibling}", f"from {sibling} import")), (path.name, line)

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench import students, students_table  # the repository root is on pytest's path (pyproject)
+from minilm_deploy.recipe import recipe_from_dict
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import students  # noqa: E402
-import students_table  # noqa: E402
-
-from minilm_deploy.recipe import recipe_from_dict  # noqa: E402
 
 
 def test_variants_map_to_the_recipes_the_docstring_describes() -> None:

@@ -53,6 +53,32 @@ def measure(fn: Callable[[int], Any], timing: Timing, clock: Callable[[Callable[
     return np.asarray(samples)
 
 
+class PhaseClock:
+    """Seconds spent in each named phase of a loop (a training step's forward, loss, backward, ...), summed
+    over the recorded iterations; on CUDA each lap waits for the device first (device time, not launch time)."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device, self.parts, self._last = device, dict[str, float](), 0.0
+
+    def start(self) -> None:
+        self._sync()
+        self._last = time.perf_counter()
+
+    def lap(self, name: str, record: bool = True) -> None:
+        """Close the phase `name` (counted only when `record`: warm-up iterations are not)."""
+        self._sync()
+        now = time.perf_counter()
+        if record:
+            self.parts[name] = self.parts.get(name, 0.0) + now - self._last
+        self._last = now
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+
 def cycling(call: Callable[[Any], Any], inputs: list[Any]) -> Callable[[int], Any]:
     """`measure`'s fn(i): `call` on inputs[i % len(inputs)] (one input: the same every time)."""
 

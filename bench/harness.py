@@ -1,0 +1,58 @@
+"""What every evidence script under bench/ shares: where results go, the one writer, CPU time, and the
+one way a student comes to be (the library's own `run_distill`, 0 steps for an initialised student).
+
+Timing is not here: every latency goes through `minilm_deploy.bench.timing` (`measure`, or `PhaseClock`
+for the parts of a training step), the module `minilm bench` itself uses.
+
+Scripts run from the repository root as modules (the root is on the import path; nothing edits it):
+
+    .venv/bin/python -m bench.students plan
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+WORK = ROOT / "runs"
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def save_record(path: Path, record: dict[str, Any]) -> None:
+    """One result as JSON, stamped with its creation time, written atomically (a killed run leaves none)."""
+    write_report(path, {**record, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2)
+
+
+def write_report(path: Path, record: Any = None, markdown: str | None = None, *, indent: int = 1) -> None:
+    """`path` with suffix .json (the record) and/or .md (the table), each written atomically."""
+    from minilm_deploy.paths import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if record is not None:
+        atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=indent, default=str) + "\n")
+    if markdown is not None:
+        atomic_write_text(path.with_suffix(".md"), markdown if markdown.endswith("\n") else markdown + "\n")
+
+
+def distill_student(recipe_dict: dict[str, Any], label: str) -> dict[str, Any]:
+    """The student of `recipe_dict` through the library (resumed if interrupted; `train.steps: 0` writes it
+    initialised, untrained): its run.json, plus this session's CPU and wall seconds."""
+    from minilm_deploy.distill.pipeline import run_distill
+    from minilm_deploy.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(recipe_dict, source=label)
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    run_distill(recipe, resume=True)
+    run = json.loads((Path(recipe.output_dir) / "student" / "run.json").read_text())
+    return {**run, "cpu_seconds_this_session": round(cpu_seconds() - cpu, 1),
+            "wall_seconds_this_session": round(time.perf_counter() - wall, 1)}
