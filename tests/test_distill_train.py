@@ -193,7 +193,7 @@ def test_checkpoint_round_trip_is_safetensors_and_json(tmp_path, teacher_dir, co
     from minilm_deploy.distill import distributed as D
     from minilm_deploy.distill.data import pack_blocks
     from minilm_deploy.distill.recipe import LossSpec, StudentSpec, TrainSpec
-    from minilm_deploy.distill.trainer import Stage, make_optimizer, train_stage
+    from minilm_deploy.distill.trainer import TrainingJob, make_optimizer, train_stage
     from minilm_deploy.models.student import build_student
     from minilm_deploy.models.teacher import load_encoder
 
@@ -201,7 +201,7 @@ def test_checkpoint_round_trip_is_safetensors_and_json(tmp_path, teacher_dir, co
     blocks = pack_blocks(corpus.read_text().splitlines(), teacher.tokenizer, 32)
     spec = TrainSpec(steps=7, batch_size=4, checkpoint_every=5, keep_checkpoints=5)
     student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
-    stage = Stage(teacher.model, student, LossSpec(), spec, blocks, 0, tmp_path / "work")
+    stage = TrainingJob(teacher.model, student, LossSpec(), spec, blocks, 0, tmp_path / "work")
     progress = train_stage(stage, D.DistInfo(), torch.device("cpu"), resume=False)
     assert progress.step == 7 and progress.samples == 28
     found = list_checkpoints(tmp_path / "work" / "checkpoints")
@@ -280,7 +280,7 @@ def test_resume_restores_the_projection(tmp_path, teacher_dir, corpus) -> None:
     from minilm_deploy.distill import distributed as D
     from minilm_deploy.distill.data import pack_blocks
     from minilm_deploy.distill.recipe import LossSpec, StudentSpec, TrainSpec
-    from minilm_deploy.distill.trainer import Stage, train_stage
+    from minilm_deploy.distill.trainer import TrainingJob, train_stage
     from minilm_deploy.models.student import build_student
     from minilm_deploy.models.teacher import load_encoder
 
@@ -292,7 +292,7 @@ def test_resume_restores_the_projection(tmp_path, teacher_dir, corpus) -> None:
         work.mkdir(exist_ok=True)
         student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
         spec = TrainSpec(steps=6, batch_size=4, checkpoint_every=3, keep_checkpoints=5, log_every=1)
-        train_stage(Stage(teacher.model, student, loss, spec, blocks, 0, work), D.DistInfo(), torch.device("cpu"),
+        train_stage(TrainingJob(teacher.model, student, loss, spec, blocks, 0, work), D.DistInfo(), torch.device("cpu"),
                     resume=resume)
         return student
 

@@ -229,10 +229,10 @@ def test_classifier_with_task_check(models, tmp_path):
 
 def build_with_task(model: Path, profile: ExportProfile, out: Path, task: TaskData | None = None) -> dict:
     """export_model with an in-memory TaskData (the zoo tasks are exercised in the slow test)."""
-    from minilm_deploy.export.source import load_source
+    from minilm_deploy.export.reference import load_reference
     from minilm_deploy.paths import atomic_directory
 
-    source = load_source(model, max_length=profile.max_length)
+    source = load_reference(model, max_length=profile.max_length)
     with atomic_directory(out) as root:
         return build.build_artifact(Work(source, profile, root, out.name, task or tiny_task()), build_engine=False)
 
@@ -341,9 +341,9 @@ def test_manifest_is_strict(bert_artifact, tmp_path):
 
 def test_exported_model_stays_in_eval_mode(models):
     from minilm_deploy.export.onnx_export import export_onnx
-    from minilm_deploy.export.source import load_source
+    from minilm_deploy.export.reference import load_reference
 
-    source = load_source(models["bert"])
+    source = load_reference(models["bert"])
     # the legacy exporter restores the *wrapper's* mode recursively afterwards; a wrapper left in
     # training mode would switch the model's dropout on for the PyTorch references that follow
     export_onnx(source, Path(models["bert"]).parent / "eval-check.onnx", opset=17, exporter="legacy")
@@ -425,10 +425,10 @@ def test_cli_task_check_through_load_task(models, tmp_path, capsys):
 
 def test_task_check_gates_carry_the_figures(models, tmp_path):
     from minilm_deploy.export.onnx_export import export_onnx
-    from minilm_deploy.export.source import load_source
+    from minilm_deploy.export.reference import load_reference
     from minilm_deploy.export.taskcheck import task_check
 
-    source = load_source(models["cls"])
+    source = load_reference(models["cls"])
     path = export_onnx(source, tmp_path / "m.onnx", opset=17, exporter="legacy")
     ok = task_check(source, tiny_task(), {"fp32": path}, {"fp32": Tolerance(min_agreement=1.0, max_accuracy_drop=0.0)})
     assert ok["variants"]["fp32"] == {"agreement": 1.0, "accuracy": ok["accuracy_torch"]}

@@ -26,9 +26,9 @@ def test_shipped_profiles_say_what_they_build():
     assert load_profile("onnx-cpu-int8").quantization.per_channel is True
     assert load_profile("onnx-cpu-fp32").tensorrt is None
     fp16, int8 = load_profile("trt-fp16"), load_profile("trt-int8")
-    assert (fp16.precision, fp16.tensorrt.precision, len(fp16.trt_profiles)) == ("fp32", "fp16", 2)
+    assert (fp16.precision, fp16.tensorrt.precision, len(fp16.trt_shape_ranges)) == ("fp32", "fp16", 2)
     assert int8.tensorrt.precision == "int8" and int8.calibration.samples == 512
-    assert fp16.trt_profiles[1].batch.opt == 32
+    assert fp16.trt_shape_ranges[1].batch.opt == 32
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -49,8 +49,8 @@ def test_out_of_order_shapes_are_refused(tmp_path, shape):
 
 
 def test_out_of_order_trt_profile_names_its_index(tmp_path):
-    text = "tensorrt:\n  profiles:\n    - sequence: {min: 1, opt: 128, max: 64}\n"
-    with pytest.raises(InputError, match=r"tensorrt.profiles\[0\].sequence: min/opt/max"):
+    text = "tensorrt:\n  shape_ranges:\n    - sequence: {min: 1, opt: 128, max: 64}\n"
+    with pytest.raises(InputError, match=r"tensorrt.shape_ranges\[0\].sequence: min/opt/max"):
         load_profile(write(tmp_path, text))
 
 

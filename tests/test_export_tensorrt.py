@@ -11,7 +11,7 @@ from minilm_deploy.artifact import TensorRTInfo
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export import build
 from minilm_deploy.export import trt_engine as tensorrt
-from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeProfile, TensorRTOptions, load_profile
+from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeRanges, TensorRTOptions, load_profile
 from minilm_deploy.export.validate import compare_tolerance
 from minilm_deploy.export.work import Work
 from minilm_deploy.runtime.backends.trt_runner import check_compatible
@@ -19,23 +19,23 @@ from minilm_deploy.runtime.backends.trt_runner import check_compatible
 
 def test_profile_shapes_from_the_yaml():
     profile = load_profile("trt-fp16")
-    first, second = (tensorrt.profile_shapes(p, ("input_ids", "attention_mask"), 256) for p in profile.trt_profiles)
+    first, second = (tensorrt.profile_shapes(p, ("input_ids", "attention_mask"), 256) for p in profile.trt_shape_ranges)
     assert first == {name: ((1, 1), (1, 64), (8, 256)) for name in ("input_ids", "attention_mask")}
     assert second["input_ids"] == ((8, 1), (32, 128), (64, 256))
 
 
 def test_profile_longer_than_the_model_is_refused():
     with pytest.raises(InputError, match="sequence max 256 exceeds the model's max_length 128"):
-        tensorrt.profile_shapes(load_profile("trt-int8").trt_profiles[0], ("input_ids",), 128)
+        tensorrt.profile_shapes(load_profile("trt-int8").trt_shape_ranges[0], ("input_ids",), 128)
 
 
 def test_profiles_derived_from_shapes_are_clamped_explicit_ones_are_not():
     derived = replace(ExportProfile(), tensorrt=TensorRTOptions())
-    fitted = build.fit_trt_profiles(derived, 64)
-    assert fitted.trt_profiles == (ShapeProfile(DimRange(1, 8, 32), DimRange(1, 64, 64)),)
+    fitted = build.fit_trt_shape_ranges(derived, 64)
+    assert fitted.trt_shape_ranges == (ShapeRanges(DimRange(1, 8, 32), DimRange(1, 64, 64)),)
     with pytest.raises(InputError, match="exceeds the model's max_length 64"):
-        build.fit_trt_profiles(load_profile("trt-fp16"), 64)
-    assert build.fit_trt_profiles(ExportProfile(), 64) == ExportProfile()
+        build.fit_trt_shape_ranges(load_profile("trt-fp16"), 64)
+    assert build.fit_trt_shape_ranges(ExportProfile(), 64) == ExportProfile()
 
 
 RECORDED = TensorRTInfo(version="10.13.0", gpu_name="NVIDIA L4", compute_capability="8.9", precision="fp16", profiles=[])
@@ -99,14 +99,14 @@ def test_engine_build_matches_onnxruntime(tmp_path, precision):
     from test_export_onnx import make_tiny_bert, tiny_task  # the same tiny models as the ONNX tests
 
     from minilm_deploy.artifact import load_manifest
-    from minilm_deploy.export.source import load_source
+    from minilm_deploy.export.reference import load_reference
     from minilm_deploy.paths import atomic_directory
 
     model = make_tiny_bert(tmp_path / "bert", labels=("negative", "positive"))
     profile = replace(ExportProfile(), tensorrt=TensorRTOptions(precision=precision, timing_cache=str(tmp_path / "tc")))
     profile = replace(profile, validation=replace(profile.validation, tensorrt_atol=5e-2, tensorrt_rtol=5e-2))
-    source = load_source(model)
-    profile = build.fit_trt_profiles(profile, source.max_length)
+    source = load_reference(model)
+    profile = build.fit_trt_shape_ranges(profile, source.max_length)
     out = tmp_path / "art"
     with atomic_directory(out) as root:
         build.build_artifact(Work(source, profile, root, out.name, tiny_task()), build_engine=True)
@@ -179,7 +179,7 @@ def test_the_builder_uses_only_tensorrt_11_names(tmp_path, monkeypatch):
         calls.clear()
         options = TensorRTOptions(precision=precision, timing_cache=str(tmp_path / "timing.cache"))
         record = tensorrt.build_engine(tmp_path / "model.onnx", tmp_path / "model.plan", options,
-                                       (ShapeProfile(DimRange(1, 1, 8), DimRange(1, 16, 32)),), ("input_ids",), 64)
+                                       (ShapeRanges(DimRange(1, 1, 8), DimRange(1, 16, 32)),), ("input_ids",), 64)
         assert calls[0] == "create_network(2)"  # 1 << STRONGLY_TYPED
         assert "build_serialized_network" in calls and (tmp_path / "model.plan").read_bytes() == b"engine"
         assert record["version"] == "11.4.0" and record["precision"] == precision
@@ -193,7 +193,7 @@ def test_tensorrt_older_than_10_is_refused_in_one_line():
 
 
 def test_profile_shapes_past_the_position_limit_are_clamped_to_it():
-    shapes = ShapeProfile(DimRange(1, 8, 32), DimRange(16, 384, 512))
+    shapes = ShapeRanges(DimRange(1, 8, 32), DimRange(16, 384, 512))
     fitted = build.fit_shapes(replace(ExportProfile(), shapes=shapes), 256).shapes
     assert fitted.sequence == DimRange(16, 256, 256) and fitted.batch == shapes.batch
     assert build.fit_shapes(ExportProfile(), 512) == ExportProfile()  # within the limit: as given

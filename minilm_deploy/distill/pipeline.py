@@ -106,7 +106,7 @@ def run_distill(recipe, *, output: Path | None = None, resume: bool = False) -> 
 
 def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resume: bool, info: D.DistInfo) -> dict:
     """Distil one stage and write its folder (rank 0); returns its run record."""
-    from minilm_deploy.distill.trainer import Stage, check_stage, train_stage
+    from minilm_deploy.distill.trainer import TrainingJob, check_stage, train_stage
     from minilm_deploy.models.student import build_student
     from minilm_deploy.models.teacher import count_parameters, embedding_parameters, load_encoder
 
@@ -124,7 +124,7 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
         notes.append(advice)
     student = build_student(teacher.model, stage.student, seed)
     blocks, corpus_report = _blocks(spec, stage.train, teacher.tokenizer, seed)
-    job = Stage(teacher.model, student, stage.loss, stage.train, blocks, seed, work, label=stage.name)
+    job = TrainingJob(teacher.model, student, stage.loss, stage.train, blocks, seed, work, label=stage.name)
     check_stage(job, info.world)
     fresh = not work.exists()
     _check_workdir(recipe, work, resume, info)

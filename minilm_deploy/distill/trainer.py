@@ -44,7 +44,7 @@ CHECKPOINTS = "checkpoints"
 
 
 @dataclass
-class Stage:
+class TrainingJob:
     """Everything one distillation run needs (one stage of teacher → [assistant] → student)."""
 
     teacher: nn.Module
@@ -110,7 +110,7 @@ class MetricsLog:
                 handle.write(json.dumps(record) + "\n")
 
 
-def check_stage(stage: Stage, world: int = 1) -> None:
+def check_stage(stage: TrainingJob, world: int = 1) -> None:
     """Refuse a bad stage (heads, layer numbers, batch split) before anything is written."""
     micro = stage.train.batch_size // stage.train.grad_accum
     if micro % world:
@@ -133,7 +133,7 @@ def check_student_layer(student_layer: int, layers: int) -> None:
         )
 
 
-def train_stage(stage: Stage, info: D.DistInfo, device: torch.device, *, resume: bool) -> TrainProgress:
+def train_stage(stage: TrainingJob, info: D.DistInfo, device: torch.device, *, resume: bool) -> TrainProgress:
     """Run (or continue) one stage; returns the final progress with the last metrics."""
     spec = stage.train
     check_stage(stage, info.world)

@@ -26,8 +26,8 @@ from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export import optimize, triton, trt_engine
 from minilm_deploy.export.backends import export_backend
 from minilm_deploy.export.onnx_export import export_onnx, graph_opset
-from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeProfile
-from minilm_deploy.export.source import load_source
+from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeRanges
+from minilm_deploy.export.reference import load_reference
 from minilm_deploy.export.taskcheck import task_check
 from minilm_deploy.export.validate import Graph, reference_batches, torch_outputs
 from minilm_deploy.export.work import Work, check
@@ -53,8 +53,8 @@ def export_model(model: str | Path, profile: ExportProfile, *, output: Path | No
     if output.exists() and not overwrite:
         raise InputError(f"{output} already exists; choose another --output or pass --overwrite")
     check_writable(output)
-    source = load_source(path, max_length=profile.max_length)
-    profile = fit_trt_profiles(fit_shapes(profile, source.max_length), source.max_length)
+    source = load_reference(path, max_length=profile.max_length)
+    profile = fit_trt_shape_ranges(fit_shapes(profile, source.max_length), source.max_length)
     task_spec = task or profile.calibration.task
     task_data = load_task(task_spec) if task_spec else None
     if why := export_backend(profile.backend).missing():
@@ -83,16 +83,16 @@ def fit_shapes(profile: ExportProfile, max_length: int) -> ExportProfile:
     return replace(profile, shapes=replace(profile.shapes, sequence=clamped))
 
 
-def fit_trt_profiles(profile: ExportProfile, max_length: int) -> ExportProfile:
-    """Check the TensorRT profiles before any work: explicit ones must fit max_length; ones derived from `shapes` are clamped."""
+def fit_trt_shape_ranges(profile: ExportProfile, max_length: int) -> ExportProfile:
+    """Check the TensorRT shape ranges (optimisation profiles) before any work: explicit ones must fit max_length; ones derived from `shapes` are clamped."""
     if profile.tensorrt is None:
         return profile
-    if not profile.tensorrt.profiles:
+    if not profile.tensorrt.shape_ranges:
         seq = profile.shapes.sequence
         top = min(seq.max, max_length)
-        fitted = ShapeProfile(profile.shapes.batch, DimRange(min(seq.min, top), min(seq.opt, top), top))
-        profile = replace(profile, tensorrt=replace(profile.tensorrt, profiles=(fitted,)))
-    for shape in profile.trt_profiles:
+        fitted = ShapeRanges(profile.shapes.batch, DimRange(min(seq.min, top), min(seq.opt, top), top))
+        profile = replace(profile, tensorrt=replace(profile.tensorrt, shape_ranges=(fitted,)))
+    for shape in profile.trt_shape_ranges:
         trt_engine.profile_shapes(shape, ("input_ids",), max_length)
     return profile
 
@@ -173,7 +173,7 @@ def write_triton(work: Work, engine: dict[str, Any] | None) -> None:
     name = triton.model_name(prof.triton.model_name or work.name)
     kind = "plan" if engine else "onnx"
     model_file = work.root / ("model.plan" if engine else "model.onnx")
-    max_batch = min(p.batch.max for p in prof.trt_profiles) if engine else prof.shapes.batch.max
+    max_batch = min(p.batch.max for p in prof.trt_shape_ranges) if engine else prof.shapes.batch.max
     spec = work.root / (export_backend("tensorrt").GRAPH_FILE if engine else "model.onnx")  # the graph the model file is
     folder = triton.write_repository(work.root / "triton", name, kind, model_file, spec,
                                      max_batch_size=max_batch, max_queue_delay_us=prof.triton.max_queue_delay_us,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from minilm_deploy.errors import MinilmError
-from minilm_deploy.export.source import SourceModel
+from minilm_deploy.export.reference import ReferenceModel
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -53,13 +53,13 @@ class ClassifierWrapper(torch.nn.Module):
 WRAPPERS = {"embedding": EncoderWrapper, "classification": ClassifierWrapper, "regression": ClassifierWrapper}
 
 
-def wrap(source: SourceModel) -> torch.nn.Module:
+def wrap(source: ReferenceModel) -> torch.nn.Module:
     # eval() on the wrapper itself: the legacy exporter restores the wrapper's own mode, and a
     # freshly built wrapper is in training mode (dropout would be traced in).
     return WRAPPERS[source.task](source.model, source.inputs).eval()
 
 
-def dummy_inputs(source: SourceModel, batch: int = 2, seq: int = 8) -> tuple[torch.Tensor, ...]:
+def dummy_inputs(source: ReferenceModel, batch: int = 2, seq: int = 8) -> tuple[torch.Tensor, ...]:
     vocab = int(source.config.vocab_size)
     ids = torch.randint(5, max(6, vocab), (batch, seq), generator=torch.Generator().manual_seed(0))
     feeds = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
@@ -74,7 +74,7 @@ def graph_opset(path: Path) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def export_onnx(source: SourceModel, target: Path, *, opset: int, exporter: str) -> Path:
+def export_onnx(source: ReferenceModel, target: Path, *, opset: int, exporter: str) -> Path:
     """Write `target` (one self-contained .onnx file); raise MinilmError with the exporter's first line on failure."""
     module = wrap(source)
     args = dummy_inputs(source)

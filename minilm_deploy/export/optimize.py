@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from minilm_deploy.errors import MinilmError
-from minilm_deploy.export.source import SourceModel
+from minilm_deploy.export.reference import ReferenceModel
 from minilm_deploy.export.validate import open_session
 
 FUSED_OPS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention", "SkipLayerNormalization",
@@ -33,7 +33,7 @@ def fused_ops(path: Path) -> dict[str, int]:
     return {op: counts[op] for op in FUSED_OPS if counts[op]}
 
 
-def fuse(source: SourceModel, src: Path, target: Path) -> dict[str, int]:
+def fuse(source: ReferenceModel, src: Path, target: Path) -> dict[str, int]:
     """Write the optimizer's fused graph to `target` (opt_level 0: portable across providers); return what fused."""
     from onnxruntime.transformers import optimizer
 
@@ -63,7 +63,7 @@ def latencies_ms(paths: dict[str, Path], feeds: dict[str, np.ndarray], rounds: i
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def timing_feeds(source: SourceModel, batch: int, seq: int) -> dict[str, np.ndarray]:
+def timing_feeds(source: ReferenceModel, batch: int, seq: int) -> dict[str, np.ndarray]:
     """A batch at the opt shape: real tokens of a long text, no padding."""
     from minilm_deploy.export.samples import LONG_TEXT
 
@@ -72,7 +72,7 @@ def timing_feeds(source: SourceModel, batch: int, seq: int) -> dict[str, np.ndar
     return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in source.inputs}
 
 
-def candidates(source: SourceModel, unfused: Path, fused: Path, mode: str) -> tuple[dict[str, Path], dict[str, Any]]:
+def candidates(source: ReferenceModel, unfused: Path, fused: Path, mode: str) -> tuple[dict[str, Path], dict[str, Any]]:
     """The graphs to choose from ({"unfused": …, "fused": …} per `mode`) and the fusion record."""
     if mode == "never":
         return {"unfused": unfused}, {"mode": mode, "fusions": {}}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from minilm_deploy.config import from_dict, load_yaml
 
@@ -39,7 +39,7 @@ class DimRange:
 
 
 @dataclass(frozen=True)
-class ShapeProfile:
+class ShapeRanges:
     """Batch and sequence ranges: one TensorRT optimisation profile; the first also sizes Triton's batch."""
 
     batch: DimRange = DimRange(1, 8, 32)
@@ -113,8 +113,9 @@ class Validation:
 class TensorRTOptions:
     """A `tensorrt:` section builds `model.plan` from the fp32 ONNX (needs an NVIDIA GPU)."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"profiles": "shape_ranges"}  # the old name works for one release
     precision: Precision = "fp16"
-    profiles: tuple[ShapeProfile, ...] = ()  # empty: the profile's `shapes`
+    shape_ranges: tuple[ShapeRanges, ...] = ()  # TensorRT's optimisation profiles, one per entry; empty: `shapes`
     optimization_level: int = 3  # builder optimisation level, 0..5
     workspace_mb: int = 4096
     timing_cache: str = ""  # empty: <cache>/tensorrt/timing.cache, shared across builds
@@ -155,7 +156,7 @@ class ExportProfile:
     opset: int = 17
     max_length: int = 0  # 0: the model's position limit (and its tokenizer's, if lower)
     optimize: Literal["auto", "always", "never"] = "auto"  # auto: keep the fused graph only if faster
-    shapes: ShapeProfile = ShapeProfile()
+    shapes: ShapeRanges = ShapeRanges()
     quantization: Quantization = Quantization()
     calibration: Calibration = Calibration()
     validation: Validation = Validation()
@@ -172,10 +173,10 @@ class ExportProfile:
             raise ValueError(f"max_length must be >= 0 (0: the model's limit), got {self.max_length}")
 
     @property
-    def trt_profiles(self) -> tuple[ShapeProfile, ...]:
+    def trt_shape_ranges(self) -> tuple[ShapeRanges, ...]:
         if self.tensorrt is None:
             return ()
-        return self.tensorrt.profiles or (self.shapes,)
+        return self.tensorrt.shape_ranges or (self.shapes,)
 
 
 def load_profile(path: str | Path) -> ExportProfile:

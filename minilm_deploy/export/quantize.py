@@ -20,7 +20,7 @@ import onnx
 
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export.profile import Calibration, Quantization
-from minilm_deploy.export.source import SourceModel
+from minilm_deploy.export.reference import ReferenceModel
 
 FP32_OPS = ["LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization",
             "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization", "Softmax"]
@@ -60,7 +60,7 @@ class TextCalibrationReader:
     (entropy, percentile) stack the batches' activations and fail on ragged shapes.
     """
 
-    def __init__(self, source: SourceModel, texts: Sequence[str], batch_size: int, seq_len: int) -> None:
+    def __init__(self, source: ReferenceModel, texts: Sequence[str], batch_size: int, seq_len: int) -> None:
         usable = len(texts) - len(texts) % batch_size if len(texts) >= batch_size else len(texts)
         self._batches = iter(list(token_batches(source, texts[:usable], batch_size, pad_to=seq_len)))
 
@@ -68,7 +68,7 @@ class TextCalibrationReader:
         return next(self._batches, None)
 
 
-def token_batches(source: SourceModel, texts: Sequence[str], batch_size: int, pad_to: int = 0) -> Iterator[dict[str, np.ndarray]]:
+def token_batches(source: ReferenceModel, texts: Sequence[str], batch_size: int, pad_to: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Tokenised batches: padded to the longest text, or to `pad_to` tokens (truncating longer texts)."""
     length = min(pad_to, source.max_length) if pad_to else source.max_length
     for start in range(0, len(texts), batch_size):
@@ -130,7 +130,7 @@ def tensorrt_exclusions(path: Path) -> list[str]:
     return [name for name, role in matmul_roles(path).items() if role in TENSORRT_FLOAT_ROLES]
 
 
-def quantize_static(source: SourceModel, src: Path, target: Path, options: Quantization, calibration: Calibration,
+def quantize_static(source: ReferenceModel, src: Path, target: Path, options: Quantization, calibration: Calibration,
                     texts: Sequence[str], seq_len: int, *, symmetric: bool = False) -> Path:
     """A QDQ graph; `symmetric`: signed INT8 activations and weights with zero points 0, as TensorRT's explicit
     quantisation takes them (ONNX Runtime's CPU default is unsigned, asymmetric activations)."""

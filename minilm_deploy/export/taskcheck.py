@@ -16,7 +16,7 @@ import numpy as np
 from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError, ValidationFailed
 from minilm_deploy.export.profile import Tolerance
-from minilm_deploy.export.source import SourceModel
+from minilm_deploy.export.reference import ReferenceModel
 from minilm_deploy.export.validate import Graph, torch_outputs
 
 EVAL_SPLITS = ("dev", "validation", "test")
@@ -29,7 +29,7 @@ def eval_examples(task: TaskData, limit: int) -> tuple[str, tuple[Example, ...]]
     raise InputError(f"task {task.name}: no dev or test split to check the export on")
 
 
-def label_index(source: SourceModel, task: TaskData) -> dict[str, int]:
+def label_index(source: ReferenceModel, task: TaskData) -> dict[str, int]:
     """Map the task's label names to the model's output indices (by id2label names, else by the task's order)."""
     names = source.label_names
     if set(task.label_names) <= set(names):
@@ -39,7 +39,7 @@ def label_index(source: SourceModel, task: TaskData) -> dict[str, int]:
     return {name: i for i, name in enumerate(task.label_names)}
 
 
-def _batches(source: SourceModel, examples: Sequence[Example], size: int):
+def _batches(source: ReferenceModel, examples: Sequence[Example], size: int):
     for start in range(0, len(examples), size):
         chunk = examples[start : start + size]
         pairs = [ex.text_pair for ex in chunk] if chunk[0].text_pair is not None else None
@@ -48,7 +48,7 @@ def _batches(source: SourceModel, examples: Sequence[Example], size: int):
         yield {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in source.inputs}
 
 
-def predictions(source: SourceModel, examples: Sequence[Example], graphs: dict[str, Path | Graph],
+def predictions(source: ReferenceModel, examples: Sequence[Example], graphs: dict[str, Path | Graph],
                 batch_size: int = 32) -> dict[str, np.ndarray]:
     """argmax of the logits per example, for PyTorch ("torch") and each graph (an ONNX path, or a Graph)."""
     runs = {name: (g if isinstance(g, Graph) else Graph(Path(g))).infer_function(["logits"]) for name, g in graphs.items()}
@@ -60,7 +60,7 @@ def predictions(source: SourceModel, examples: Sequence[Example], graphs: dict[s
     return {name: np.concatenate(p) for name, p in preds.items()}
 
 
-def task_check(source: SourceModel, task: TaskData, onnx_paths: dict[str, Path | Graph], tolerances: dict[str, Tolerance],
+def task_check(source: ReferenceModel, task: TaskData, onnx_paths: dict[str, Path | Graph], tolerances: dict[str, Tolerance],
                *, limit: int = 2000) -> dict[str, Any]:
     """Figures for every variant in `onnx_paths` ({name: path or Graph}); ValidationFailed if one misses its gates."""
     if source.task != "classification":

@@ -19,7 +19,7 @@ import onnx
 
 from minilm_deploy.errors import MinilmError
 
-BACKENDS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "plan": ("tensorrt_plan", "model.plan")}
+TRITON_MODEL_KINDS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "plan": ("tensorrt_plan", "model.plan")}
 ONNX_TO_TRITON = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.INT32: "TYPE_INT32",
                   onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
 TORCH_TO_TRITON = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int64": "TYPE_INT64",
@@ -47,7 +47,7 @@ def tensor_specs(onnx_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, 
 
 def config_text(name: str, kind: str, inputs: list[dict], outputs: list[dict], max_batch_size: int,
                 max_queue_delay_us: int, instance_count: int) -> str:
-    platform, filename = BACKENDS[kind]
+    platform, filename = TRITON_MODEL_KINDS[kind]
     lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch_size}",
              f'default_model_filename: "{filename}"']
     for key, specs in (("input", inputs), ("output", outputs)):
@@ -65,7 +65,7 @@ def write_repository(root: Path, name: str, kind: str, model_file: Path, spec_on
     """Create `root/<name>/config.pbtxt` and `root/<name>/1/<model file>`; returns the model folder."""
     folder = root / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
-    _link_or_copy(model_file, folder / "1" / BACKENDS[kind][1])
+    _link_or_copy(model_file, folder / "1" / TRITON_MODEL_KINDS[kind][1])
     inputs, outputs = tensor_specs(spec_onnx)
     text = config_text(name, kind, inputs, outputs, max_batch_size, max_queue_delay_us, instance_count)
     (folder / "config.pbtxt").write_text(text, encoding="utf-8")

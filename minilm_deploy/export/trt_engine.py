@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from minilm_deploy.errors import InputError, MinilmError
-from minilm_deploy.export.profile import ShapeProfile, TensorRTOptions
+from minilm_deploy.export.profile import ShapeRanges, TensorRTOptions
 from minilm_deploy.paths import atomic_write_bytes, cache_root
 from minilm_deploy.runtime.backends.trt_runner import device_info
 
@@ -40,7 +40,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def profile_shapes(profile: ShapeProfile, inputs: Sequence[str], max_length: int) -> Shapes:
+def profile_shapes(profile: ShapeRanges, inputs: Sequence[str], max_length: int) -> Shapes:
     """One optimisation profile as min/opt/max (batch, sequence) per input; the sequence may not exceed max_length."""
     b, s = profile.batch, profile.sequence
     if s.max > max_length:
@@ -48,7 +48,7 @@ def profile_shapes(profile: ShapeProfile, inputs: Sequence[str], max_length: int
     return {name: ((b.min, s.min), (b.opt, s.opt), (b.max, s.max)) for name in inputs}
 
 
-def profile_record(profile: ShapeProfile) -> dict[str, dict[str, int]]:
+def profile_record(profile: ShapeRanges) -> dict[str, dict[str, int]]:
     return {"batch": vars(profile.batch).copy(), "sequence": vars(profile.sequence).copy()}
 
 
@@ -63,7 +63,7 @@ def check_version(version: str) -> None:
                           "pip install 'tensorrt>=10'")
 
 
-def build_engine(onnx_path: Path, plan_path: Path, options: TensorRTOptions, profiles: Sequence[ShapeProfile],
+def build_engine(onnx_path: Path, plan_path: Path, options: TensorRTOptions, profiles: Sequence[ShapeRanges],
                  inputs: Sequence[str], max_length: int) -> dict[str, Any]:
     """Build and write `plan_path` from `onnx_path`, whose own types are the engine's precision;
     returns the manifest's `tensorrt` record (without validation figures)."""

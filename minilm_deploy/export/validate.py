@@ -23,13 +23,13 @@ import torch
 from minilm_deploy.errors import MinilmError, ValidationFailed
 from minilm_deploy.export.onnx_export import wrap
 from minilm_deploy.export.profile import Tolerance
+from minilm_deploy.export.reference import ReferenceModel
 from minilm_deploy.export.samples import LONG_TEXT, PAIRS, SENTENCES
-from minilm_deploy.export.source import SourceModel
 
 Feeds = dict[str, np.ndarray]
 
 
-def reference_batches(source: SourceModel, texts: Sequence[str] = SENTENCES) -> list[Feeds]:
+def reference_batches(source: ReferenceModel, texts: Sequence[str] = SENTENCES) -> list[Feeds]:
     """Batches of shapes (1, short), (4, padded), (B, all padded), (2, max_length) and pairs when types are used."""
     tok, n = source.tokenizer, source.max_length
     plan: list[tuple[list[Any], dict[str, Any]]] = [
@@ -49,7 +49,7 @@ def _encode(tok: Any, max_length: int, texts: list[str], pairs: list[str] | None
     return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
 
 
-def torch_outputs(source: SourceModel, feeds: Feeds) -> dict[str, np.ndarray]:
+def torch_outputs(source: ReferenceModel, feeds: Feeds) -> dict[str, np.ndarray]:
     module = wrap(source)
     with torch.inference_mode():
         out = module(*(torch.from_numpy(feeds[name]) for name in source.inputs))
@@ -149,7 +149,7 @@ class Graph:
         return lambda feeds: onnx_outputs(session, feeds, names)
 
 
-def validate_outputs(source: SourceModel, model: Path | Graph, tolerance: Tolerance, *, precision: str,
+def validate_outputs(source: ReferenceModel, model: Path | Graph, tolerance: Tolerance, *, precision: str,
                      batches: list[Feeds] | None = None, references: list[dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """Figures for `model` (an ONNX path, or a Graph) vs PyTorch; raises ValidationFailed when a gate
     fails (nothing is written by the caller)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from minilm_deploy.export import quantize
 from minilm_deploy.export.profile import ExportProfile
-from minilm_deploy.export.source import SourceModel
+from minilm_deploy.export.reference import ReferenceModel
 from minilm_deploy.export.validate import Graph, validate_outputs
 
 
@@ -17,7 +17,7 @@ from minilm_deploy.export.validate import Graph, validate_outputs
 class Work:
     """One export in progress (everything lives under `root`, a temporary directory renamed at the end)."""
 
-    source: SourceModel
+    source: ReferenceModel
     profile: ExportProfile
     root: Path  # the temporary artifact directory
     name: str  # the artifact's final folder name (names the Triton model)

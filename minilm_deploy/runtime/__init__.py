@@ -1,6 +1,6 @@
 """One `Predictor` over PyTorch, ONNX Runtime and TensorRT (see `predictor.py`, `backends/`)."""
 
+from minilm_deploy.runtime.model_folder import ModelFolder, inspect_model
 from minilm_deploy.runtime.predictor import Predictions, Predictor
-from minilm_deploy.runtime.source import ModelSource, inspect_model
 
-__all__ = ["ModelSource", "Predictions", "Predictor", "inspect_model"]
+__all__ = ["ModelFolder", "Predictions", "Predictor", "inspect_model"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.runtime.backends import BACKENDS, Runner, runner_class
-from minilm_deploy.runtime.source import ModelSource, inspect_model
+from minilm_deploy.runtime.model_folder import ModelFolder, inspect_model
 
 DEVICES = ("cpu", "cuda")
 TextInput = Sequence[str] | Sequence[tuple[str, str]]
@@ -84,7 +84,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def choose_backend(source: ModelSource, device: str) -> str:
+def choose_backend(source: ModelFolder, device: str) -> str:
     """`auto`: the engine on a GPU; on a CPU the backend `--profile auto` picked (or the OpenVINO IR of an
     openvino export), else the ONNX model, else the PyTorch weights."""
     if source.engine_file is not None and device == "cuda":
@@ -97,7 +97,7 @@ def choose_backend(source: ModelSource, device: str) -> str:
     return "onnxruntime" if source.model_file is not None else "torch"
 
 
-def cpu_class_warning(source: ModelSource) -> str | None:
+def cpu_class_warning(source: ModelFolder) -> str | None:
     """An artifact whose backend was picked on another CPU class: say so, with the command to pick again."""
     from minilm_deploy.hardware import cpu_class
 
@@ -112,7 +112,7 @@ def cpu_class_warning(source: ModelSource) -> str | None:
 
 
 class Predictor:
-    def __init__(self, source: ModelSource, runner: Runner, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, source: ModelFolder, runner: Runner, tokenizer: Any, max_length: int) -> None:
         self.source, self.runner, self.tokenizer, self.max_length = source, runner, tokenizer, max_length
 
     @classmethod

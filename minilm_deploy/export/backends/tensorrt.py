@@ -74,7 +74,7 @@ def build_engine(work: Work, graph: Path) -> dict[str, Any]:
     prof, src = work.profile, work.source
     assert prof.tensorrt is not None
     plan = work.root / PLAN_FILE
-    record = trt_engine.build_engine(graph, plan, prof.tensorrt, prof.trt_profiles, src.inputs, src.max_length)
+    record = trt_engine.build_engine(graph, plan, prof.tensorrt, prof.trt_shape_ranges, src.inputs, src.max_length)
     record["validation"], record["io"] = engine_check(work, plan)
     return record
 
@@ -87,7 +87,7 @@ def engine_check(work: Work, plan: Path) -> tuple[dict[str, Any], dict[str, str]
 
     engine = EngineSession(plan.read_bytes(), plan.name)
     session, val = open_session(work.raw_graph), work.profile.validation
-    prof = work.profile.trt_profiles[0]
+    prof = work.profile.trt_shape_ranges[0]
     figures = []
     for feeds in work.batches:
         b, s = feeds["input_ids"].shape

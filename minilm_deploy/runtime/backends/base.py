@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from minilm_deploy.runtime.source import ModelSource
+from minilm_deploy.runtime.model_folder import ModelFolder
 
 
 class Runner:
     name = "base"
 
-    def __init__(self, source: ModelSource, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, source: ModelFolder, device: str = "cpu", threads: int | None = None) -> None:
         self.source = source
         self.device = device
         self.threads = threads
@@ -24,7 +24,7 @@ class Runner:
         self.active = False
 
     @classmethod
-    def unsupported(cls, source: ModelSource, device: str) -> str | None:
+    def unsupported(cls, source: ModelFolder, device: str) -> str | None:
         """Why this backend cannot run `source` on `device` (None when it can)."""
         return None
 

@@ -18,7 +18,7 @@ import numpy as np
 from minilm_deploy.errors import InputError
 from minilm_deploy.hardware import cpu_has_fast_bf16
 from minilm_deploy.runtime.backends.base import Runner, with_sentence_embedding
-from minilm_deploy.runtime.source import ModelSource
+from minilm_deploy.runtime.model_folder import ModelFolder
 
 PRECISIONS = ("auto", "f32", "bf16")
 
@@ -87,7 +87,7 @@ class OpenVinoRunner(Runner):
     _infer: OpenVinoInfer | None = None
 
     @classmethod
-    def unsupported(cls, source: ModelSource, device: str) -> str | None:
+    def unsupported(cls, source: ModelFolder, device: str) -> str | None:
         if source.model_file is None and source.openvino_file is None:
             return f"{source.path}: no ONNX model here (export it first: minilm export MODEL)"
         if device != "cpu":

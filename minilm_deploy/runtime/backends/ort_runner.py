@@ -6,7 +6,7 @@ import numpy as np
 
 from minilm_deploy.errors import MinilmError
 from minilm_deploy.runtime.backends.base import Runner, with_sentence_embedding
-from minilm_deploy.runtime.source import ModelSource
+from minilm_deploy.runtime.model_folder import ModelFolder
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
@@ -46,7 +46,7 @@ class OrtRunner(Runner):
     spinning = False
 
     @classmethod
-    def unsupported(cls, source: ModelSource, device: str) -> str | None:
+    def unsupported(cls, source: ModelFolder, device: str) -> str | None:
         if source.model_file is None:
             return f"{source.path}: no ONNX model here (export it first: minilm export MODEL)"
         if device not in PROVIDERS:

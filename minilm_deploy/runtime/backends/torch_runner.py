@@ -6,14 +6,14 @@ import numpy as np
 
 from minilm_deploy.errors import MinilmError
 from minilm_deploy.runtime.backends.base import Runner
-from minilm_deploy.runtime.source import ModelSource
+from minilm_deploy.runtime.model_folder import ModelFolder
 
 
 class TorchRunner(Runner):
     name = "torch"
 
     @classmethod
-    def unsupported(cls, source: ModelSource, device: str) -> str | None:
+    def unsupported(cls, source: ModelFolder, device: str) -> str | None:
         if source.weights_dir is None:
             return f"{source.path}: no PyTorch weights (an artifact whose source folder is gone); use --backend onnxruntime"
         return None

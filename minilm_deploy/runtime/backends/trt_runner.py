@@ -12,7 +12,7 @@ import numpy as np
 
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.runtime.backends.base import Runner, with_sentence_embedding
-from minilm_deploy.runtime.source import ModelSource
+from minilm_deploy.runtime.model_folder import ModelFolder
 
 
 def _capability(value: Any) -> str:
@@ -119,7 +119,7 @@ class TrtRunner(Runner):
     session: EngineSession | None = None
 
     @classmethod
-    def unsupported(cls, source: ModelSource, device: str) -> str | None:
+    def unsupported(cls, source: ModelFolder, device: str) -> str | None:
         if source.engine_file is None:
             return f"{source.path}: no model.plan here (export with --trt on a machine with an NVIDIA GPU)"
         if device != "cuda":

@@ -1,8 +1,8 @@
 """What the runtime needs to know about a model folder: an export artifact or a Hugging Face folder.
 
-An export artifact (see `minilm_deploy/export/manifest.py`) holds `manifest.json`, `model.onnx`,
+An export artifact (see `minilm_deploy/artifact.py`) holds `manifest.json`, `model.onnx`,
 maybe `model.plan`, `tokenizer/` and `config.json`. A Hugging Face folder holds `config.json`,
-weights and a tokenizer. Both become one `ModelSource`, which every backend reads.
+weights and a tokenizer. Both become one `ModelFolder`, which every backend reads.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ MANIFEST_FILE = "manifest.json"
 
 
 @dataclass(frozen=True)
-class ModelSource:
+class ModelFolder:
     path: Path
     kind: str  # "artifact" | "hf"
     task: str  # "embedding" | "classification" | "regression"
@@ -53,8 +53,8 @@ class ModelSource:
         return sum(p.stat().st_size for p in folder.glob("*") if p.suffix in {".safetensors", ".bin"})
 
 
-def inspect_model(path: Path | str) -> ModelSource:
-    """Read `path` (artifact or Hugging Face folder) into a `ModelSource`, or explain what is wrong."""
+def inspect_model(path: Path | str) -> ModelFolder:
+    """Read `path` (artifact or Hugging Face folder) into a `ModelFolder`, or explain what is wrong."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise InputError(f"{path}: no such folder; give an export artifact or a Hugging Face model folder")
@@ -74,7 +74,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return dataclasses.asdict(manifest)
 
 
-def _from_artifact(path: Path) -> ModelSource:
+def _from_artifact(path: Path) -> ModelFolder:
     m = read_manifest(path)
     missing = [k for k in ("task", "model_file", "inputs", "max_length") if k not in m]
     if missing:
@@ -85,7 +85,7 @@ def _from_artifact(path: Path) -> ModelSource:
     engine = path / "model.plan"
     source_dir = Path(str((m.get("source") or {}).get("path", "")))
     weights = source_dir if str(source_dir) not in ("", ".") and (source_dir / "config.json").is_file() else None
-    return ModelSource(
+    return ModelFolder(
         path=path, kind="artifact", task=m["task"], label_names=tuple(m.get("label_names") or ()),
         max_length=int(m["max_length"]), input_names=tuple(m["inputs"]), tokenizer_dir=path / "tokenizer",
         precision=str(m.get("precision", "fp32")), model_file=model_file if model_file.is_file() else None,
@@ -94,13 +94,13 @@ def _from_artifact(path: Path) -> ModelSource:
     )
 
 
-def _from_hf(path: Path) -> ModelSource:
+def _from_hf(path: Path) -> ModelFolder:
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except ValueError as exc:
         raise InputError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
     task, labels = hf_task(config)
-    return ModelSource(
+    return ModelFolder(
         path=path, kind="hf", task=task, label_names=labels, max_length=sequence_limit(path, config),
         input_names=(), tokenizer_dir=path, weights_dir=path,
     )

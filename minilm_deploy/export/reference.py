@@ -1,6 +1,7 @@
-"""The model being exported: loaded once, with the facts the exporter needs declared as data.
+"""The model being exported, in PyTorch: the reference every export is checked against, loaded once, with the
+facts the exporter needs declared as data.
 
-`SourceModel` answers: which task (embedding | classification | regression), which inputs the
+`ReferenceModel` answers: which task (embedding | classification | regression), which inputs the
 model really uses (token_type_ids only where it has more than one type and the tokenizer makes
 them), which outputs the artifact has, and the longest sequence it can take (positions are the
 hard limit: a longer input fails at run time, so the artifact records it and the runtime truncates).
@@ -25,7 +26,7 @@ OUTPUTS = {"embedding": ("last_hidden_state", "sentence_embedding"), "classifica
 
 
 @dataclass
-class SourceModel:
+class ReferenceModel:
     path: Path
     model: torch.nn.Module  # in eval mode; AutoModel or AutoModelForSequenceClassification
     tokenizer: Any
@@ -64,7 +65,7 @@ def detect_task(config: Any) -> ModelTask:
     return "classification"
 
 
-def load_source(path: Path, *, max_length: int = 0) -> SourceModel:
+def load_reference(path: Path, *, max_length: int = 0) -> ReferenceModel:
     """Load `path` (a local HF folder) for export through the one loading path (`models/loading.py`): a missing,
     pickle-only or corrupt model, or a tokenizer of another vocabulary, is a one-line InputError."""
     from transformers import AutoModel, AutoModelForSequenceClassification
@@ -81,7 +82,7 @@ def load_source(path: Path, *, max_length: int = 0) -> SourceModel:
     limit = sequence_limit(path, config.to_dict())
     if max_length > limit:
         raise InputError(f"max_length {max_length} exceeds the model's position limit {limit}; lower it")
-    return SourceModel(path, model, tokenizer, config, task, inputs, max_length or limit, sha256_file(weights))
+    return ReferenceModel(path, model, tokenizer, config, task, inputs, max_length or limit, sha256_file(weights))
 
 
 def used_inputs(model: torch.nn.Module, config: Any, tokenizer: Any) -> tuple[str, ...]:
