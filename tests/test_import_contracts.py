@@ -72,3 +72,33 @@ def test_only_sources_reads_zoo_names():
                      if '"zoo:' in p.read_text(encoding="utf-8") and "startswith" in p.read_text(encoding="utf-8")
                      and not p.is_relative_to(PACKAGE / "zoo"))
     assert readers == ["minilm_deploy/sources.py"]
+
+
+def test_no_import_cycles_even_through_imports_inside_functions():
+    """Issue 17 found data.tasks → zoo.registry → … → data.corpus → data.tasks, hidden by function-level imports.
+    Every project import (module level or inside a function) is an edge; the graph has no cycle."""
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+
+    def target(name: str) -> str | None:  # `from minilm_deploy.x import f` → module minilm_deploy.x
+        while name not in modules and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return name if name in modules and name != "minilm_deploy" else None
+
+    graph = {m: {t for n in imports_of(p) if (t := target(n)) and t != m} for m, p in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for nxt in sorted(graph[module]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt):], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
