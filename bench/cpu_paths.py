@@ -10,6 +10,11 @@ the task's real texts at batch 1 and 32 (tokenisation included), task accuracy (
 the nearest-centroid probe) and each export's worst cosine to PyTorch, for each thread count. Run
 it on an otherwise idle machine: every figure is timed in its own fresh process.
 
+With `--peers FOLDER` (made by `bench.cpu_paths_peers` in optimum's own environment: optimum's ONNX
+Runtime INT8, optimum-intel's OpenVINO IR), those run in the same harness, side by side. Every row's
+worst sentence-embedding cosine to PyTorch on 256 of the task's test sentences is measured here too
+("real cosine"), next to our exports' validation figure.
+
 Writes bench/results/cpu_paths/<cpu class>.json and a table in bench/results/cpu_paths/<cpu class>.md.
 Not a test: nothing asserts a time.
 """
@@ -17,6 +22,7 @@ Not a test: nothing asserts a time.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +71,39 @@ def export_all(model: str, task: str, folder: Path) -> dict[str, dict[str, Any]]
     return out
 
 
+def peer_paths(folder: Path | None) -> dict[str, dict[str, Any]]:
+    """The peers `bench.cpu_paths_peers` made: {row: {"path", "backend", "made_by"}}."""
+    if folder is None:
+        return {}
+    out = {}
+    for peer in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
+        backend = "openvino" if (peer / "openvino_model.xml").is_file() else "onnxruntime"
+        made_by = json.loads((peer / "peer.json").read_text())["made_by"] if (peer / "peer.json").is_file() else "?"
+        out[peer.name] = {"path": str(peer), "backend": backend, "made_by": made_by, "min_cosine": None}
+    return out
+
+
+def real_cosines(model: str, task: str, paths: dict[str, dict[str, Any]], n: int = 256) -> dict[str, float]:
+    """Each row's worst sentence-embedding cosine to PyTorch fp32 on `n` test sentences of `task`."""
+    import numpy as np
+
+    from minilm_deploy.runtime import Predictor
+    from minilm_deploy.sources import load_task
+
+    texts = [ex.text for ex in load_task(task).splits["test"][:n]]
+
+    def embed(path: str, backend: str) -> np.ndarray:
+        with Predictor.load(path, backend=backend, threads=1) as predictor:
+            e = np.concatenate([predictor.predict(texts[i : i + 32]).embedding_array for i in range(0, n, 32)])
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    from minilm_deploy.sources import resolve_model
+
+    reference = embed(str(resolve_model(model)), "torch")
+    return {row: float((embed(info["path"], info["backend"]) * reference).sum(1).min())
+            for row, info in paths.items() if "path" in info}
+
+
 def bench_all(model: str, task: str, paths: dict[str, dict[str, Any]], threads: int, real_batch: int,
               grid: bool, out: Path) -> dict[str, Any]:
     from minilm_deploy.bench.run import ModelSpec, run_bench
@@ -78,9 +117,9 @@ def bench_all(model: str, task: str, paths: dict[str, dict[str, Any]], threads: 
     return run_bench(specs, suite, out)
 
 
-def table(runs: list[dict[str, Any]], paths: dict[str, dict[str, Any]]) -> str:
-    lines = ["| path | threads | b1×128 ms | b32×128 ms | b1 real ms | b32 real ms | accuracy | min cosine |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+def table(runs: list[dict[str, Any]], paths: dict[str, dict[str, Any]], real: dict[str, float]) -> str:
+    lines = ["| path | threads | b1×128 ms | b32×128 ms | b1 real ms | b32 real ms | accuracy | validation cosine | real cosine |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     by: dict[tuple[str, int], dict[str, Any]] = {}
     for run in runs:
         threads = run["suite"]["threads"]
@@ -95,9 +134,11 @@ def table(runs: list[dict[str, Any]], paths: dict[str, dict[str, Any]]) -> str:
     for (name, threads), cell in by.items():
         cos = (paths.get(name) or {}).get("min_cosine")
         values = [cell.get(k) for k in ("b1x128", "b32x128", "b1real", "b32real")]
+        reference = name == "pytorch-fp32"
         lines.append(f"| {name} | {threads} | " + " | ".join(f"{v:.2f}" if v is not None else "–" for v in values)
-                     + f" | {cell.get('accuracy', float('nan')):.4f} | " + (f"{cos:.4f}" if cos is not None else "1 (reference)")
-                     + " |")
+                     + f" | {cell.get('accuracy', float('nan')):.4f} | "
+                     + ("1 (reference)" if reference else f"{cos:.4f}" if cos is not None else "–") + " | "
+                     + ("1 (reference)" if reference else f"{real[name]:.4f}" if name in real else "–") + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -106,12 +147,14 @@ def main() -> None:
     parser.add_argument("--model", default="zoo:all-minilm-l6-v2")
     parser.add_argument("--task", default="zoo:rotten-tomatoes")
     parser.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
+    parser.add_argument("--peers", type=Path, help="peer exports made by `python -m bench.cpu_paths_peers` (optimum's venv)")
     args = parser.parse_args()
     from minilm_deploy.hardware import cpu_class, cpu_name
 
     name = args.model.removeprefix("zoo:").rstrip("/").split("/")[-1]
     folder = WORK / name
-    paths = export_all(args.model, args.task, folder)
+    paths = export_all(args.model, args.task, folder) | peer_paths(args.peers)
+    real = real_cosines(args.model, args.task, paths)
     runs = []
     for threads in (int(t) for t in args.threads.split(",")):
         for real_batch, grid in ((32, True), (1, False)):
@@ -119,12 +162,17 @@ def main() -> None:
                                   folder / f"bench-t{threads}-b{real_batch}"))
     klass = cpu_class()
     record = {"cpu": cpu_name(), "cpu_class": klass, "model": args.model, "task": args.task, "paths": paths,
+              "real_cosine": real,
               "runs": [{"suite": r["suite"], "rows": r["rows"], "models": r["models"]} for r in runs]}
     header = (f"# CPU paths on {cpu_name()} ({klass})\n\n`python -m bench.cpu_paths --model {args.model} --task {args.task} "
-              f"--threads {args.threads}`; p50 latency, each model in its own process; accuracy on 600 test sentences "
-              "(an embedding model: the nearest-centroid probe); min cosine: the export's worst to PyTorch.\n\n")
+              f"--threads {args.threads}" + (f" --peers {args.peers}" if args.peers else "") + "`; p50 latency, each model "
+              "in its own process; accuracy on 600 test sentences (an embedding model: the nearest-centroid probe); "
+              "validation cosine: the export's worst to PyTorch in its own validation (token and sentence outputs); "
+              "real cosine: the worst sentence-embedding cosine to PyTorch on 256 test sentences, every row alike.\n\n"
+              + "".join(f"- {row}: {info['made_by']}\n" for row, info in paths.items() if "made_by" in info)
+              + ("\n" if args.peers else ""))
     auto = paths.get("auto", {}).get("auto")
-    markdown_table = header + table(runs, paths) + (f"\n`--profile auto`: {auto}\n" if auto else "")
+    markdown_table = header + table(runs, paths, real) + (f"\n`--profile auto`: {auto}\n" if auto else "")
     harness.write_report(RESULTS / klass, record, markdown_table)
     print((RESULTS / f"{klass}.md").read_text())
 

@@ -334,3 +334,24 @@ def test_the_registry_is_the_only_list_of_backends():
     assert set(BACKENDS) == {"torch", "onnxruntime", "openvino", "tensorrt"}
     for name in BACKENDS:
         assert runner_class(name).name == name
+
+
+def test_an_export_laid_out_as_optimum_and_optimum_intel_write_it_runs(tmp_path, encoder):
+    """A Hugging Face folder with `model.onnx` (optimum's layout) runs on ONNX Runtime, with
+    `openvino_model.xml` (optimum-intel's) on OpenVINO: `minilm bench` times such peer exports beside ours."""
+    import shutil
+
+    hf, artifact = encoder
+    peer = tmp_path / "optimum-layout"
+    shutil.copytree(hf, peer)
+    shutil.copyfile(artifact / "model.onnx", peer / "model.onnx")
+    with Predictor.load(hf, backend="torch", max_length=16) as ref, Predictor.load(peer, max_length=16) as ort:
+        assert ort.info["backend"] == "onnxruntime"  # auto: the ONNX model before the PyTorch weights
+        np.testing.assert_allclose(ref.predict(TEXTS).embeddings, ort.predict(TEXTS).embeddings, atol=1e-5)
+    ov = pytest.importorskip("openvino")
+    ov.save_model(ov.convert_model(str(artifact / "model.onnx")), str(peer / "openvino_model.xml"))
+    (peer / "model.onnx").unlink()
+    with Predictor.load(hf, backend="torch", max_length=16) as ref, Predictor.load(peer, backend="openvino") as vino:
+        a, b = ref.predict(TEXTS).embeddings, vino.predict(TEXTS).embeddings
+        assert vino.info["model_file"] == "openvino_model.xml"
+        assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() > 0.999

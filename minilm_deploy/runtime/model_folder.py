@@ -2,7 +2,9 @@
 
 An export artifact (see `minilm_deploy/artifact.py`) holds `manifest.json`, `model.onnx`,
 maybe `model.plan`, `tokenizer/` and `config.json`. A Hugging Face folder holds `config.json`,
-weights and a tokenizer. Both become one `ModelFolder`, which every backend reads.
+weights and a tokenizer, and maybe an ONNX or OpenVINO export as optimum / optimum-intel write them
+(`model.onnx`, `openvino_model.xml`): `minilm bench` then times such a peer export beside ours. Both
+become one `ModelFolder`, which every backend reads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from minilm_deploy.errors import InputError
 from minilm_deploy.models.adapters import sequence_limit
 
 MANIFEST_FILE = "manifest.json"
+# A Hugging Face folder may also hold an export as other tools lay it out, which the ONNX Runtime and
+# OpenVINO backends then run: optimum's `model.onnx`, optimum-intel's `openvino_model.xml` (+ .bin).
+HF_ONNX_FILE = "model.onnx"
+HF_OPENVINO_FILE = "openvino_model.xml"
 
 
 @dataclass(frozen=True)
@@ -100,9 +106,11 @@ def _from_hf(path: Path) -> ModelFolder:
     except ValueError as exc:
         raise InputError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
     task, labels = hf_task(config)
+    onnx, openvino = path / HF_ONNX_FILE, path / HF_OPENVINO_FILE
     return ModelFolder(
         path=path, kind="hf", task=task, label_names=labels, max_length=sequence_limit(path, config),
-        input_names=(), tokenizer_dir=path, weights_dir=path,
+        input_names=(), tokenizer_dir=path, weights_dir=path, model_file=onnx if onnx.is_file() else None,
+        openvino_file=openvino if openvino.is_file() else None,
     )
 
 
