@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.cpu_paths                                  # all-MiniLM-L6-v2, rotten-tomatoes
     .venv/bin/python -m bench.cpu_paths --model runs/quickstart/student --threads 1,2
 
-Exports the model with each CPU profile (onnx-cpu-fp32, onnx-cpu-int8, onnx-cpu-int8-attention, openvino-cpu-fp32,
+PyTorch runs as fp32 eager (the reference) and under bf16 autocast (`--backend torch-bf16`). Exports the
+model with each CPU profile (onnx-cpu-fp32, onnx-cpu-int8, onnx-cpu-int8-attention, openvino-cpu-fp32,
 openvino-cpu-int8: each validated as every export is) and with `--profile auto`, then runs `minilm
 bench`'s harness over all of them against PyTorch fp32 eager: p50 at batch 1 and 32 × 128 tokens,
 the task's real texts at batch 1 and 32 (tokenisation included), task accuracy (an embedding model:
@@ -153,7 +154,10 @@ def main() -> None:
 
     name = args.model.removeprefix("zoo:").rstrip("/").split("/")[-1]
     folder = WORK / name
-    paths = export_all(args.model, args.task, folder) | peer_paths(args.peers)
+    from minilm_deploy.sources import resolve_model
+
+    pytorch_bf16 = {"pytorch-bf16": {"path": str(resolve_model(args.model)), "backend": "torch-bf16", "min_cosine": None}}
+    paths = pytorch_bf16 | export_all(args.model, args.task, folder) | peer_paths(args.peers)
     real = real_cosines(args.model, args.task, paths)
     runs = []
     for threads in (int(t) for t in args.threads.split(",")):

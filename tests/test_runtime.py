@@ -331,7 +331,7 @@ def test_position_offsets_live_in_the_adapter_table():
 
 
 def test_the_registry_is_the_only_list_of_backends():
-    assert set(BACKENDS) == {"torch", "onnxruntime", "openvino", "tensorrt"}
+    assert set(BACKENDS) == {"torch", "torch-bf16", "onnxruntime", "openvino", "tensorrt"}
     for name in BACKENDS:
         assert runner_class(name).name == name
 
@@ -355,3 +355,17 @@ def test_an_export_laid_out_as_optimum_and_optimum_intel_write_it_runs(tmp_path,
         a, b = ref.predict(TEXTS).embeddings, vino.predict(TEXTS).embeddings
         assert vino.info["model_file"] == "openvino_model.xml"
         assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() > 0.999
+
+
+def test_torch_bf16_autocast_is_a_backend_close_to_fp32(classifier, encoder):
+    """`--backends torch,torch-bf16`: the PyTorch bf16 rows of the CPU-paths benchmark (float32 outputs)."""
+    for hf, _ in (classifier, encoder):
+        with Predictor.load(hf, backend="torch") as fp32, Predictor.load(hf, backend="torch-bf16") as bf16:
+            assert bf16.info["precision"] == "bf16 autocast" and fp32.info["precision"] == "fp32"
+            feeds = fp32.tokenize(TEXTS)
+            a, b = fp32.runner.infer(feeds), bf16.runner.infer(feeds)
+            assert all(v.dtype == np.float32 for v in b.values()) and a.keys() == b.keys()
+            for name in a:
+                x, y = a[name].reshape(len(TEXTS), -1), b[name].reshape(len(TEXTS), -1)
+                assert ((x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)).min() > 0.99
+                assert not np.array_equal(x, y)  # bf16 really ran

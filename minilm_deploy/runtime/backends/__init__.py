@@ -13,6 +13,7 @@ from minilm_deploy.runtime.backends.base import Runner
 
 BACKENDS: dict[str, str] = {
     "torch": "minilm_deploy.runtime.backends.torch_runner:TorchRunner",
+    "torch-bf16": "minilm_deploy.runtime.backends.torch_runner:TorchBf16Runner",
     "onnxruntime": "minilm_deploy.runtime.backends.ort_runner:OrtRunner",
     "openvino": "minilm_deploy.runtime.backends.openvino_runner:OpenVinoRunner",
     "tensorrt": "minilm_deploy.runtime.backends.trt_runner:TrtRunner",

@@ -11,6 +11,7 @@ from minilm_deploy.runtime.model_folder import ModelFolder
 
 class TorchRunner(Runner):
     name = "torch"
+    autocast_bf16 = False
 
     @classmethod
     def unsupported(cls, source: ModelFolder, device: str) -> str | None:
@@ -34,13 +35,14 @@ class TorchRunner(Runner):
         assert self.source.weights_dir is not None, "unsupported() refuses a source without weights"
         self.model = load_weights(auto, self.source.weights_dir).eval().to(self.device)
         self.accepts = set(inspect.signature(self.model.forward).parameters)
-        self.info.update(torch=torch.__version__, threads=torch.get_num_threads())
+        self.info.update(torch=torch.__version__, threads=torch.get_num_threads(),
+                         precision="bf16 autocast" if self.autocast_bf16 else "fp32")
         super().activate()
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast_bf16):
             inputs = {k: torch.from_numpy(v).to(self.device) for k, v in feeds.items() if k in self.accepts}
             out = self.model(**inputs)
             if self.source.task != "embedding":
@@ -53,3 +55,11 @@ class TorchRunner(Runner):
     def deactivate(self) -> None:
         self.model = None
         super().deactivate()
+
+
+class TorchBf16Runner(TorchRunner):
+    """The same model under bf16 autocast (matrix products in bf16, outputs returned as float32): fast where
+    the CPU has AMX or AVX512-BF16 (or on a GPU), slower than fp32 elsewhere; `minilm bench` measures which."""
+
+    name = "torch-bf16"
+    autocast_bf16 = True
