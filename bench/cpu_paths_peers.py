@@ -1,8 +1,10 @@
 """The peer paths of `bench.cpu_paths`, made the way their own tools make them, in their own environment.
 
-    python3.11 -m venv /tmp/venv-optimum && /tmp/venv-optimum/bin/pip install torch==2.13.0 \\
-        && /tmp/venv-optimum/bin/pip install "optimum[onnxruntime]" "optimum-intel[openvino]"
-    /tmp/venv-optimum/bin/python -m bench.cpu_paths_peers MODEL_DIR --out runs/cpu_paths/<model>/peers
+    # optimum and optimum-intel do not resolve in one environment: one venv each (torch==2.13.0 first in each)
+    python3.11 -m venv /tmp/venv-optimum && /tmp/venv-optimum/bin/pip install torch==2.13.0 && /tmp/venv-optimum/bin/pip install "optimum[onnxruntime]"
+    python3.11 -m venv /tmp/venv-ov && /tmp/venv-ov/bin/pip install torch==2.13.0 && /tmp/venv-ov/bin/pip install "optimum-intel[openvino]"
+    /tmp/venv-optimum/bin/python -m bench.cpu_paths_peers MODEL_DIR --tool optimum --out runs/cpu_paths/<model>/peers
+    /tmp/venv-ov/bin/python -m bench.cpu_paths_peers MODEL_DIR --tool optimum-intel --out runs/cpu_paths/<model>/peers
 
 Writes one Hugging Face folder per peer path (config, tokenizer, and the peer's model file in the layout its
 tool writes it), which `minilm bench` and `python -m bench.cpu_paths --peers FOLDER` then time in our own
@@ -69,9 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="a local Hugging Face model folder (e.g. `minilm zoo path all-minilm-l6-v2`)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tool", choices=("optimum", "optimum-intel"), required=True, help="the peers this venv makes")
     args = parser.parse_args()
-    optimum_ort(args.model, args.out)
-    optimum_intel(args.model, args.out)
+    (optimum_ort if args.tool == "optimum" else optimum_intel)(args.model, args.out)
     print("\n".join(str(p) for p in sorted(args.out.iterdir())))
 
 
