@@ -369,3 +369,12 @@ def test_torch_bf16_autocast_is_a_backend_close_to_fp32(classifier, encoder):
                 x, y = a[name].reshape(len(TEXTS), -1), b[name].reshape(len(TEXTS), -1)
                 assert ((x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)).min() > 0.99
                 assert not np.array_equal(x, y)  # bf16 really ran
+
+
+def test_the_cli_help_names_every_backend():
+    """The help strings are written out (the registry's package is too heavy to import at CLI start): kept
+    true to the registry here."""
+    for command in ("bench", "serve"):
+        text = (ROOT / "minilm_deploy" / "cli" / f"{command}.py").read_text()
+        line = next(line for line in text.splitlines() if "backend:" in line and "auto, torch" in line)
+        assert all(name in line for name in BACKENDS), (command, line)

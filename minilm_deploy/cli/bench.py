@@ -20,7 +20,7 @@ def command(
     overrides: SetOption = None,
     task: Annotated[str | None, typer.Option("--task", help="Task for accuracy and real text lengths, e.g. zoo:rotten-tomatoes.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Report folder (default: runs/bench/SUITE).", show_default=False)] = None,
-    backend: Annotated[str | None, typer.Option(help="auto, torch, onnxruntime, openvino or tensorrt (default: the suite's).", show_default=False)] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, torch, torch-bf16, onnxruntime, openvino or tensorrt (default: the suite's).", show_default=False)] = None,
     backends: Annotated[str | None, typer.Option(help="Compare backends side by side: each artifact once per backend, e.g. onnxruntime,openvino,torch.", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: the suite's).", show_default=False)] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads (0: library default).", show_default=False)] = None,

@@ -18,7 +18,7 @@ def command(
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     model_name: Annotated[str, typer.Option(help="Model name in /v2/models/NAME (default: the artifact's Triton model name).")] = "",
-    backend: Annotated[str, typer.Option(help="auto, torch, onnxruntime, openvino or tensorrt.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, torch, torch-bf16, onnxruntime, openvino or tensorrt.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     threads: Annotated[int, typer.Option(help="Inference threads (0: the library default).")] = 0,
     max_batch_size: Annotated[int, typer.Option(help="Texts per model call; 1 turns dynamic batching off.")] = 32,
