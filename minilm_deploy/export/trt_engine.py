@@ -44,7 +44,8 @@ def profile_shapes(profile: ShapeRanges, inputs: Sequence[str], max_length: int)
     """One optimisation profile as min/opt/max (batch, sequence) per input; the sequence may not exceed max_length."""
     b, s = profile.batch, profile.sequence
     if s.max > max_length:
-        raise InputError(f"tensorrt profile sequence max {s.max} exceeds the model's max_length {max_length}; lower it")
+        raise InputError(f"tensorrt.shape_ranges: sequence max {s.max} exceeds the model's max_length {max_length}; "
+                         "lower it in a copy of the export profile (exporters/*.yaml)")
     return {name: ((b.min, s.min), (b.opt, s.opt), (b.max, s.max)) for name in inputs}
 
 
