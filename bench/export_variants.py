@@ -28,7 +28,7 @@ from minilm_deploy.artifact import library_versions
 from minilm_deploy.export import optimize, quantize
 from minilm_deploy.export.onnx_export import export_onnx
 from minilm_deploy.export.profile import Quantization
-from minilm_deploy.export.source import load_source
+from minilm_deploy.export.reference import load_reference
 from minilm_deploy.export.taskcheck import predictions
 from minilm_deploy.export.validate import onnx_outputs, open_session, torch_outputs
 from minilm_deploy.sources import load_task, resolve_model
@@ -111,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "enc").mkdir()
-        source = load_source(model_path)
+        source = load_reference(model_path)
         paths = graphs(source, tmp / "enc")
         result["encoder"] = {
             "sizes_bytes": {n: p.stat().st_size for n, p in paths.items()},
@@ -119,7 +119,7 @@ def main() -> None:
             "cosine_vs_pytorch": cosines(source, paths, [ex.text for ex in dev[:512]]),
             "latency_ms": latency_grid(source, paths),
         }
-        cls_source = load_source(make_classifier(model_path, task, tmp / "cls"))
+        cls_source = load_reference(make_classifier(model_path, task, tmp / "cls"))
         (tmp / "clsg").mkdir()
         cls_paths = graphs(cls_source, tmp / "clsg")
         preds = predictions(cls_source, dev, cls_paths)

@@ -164,3 +164,11 @@ def test_no_script_edits_sys_path_or_imports_a_sibling_by_file():
             stripped = line.strip()
             for sibling in (p.stem for p in (ROOT / "bench").glob("*.py")):
                 assert not stripped.startswith((f"import {sibling}", f"from {sibling} import")), (path.name, line)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "bench").glob("*.py") if p.stem != "__init__"))
+def test_every_script_imports(name):
+    """A rename in the library must not leave a script behind (each imports what it names at module level)."""
+    import importlib
+
+    importlib.import_module(f"bench.{name}")
