@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
     parser.add_argument("--peers", type=Path, help="peer exports made by `python -m bench.cpu_paths_peers` (optimum's venv)")
     args = parser.parse_args()
-    from minilm_deploy.hardware import cpu_class, cpu_name
+    from minilm_deploy.hardware import cpu_class
 
     name = args.model.removeprefix("zoo:").rstrip("/").split("/")[-1]
     folder = WORK / name
@@ -159,17 +159,26 @@ def main() -> None:
     pytorch_bf16 = {"pytorch-bf16": {"path": str(resolve_model(args.model)), "backend": "torch-bf16", "min_cosine": None}}
     paths = pytorch_bf16 | export_all(args.model, args.task, folder) | peer_paths(args.peers)
     real = real_cosines(args.model, args.task, paths)
-    runs = []
+    runs: list[dict[str, Any]] = []
     for threads in (int(t) for t in args.threads.split(",")):
         for real_batch, grid in ((32, True), (1, False)):
             runs.append(bench_all(args.model, args.task, paths, threads, real_batch, grid,
                                   folder / f"bench-t{threads}-b{real_batch}"))
+        write(args, paths, real, runs)  # after each thread count: a run stopped later keeps what it measured
+    print((RESULTS / f"{cpu_class()}.md").read_text())
+
+
+def write(args: argparse.Namespace, paths: dict[str, dict[str, Any]], real: dict[str, float],
+          runs: list[dict[str, Any]]) -> None:
+    from minilm_deploy.hardware import cpu_class, cpu_name
+
     klass = cpu_class()
     record = {"cpu": cpu_name(), "cpu_class": klass, "model": args.model, "task": args.task, "paths": paths,
               "real_cosine": real,
               "runs": [{"suite": r["suite"], "rows": r["rows"], "models": r["models"]} for r in runs]}
+    done = ",".join(str(t) for t in dict.fromkeys(r["suite"]["threads"] for r in runs))
     header = (f"# CPU paths on {cpu_name()} ({klass})\n\n`python -m bench.cpu_paths --model {args.model} --task {args.task} "
-              f"--threads {args.threads}" + (f" --peers {args.peers}" if args.peers else "") + "`; p50 latency, each model "
+              f"--threads {done}" + (f" --peers {args.peers}" if args.peers else "") + "`; p50 latency, each model "
               "in its own process; accuracy on 600 test sentences (an embedding model: the nearest-centroid probe); "
               "validation cosine: the export's worst to PyTorch in its own validation (token and sentence outputs); "
               "real cosine: the worst sentence-embedding cosine to PyTorch on 256 test sentences, every row alike.\n\n"
@@ -178,8 +187,6 @@ def main() -> None:
     auto = paths.get("auto", {}).get("auto")
     markdown_table = header + table(runs, paths, real) + (f"\n`--profile auto`: {auto}\n" if auto else "")
     harness.write_report(RESULTS / klass, record, markdown_table)
-    print((RESULTS / f"{klass}.md").read_text())
-
 
 if __name__ == "__main__":
     main()
