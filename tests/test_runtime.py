@@ -348,6 +348,8 @@ def test_an_export_laid_out_as_optimum_and_optimum_intel_write_it_runs(tmp_path,
     with Predictor.load(hf, backend="torch", max_length=16) as ref, Predictor.load(peer, max_length=16) as ort:
         assert ort.info["backend"] == "onnxruntime"  # auto: the ONNX model before the PyTorch weights
         np.testing.assert_allclose(ref.predict(TEXTS).embeddings, ort.predict(TEXTS).embeddings, atol=1e-5)
+        feeds = ort.synthetic_feeds(2, 8)  # the latency grid's input carries every input the graph takes
+        assert {i.name for i in ort.runner.session.get_inputs()} <= set(feeds) and ort.infer(feeds)
     ov = pytest.importorskip("openvino")
     ov.save_model(ov.convert_model(str(artifact / "model.onnx")), str(peer / "openvino_model.xml"))
     (peer / "model.onnx").unlink()

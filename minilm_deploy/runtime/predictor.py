@@ -213,7 +213,9 @@ class Predictor:
         self.close()
 
     def _feeds(self, enc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = self.source.input_names or tuple(enc)
+        # an artifact's recorded inputs, else what the tokenizer makes for its model (a Hugging Face folder, or a
+        # peer's export in one, may take token_type_ids that synthetic feeds do not carry)
+        names = self.source.input_names or tuple(dict.fromkeys([*enc, *getattr(self.tokenizer, "model_input_names", ())]))
         ids = enc["input_ids"]
         fill = {"attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         return {n: enc[n] if n in enc else fill[n] for n in names}
