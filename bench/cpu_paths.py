@@ -16,8 +16,9 @@ Runtime INT8, optimum-intel's OpenVINO IR), those run in the same harness, side 
 worst sentence-embedding cosine to PyTorch on 256 of the task's test sentences is measured here too
 ("real cosine"), next to our exports' validation figure.
 
-Writes bench/results/cpu_paths/<cpu class>.json and a table in bench/results/cpu_paths/<cpu class>.md.
-Not a test: nothing asserts a time.
+Writes bench/results/cpu_paths/<cpu class>.json and a table in <cpu class>.md (another model than the default:
+<cpu class>-<model folder name>.json/.md), and README.md: every table recorded there, one section per CPU
+class and model, with what `auto` chose. Not a test: nothing asserts a time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from bench import harness
 
 RESULTS = harness.RESULTS / "cpu_paths"
+DEFAULT_MODEL = "zoo:all-minilm-l6-v2"
 WORK = harness.WORK / "cpu_paths"
 # row name → (export profile, runtime backend); "auto" is `--profile auto`'s pick
 PATHS = {
@@ -145,15 +147,14 @@ def table(runs: list[dict[str, Any]], paths: dict[str, dict[str, Any]], real: di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="zoo:all-minilm-l6-v2")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--task", default="zoo:rotten-tomatoes")
     parser.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
     parser.add_argument("--peers", type=Path, help="peer exports made by `python -m bench.cpu_paths_peers` (optimum's venv)")
     args = parser.parse_args()
     from minilm_deploy.hardware import cpu_class
 
-    name = args.model.removeprefix("zoo:").rstrip("/").split("/")[-1]
-    folder = WORK / name
+    folder = WORK / model_name(args.model)
     from minilm_deploy.sources import resolve_model
 
     pytorch_bf16 = {"pytorch-bf16": {"path": str(resolve_model(args.model)), "backend": "torch-bf16", "min_cosine": None}}
@@ -165,7 +166,16 @@ def main() -> None:
             runs.append(bench_all(args.model, args.task, paths, threads, real_batch, grid,
                                   folder / f"bench-t{threads}-b{real_batch}"))
         write(args, paths, real, runs)  # after each thread count: a run stopped later keeps what it measured
-    print((RESULTS / f"{cpu_class()}.md").read_text())
+    print(result_path(args.model, cpu_class()).with_suffix(".md").read_text())
+
+
+def model_name(model: str) -> str:
+    return model.removeprefix("zoo:").rstrip("/").split("/")[-1]
+
+
+def result_path(model: str, klass: str) -> Path:
+    """Where one model's figures on one CPU class go: <class> for the default model, else <class>-<model>."""
+    return RESULTS / (klass if model == DEFAULT_MODEL else f"{klass}-{model_name(model)}")
 
 
 def write(args: argparse.Namespace, paths: dict[str, dict[str, Any]], real: dict[str, float],
@@ -186,7 +196,27 @@ def write(args: argparse.Namespace, paths: dict[str, dict[str, Any]], real: dict
               + ("\n" if args.peers else ""))
     auto = paths.get("auto", {}).get("auto")
     markdown_table = header + table(runs, paths, real) + (f"\n`--profile auto`: {auto}\n" if auto else "")
-    harness.write_report(RESULTS / klass, record, markdown_table)
+    harness.write_report(result_path(args.model, klass), record, markdown_table)
+    write_index()
+
+
+def write_index() -> None:
+    """README.md: every recorded table (one per CPU class and model), each with what `auto` chose."""
+    sections = []
+    for path in sorted(RESULTS.glob("*.json")):
+        record = json.loads(path.read_text())
+        if "runs" not in record or "cpu_class" not in record:
+            continue
+        auto = (record["paths"].get("auto") or {}).get("auto")
+        threads = ", ".join(str(t) for t in dict.fromkeys(r["suite"]["threads"] for r in record["runs"]))
+        sections.append(f"## {record['model']} on {record['cpu_class']} ({record['cpu']}), threads {threads}\n\n"
+                        f"Table: [{path.with_suffix('.md').name}]({path.with_suffix('.md').name}); record: "
+                        f"[{path.name}]({path.name}).\n\n" + (f"`--profile auto` chose: {auto}\n\n" if auto else "")
+                        + table(record["runs"], record["paths"], record.get("real_cosine", {})))
+    text = ("# CPU paths, by CPU class and model\n\nWritten by `python -m bench.cpu_paths` (see its `--help`); figures "
+            "from different CPU classes are never compared with each other. p50 ms, each model in its own process.\n\n"
+            + "\n".join(sections))
+    harness.write_report(RESULTS / "README", markdown=text)
 
 if __name__ == "__main__":
     main()

@@ -172,3 +172,30 @@ def test_every_script_imports(name):
     import importlib
 
     importlib.import_module(f"bench.{name}")
+
+
+def test_cpu_paths_keeps_one_record_per_cpu_class_and_model_and_indexes_them_all(tmp_path, monkeypatch):
+    from bench import cpu_paths
+
+    monkeypatch.setattr(cpu_paths, "RESULTS", tmp_path)
+    assert cpu_paths.result_path(cpu_paths.DEFAULT_MODEL, "avx2") == tmp_path / "avx2"
+    assert cpu_paths.result_path("runs/quickstart/student/", "amx") == tmp_path / "amx-student"
+
+    def record(model: str, klass: str, p50: float) -> dict:
+        rows = [{"model": "auto", "kind": "latency", "mode": "grid", "batch_size": 1, "seq_len": 128, "latency_ms": {"p50": p50}},
+                {"model": "auto", "kind": "accuracy", "value": 0.7}]
+        return {"cpu": "test cpu", "cpu_class": klass, "model": model, "real_cosine": {"auto": 0.995},
+                "paths": {"auto": {"min_cosine": 0.991, "auto": f"chose x on this {klass} CPU"}},
+                "runs": [{"suite": {"threads": 1}, "rows": rows}, {"suite": {"threads": 2}, "rows": rows}]}
+
+    (tmp_path / "avx2.json").write_text(json.dumps(record(cpu_paths.DEFAULT_MODEL, "avx2", 12.5)))
+    (tmp_path / "amx-student.json").write_text(json.dumps(record("runs/quickstart/student", "amx", 3.25)))
+    (tmp_path / "unrelated.json").write_text(json.dumps({"rows": []}))  # not a CPU-paths record: left out
+
+    cpu_paths.write_index()
+
+    text = (tmp_path / "README.md").read_text()
+    assert text.count("\n## ") == 2 and "unrelated" not in text
+    assert "## runs/quickstart/student on amx (test cpu), threads 1, 2" in text and "chose x on this amx CPU" in text
+    assert "| auto | 1 | 12.50 | – | – | – | 0.7000 | 0.9910 | 0.9950 |" in text
+    assert "| auto | 2 | 3.25 | – | – | – | 0.7000 | 0.9910 | 0.9950 |" in text
