@@ -487,3 +487,17 @@ def test_matmul_roles_are_read_from_the_graph_and_float_matmuls_stay_float(model
     assert ops.count("MatMulInteger") == 4 * layers
     with pytest.raises(ValueError, match="float_matmuls"):
         Quantization(float_matmuls=("ffn",))
+
+
+def test_named_float_nodes_stay_float_next_to_the_float_roles(models, tmp_path):
+    from minilm_deploy.export.quantize import matmul_roles, quantize_dynamic
+
+    fp32 = tmp_path / "fp32"
+    build.export_model(str(models["bert"]), replace(ExportProfile(), optimize="never"), output=fp32)
+    roles = matmul_roles(fp32 / "model.onnx")
+    query = next(n for n, role in roles.items() if role == "projection")
+    int8 = quantize_dynamic(fp32 / "model.onnx", tmp_path / "int8.onnx", Quantization(float_matmuls=("ffn-out",)),
+                            float_nodes=[query])
+    left = matmul_roles(int8)  # the MatMuls still float
+    assert query in left and sorted(left.values()).count("ffn-out") == 2 and "ffn-up" not in left.values()
+    assert sum(role == "projection" for role in left.values()) == 1

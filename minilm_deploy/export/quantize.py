@@ -40,11 +40,13 @@ def quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantize_dynamic(src: Path, target: Path, options: Quantization) -> Path:
+def quantize_dynamic(src: Path, target: Path, options: Quantization, *, float_nodes: Sequence[str] = ()) -> Path:
+    """`float_nodes`: node names kept in float besides the roles in `options.float_matmuls`."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     kept = [n for n, role in matmul_roles(src).items() if role in options.float_matmuls] if options.float_matmuls else []
+    kept += [n for n in float_nodes if n not in kept]
     with quiet_root_logger():
         ort_quantize_dynamic(str(src), str(target), per_channel=options.per_channel, reduce_range=options.reduce_range,
                              weight_type=QuantType.QInt8, op_types_to_quantize=options.op_types, nodes_to_exclude=kept,
