@@ -165,3 +165,18 @@ def test_cli_profile_auto(models, tmp_path, capsys):
     assert result["auto"]["chosen"] in {"onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-int8-attention", "openvino-fp32"}
     assert main(["export", str(models["bert"]), "--profile", "auto", "--int8", "-o", str(tmp_path / "x")]) == 2
     assert "picks the precision itself" in capsys.readouterr().err
+
+
+def test_autos_gate_reads_the_sentence_embedding_where_the_model_pools_one_else_the_token_states():
+    from minilm_deploy.export.auto import worst_cosine
+
+    def check(**cosines):
+        return {"outputs": {name: {"min_cosine": c, "max_abs_diff": 0.1} for name, c in cosines.items()}}
+
+    embedding_model = {"raw": check(last_hidden_state=1.0, sentence_embedding=1.0),
+                       "int8": check(last_hidden_state=0.9859, sentence_embedding=0.9909), "task": {"agreement": 1.0}}
+    assert worst_cosine(embedding_model) == 0.9909  # the student's full INT8 on AVX2: passes the 0.99 gate
+    assert worst_cosine({"int8": check(last_hidden_state=0.97, sentence_embedding=0.985),
+                         "raw": check(sentence_embedding=0.999)}) == 0.985  # the worst over every check
+    assert worst_cosine({"int8": check(last_hidden_state=0.97)}) == 0.97  # no pooling: the token states
+    assert worst_cosine({"int8": check(logits=0.5)}) is None  # a classifier: the task check decides
