@@ -28,8 +28,7 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
 
 Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
 Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
-(committed as results come). A distillation resumes from its last checkpoint; a fine-tuning run interrupted
-is redone.
+(committed as results come). A distillation or fine-tuning run resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -235,7 +234,7 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
           + (f", task distillation from {teacher}" if teacher else ""), file=sys.stderr)
     cpu = harness.cpu_seconds()
     metrics = finetune_model(model, ft, run.output, (run.seed,), overwrite=True, distill_teacher=teacher,
-                             label=run.result.stem)
+                             label=run.result.stem, resume=True)
     harness.save_record(run.result, {
         "kind": "finetune", "student": run.label, "variant": run.variant, "tokens": TOKENS[run.tokens],
         "tokens_label": run.tokens, "task": run.task, "seed": run.seed, "metric": metrics["metric"],

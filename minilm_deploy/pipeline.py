@@ -2,7 +2,7 @@
 
 Every stage writes into the recipe's run directory, atomically; a stage whose output is already
 complete is skipped, so a second `minilm run` on the same recipe continues where the first one
-stopped (distillation itself resumes from its last checkpoint). Before any work starts, the
+stopped (distillation and fine-tuning resume from their last checkpoints). Before any work starts, the
 recipe is checked as a whole: the teacher exists, the student fits it, the task exists.
 
     runs/<name>/
@@ -87,7 +87,7 @@ def _finetune(recipe: Recipe) -> Any:
 
     assert recipe.finetune is not None
     left = _finetune_roles_left(recipe)
-    return finetune_recipe(replace(recipe, finetune=replace(recipe.finetune, models=left)))
+    return finetune_recipe(replace(recipe, finetune=replace(recipe.finetune, models=left)), resume=True)
 
 
 def _export_done(recipe: Recipe) -> bool:

@@ -21,8 +21,8 @@ from conftest import WORDS, make_tiny_bert
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
+from minilm_deploy.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from minilm_deploy.cli.main import main
-from minilm_deploy.distill.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -416,7 +416,7 @@ def test_resume_with_every_checkpoint_damaged_is_one_line_naming_the_file(tmp_pa
 
 
 def test_checkpoint_damage_is_found_by_files_json_and_without_it(tmp_path) -> None:
-    from minilm_deploy.distill.checkpoint import FILES, TrainProgress, damage, save_checkpoint
+    from minilm_deploy.checkpoint import FILES, TrainProgress, damage, save_checkpoint
 
     model = torch.nn.Linear(4, 3)
     optimizer = torch.optim.AdamW(model.parameters())

@@ -34,9 +34,11 @@ def one_line(exc: pytest.ExceptionInfo[InputError]) -> str:
     return message
 
 
-def nothing_written(out: Path) -> None:
+def nothing_written(out: Path, resumable: bool = False) -> None:
+    """No output and no temporary folder; `<out>.partial` only after an interruption with work to resume."""
     assert not out.exists()
     assert not list(out.parent.glob(f".{out.name}.tmp-*"))
+    assert out.with_name(out.name + ".partial").exists() == resumable
 
 
 @pytest.mark.parametrize("split", ["train", "dev", "test"])
@@ -132,7 +134,7 @@ def test_interrupt_during_training_leaves_nothing(tmp_path: Path, tiny_bert_sess
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         api.finetune_model(str(tiny_bert_session_dir), QUICK, out, [1, 2], task=synthetic_task())
-    nothing_written(out)
+    nothing_written(out, resumable=True)  # seed 1 finished: --resume keeps it
 
 
 def test_recipe_checks_values() -> None:
@@ -202,7 +204,7 @@ def test_sigterm_during_training_removes_the_temporary_folder(tmp_path: Path, ti
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err.splitlines()[-1]
-    nothing_written(out)
+    nothing_written(out, resumable=True)  # stopped at a safe point: a checkpoint to resume from
 
 
 def test_diverging_loss_is_a_one_line_error(tmp_path: Path, tiny_bert_session_dir: Path) -> None:

@@ -24,6 +24,7 @@ RecipeOption = Annotated[Path | None, typer.Option("--recipe", "-r", show_defaul
 SeedsOption = Annotated[str | None, typer.Option("--seeds", show_default=False,
                                                  help="Comma-separated seeds, e.g. 1,2,3: one run each, metrics as mean ± std.")]
 OverwriteFlag = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder (only once the new one is complete).")]
+ResumeFlag = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from <output>.partial/ (its last checkpoint).")]
 
 
 def command(
@@ -34,12 +35,15 @@ def command(
     seeds: SeedsOption = None,
     output: OutputDir = None,
     overwrite: OverwriteFlag = False,
+    resume: ResumeFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Fine-tune an encoder on a downstream task: a Hugging Face folder with id2label, tokenizer, metrics.json.
 
     Without --recipe the defaults of the finetune: recipe section apply; change them with --set
-    (lr=3e-5 means finetune.lr=3e-5). The output folder is written whole or not at all.
+    (lr=3e-5 means finetune.lr=3e-5). The output folder is written whole or not at all; training
+    checkpoints to <output>.partial/ every checkpoint_every steps and on SIGTERM, and --resume continues
+    an interrupted run from there exactly.
 
     Example: minilm finetune zoo:all-minilm-l6-v2 --task zoo:rotten-tomatoes --seeds 1,2,3 --set epochs=2
     """
@@ -56,13 +60,13 @@ def command(
             from minilm_deploy.recipe import with_output_dir
 
             rec = with_output_dir(rec, output)
-        results = api.finetune_recipe(rec, overwrite=overwrite)
+        results = api.finetune_recipe(rec, overwrite=overwrite, resume=resume)
     else:
-        results = [run_one(api, rec, model, recipe is not None, output, overwrite)]
+        results = [run_one(api, rec, model, recipe is not None, output, overwrite, resume)]
     emit(results[0] if len(results) == 1 else {"models": results}, as_json, "\n".join(summary(r) for r in results))
 
 
-def run_one(api: Any, rec: Any, model: str, from_recipe: bool, output: Path | None, overwrite: bool) -> dict:
+def run_one(api: Any, rec: Any, model: str, from_recipe: bool, output: Path | None, overwrite: bool, resume: bool) -> dict:
     ft = rec.finetune
     if from_recipe and model == "teacher":  # the teacher is the source of soft targets, never their user
         ft = replace(ft, distill=None)
@@ -73,7 +77,7 @@ def run_one(api: Any, rec: Any, model: str, from_recipe: bool, output: Path | No
     if ft.distill is not None:
         teacher = Path(ft.distill.teacher) if ft.distill.teacher else (rec.run_dir / "teacher-task" if from_recipe else None)
     return api.finetune_model(spec, ft, out, seeds, record=rec if from_recipe else None, overwrite=overwrite,
-                              label=Path(model).name, distill_teacher=teacher)
+                              label=Path(model).name, distill_teacher=teacher, resume=resume)
 
 
 def build_recipe(model: str | None, task: str | None, path: Path | None, overrides: list[str]) -> Any:

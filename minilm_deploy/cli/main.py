@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if code == 130:
-            sys.stderr.write("minilm: interrupted; no half-written output is left: run the same command again to resume\n")
+            sys.stderr.write("minilm: interrupted; no half-written output is left: run the same command again to resume "
+                             "(distill and finetune: with --resume)\n")
         return code
     except MinilmError as exc:
         if _debug_requested(args):

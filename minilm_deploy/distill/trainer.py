@@ -21,15 +21,15 @@ import torch
 from rich.progress import Progress, TextColumn
 from torch import nn
 
-from minilm_deploy.distill import distributed as D
-from minilm_deploy.distill.capture import CaptureModel, capture_teacher
-from minilm_deploy.distill.checkpoint import (
+from minilm_deploy.checkpoint import (
     TrainProgress,
     latest_checkpoint,
     load_checkpoint,
     resume_point,
     save_checkpoint,
 )
+from minilm_deploy.distill import distributed as D
+from minilm_deploy.distill.capture import CaptureModel, capture_teacher
 from minilm_deploy.distill.data import BlockOrder, Blocks, batch_slice
 from minilm_deploy.distill.objective import Counts, MiniLMObjective, make_projection
 from minilm_deploy.distill.recipe import LossSpec, TrainSpec

@@ -3,7 +3,16 @@
 - `finetune_model(spec, ft, output, seeds)`: fine-tune one encoder once per seed and write ONE
   Hugging Face folder, atomically: the weights of the seed with the best dev score, the tokenizer,
   `metrics.json` (every metric of every seed, mean ± std over seeds, times), `run.json` and the
-  effective `recipe.yaml`.
+  effective `recipe.yaml`. Work in progress lives in `<output>.partial/` (removed when the output is
+  written); with `resume`, an interrupted run continues from it:
+
+  ```
+  <output>.partial/
+    started.json            what was asked (model, seeds, teacher, the finetune section): a resume must match
+    seed-<s>/step-NNNNNNN/  the seed in progress: its newest checkpoint (see `minilm_deploy.checkpoint`)
+    seed-<s>.json           a finished seed's record
+    best/                   the best finished seed's model folder
+  ```
 - `finetune_recipe(recipe)`: the recipe's `finetune.models` (teacher, student, ...) into
   `<run_dir>/<role>-task`; the teacher first when the others distil from it.
 - `evaluate_model(folder, task, splits)` / `evaluate_recipe(recipe)`: `minilm eval`.
@@ -13,6 +22,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from minilm_deploy.config import to_dict
 from minilm_deploy.data.metrics import better
 from minilm_deploy.data.types import TaskData
-from minilm_deploy.errors import InputError
+from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.finetune.evaluate import evaluate_folder
 from minilm_deploy.finetune.interrupt import terminate_as_interrupt
 from minilm_deploy.finetune.model import save_model, task_model_config
@@ -32,26 +43,29 @@ from minilm_deploy.finetune.prepare import prepare
 from minilm_deploy.finetune.recipe import ROLES, FinetuneRecipe
 from minilm_deploy.finetune.trainer import SeedRun, train_seed
 from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer
-from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable
+from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable, os_error_line
 from minilm_deploy.progress import make_progress
 
-METRICS_FILE, RUN_FILE = "metrics.json", "run.json"
+METRICS_FILE, RUN_FILE, PARTIAL = "metrics.json", "run.json", ".partial"
+# what a resumed run may set differently: which outputs a recipe still makes, how often to checkpoint, evaluation
+RESUME_MAY_CHANGE = ("models", "checkpoint_every", "eval_batch_size", "eval_splits")
 DEFAULT_EVAL_LENGTH = 128
 
 
 def finetune_model(
     spec: str, ft: FinetuneRecipe, output: Path, seeds: Sequence[int], *,
     record: Any = None, overwrite: bool = False, label: str = "", distill_teacher: Path | None = None,
-    task: TaskData | None = None,
+    task: TaskData | None = None, resume: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune `spec` on `ft.task` (or on `task`, already loaded) once per seed; write `output`;
-    return its metrics.json content."""
+    return its metrics.json content. `resume`: continue the interrupted run in `<output>.partial/`."""
     from minilm_deploy.sources import load_task, resolve_model
 
     output, seeds, start = Path(output), tuple(seeds) or (0,), time.perf_counter()
     if output.exists() and not overwrite:
         raise InputError(f"{output} already exists; choose another --output or pass --overwrite")
     check_writable(output)
+    work = output.with_name(output.name + PARTIAL)
     if ft.distill is not None and distill_teacher is None:
         raise InputError("finetune.distill is set but no teacher was given; set finetune.distill.teacher to a fine-tuned model")
     folder = resolve_model(spec)
@@ -60,16 +74,42 @@ def finetune_model(
     task = task or load_task(ft.task, **ft.task_columns())
     teacher = resolve_model(str(distill_teacher)) if distill_teacher is not None else None
     prep = prepare(task, tokenizer, ft, teacher)
+    started = json.loads(json.dumps({"model": spec, "seeds": list(seeds), "teacher": str(teacher) if teacher else None,
+                                     "finetune": {k: v for k, v in to_dict(ft).items() if k not in RESUME_MAY_CHANGE}}))
+    check_partial(work, started, resume)
     wall = time.perf_counter()
+    try:
+        metrics = train_seeds(spec, folder, tokenizer, task, prep, ft, output, seeds, work, overwrite=overwrite,
+                              label=label, record=record, teacher=teacher, start=start, wall=wall)
+    except BaseException:  # an interruption keeps what --resume continues; nothing worth it, no folder to trip over
+        if not any(work.glob("seed-*/step-*")) and not any(work.glob("seed-*.json")):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    return metrics
+
+
+def train_seeds(spec: str, folder: Path, tokenizer: Any, task: TaskData, prep: Any, ft: FinetuneRecipe, output: Path,
+                seeds: Sequence[int], work: Path, *, overwrite: bool, label: str, record: Any, teacher: Path | None,
+                start: float, wall: float) -> dict[str, Any]:
+    """Every seed not finished in `work` yet, then `output` written whole; returns its metrics."""
     runs: list[SeedRun] = []
     with terminate_as_interrupt(), atomic_directory(output, overwrite=overwrite) as tmp:
         with make_progress() as progress:
             for seed in seeds:
-                model, run = train_seed(folder, prep, ft, seed, progress, label)
+                if (done := work / f"seed-{seed}.json").is_file():  # finished before an interruption
+                    runs.append(SeedRun(**json.loads(done.read_text(encoding="utf-8"))))
+                    continue
+                model, run = train_seed(folder, prep, ft, seed, progress, label, work=work / f"seed-{seed}")
                 if not runs or better(prep.metric, run.best_dev, max_dev(runs, prep.metric)):
-                    save_model(model, tokenizer, tmp)
+                    with atomic_directory(work / "best", overwrite=True) as best_tmp:
+                        save_model(model, tokenizer, best_tmp)
+                atomic_write_text(done, json.dumps(vars(run), indent=1) + "\n")
+                shutil.rmtree(work / f"seed-{seed}", ignore_errors=True)
                 runs.append(run)
                 del model
+        for file in (work / "best").iterdir():
+            shutil.copy2(file, tmp / file.name)
         best = best_run(runs, prep.metric)
         metrics = {
             "task": task.name, "kind": task.kind, "metric": prep.metric, "model": spec, "model_path": str(folder),
@@ -81,6 +121,31 @@ def finetune_model(
         }
         write_outputs(tmp, metrics, ft, record, spec, best.seed)
     return metrics
+
+
+def check_partial(work: Path, started: dict[str, Any], resume: bool) -> None:
+    """Refuse to start over an interrupted run unless resuming it, and to resume one that asked for something
+    else; then record what this run asks for."""
+    record = work / "started.json"
+    if work.exists() and not resume:
+        raise InputError(f"{work} holds an interrupted fine-tuning run; continue it with --resume, or remove that folder")
+    if resume and record.is_file():
+        before = json.loads(record.read_text(encoding="utf-8"))
+        for key in ("model", "seeds", "teacher"):
+            if before.get(key) != started[key]:
+                raise InputError(f"--resume: {key} was {before.get(key)!r} when {work} was started, now {started[key]!r}; "
+                                 f"restore it or remove {work}")
+        changed = sorted(k for k in {*before["finetune"], *started["finetune"]}
+                         if before["finetune"].get(k) != started["finetune"].get(k))
+        if changed:
+            raise InputError(f"--resume: finetune.{changed[0]} changed since {work} was started "
+                             f"({before['finetune'].get(changed[0])!r} → {started['finetune'].get(changed[0])!r}); "
+                             f"restore it or remove {work}")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MinilmError(os_error_line(exc, path=work, writing=True)) from None
+    atomic_write_text(record, json.dumps(started, indent=1) + "\n")
 
 
 def max_dev(runs: Sequence[SeedRun], metric: str) -> float:
@@ -143,7 +208,8 @@ def role_output(recipe: Any, role: str) -> Path:
     return recipe.run_dir / f"{name}-task"
 
 
-def finetune_recipe(recipe: Any, *, overwrite: bool = False, seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def finetune_recipe(recipe: Any, *, overwrite: bool = False, seeds: Sequence[int] | None = None,
+                    resume: bool = False) -> list[dict[str, Any]]:
     """Fine-tune every model the recipe's `finetune.models` names (the teacher first)."""
     ft = require_section(recipe)
     seeds = tuple(seeds or ft.seeds or (recipe.seed,))
@@ -153,7 +219,7 @@ def finetune_recipe(recipe: Any, *, overwrite: bool = False, seeds: Sequence[int
         own = replace(ft, distill=None) if role == "teacher" else ft
         results.append(finetune_model(
             role_spec(recipe, role), own, role_output(recipe, role), seeds, record=recipe, overwrite=overwrite,
-            label=role, distill_teacher=teacher if own.distill else None,
+            label=role, distill_teacher=teacher if own.distill else None, resume=resume,
         ))
     return results
 

@@ -2,8 +2,9 @@
 
 Raising from a signal handler can land inside a finalizer, where Python prints "Exception
 ignored" and carries on; so the handler only sets a flag, and the training and evaluation loops
-call `check()` after each batch. A second SIGTERM raises at once. The unwinding removes the
-temporary output folder (see `paths.atomic_directory`).
+call `check()` after each batch; it raises `SafeStop`, a KeyboardInterrupt raised where the training
+state is whole, so the trainer checkpoints it before unwinding. A second SIGTERM raises at once. The
+unwinding removes the temporary output folder (see `paths.atomic_directory`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from typing import Any
 _stop = threading.Event()
 
 
+class SafeStop(KeyboardInterrupt):
+    """A requested termination, raised between optimizer steps (the model and optimizer are consistent)."""
+
+
 def check() -> None:
-    """Raise KeyboardInterrupt if a termination was requested."""
+    """Raise SafeStop if a termination was requested."""
     if _stop.is_set():
-        raise KeyboardInterrupt
+        raise SafeStop
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ finetune:
   eval_splits: [test]              # cross-lingual: [test, test-fr, test-nl, test-de]
   freeze_embeddings: false         # true: word embeddings stay fixed (multilingual zero-shot transfer)
   bf16: auto                       # autocast training to bf16: auto = CUDA with bf16, or a CPU with AMX/AVX512-BF16
+  checkpoint_every: 200            # steps between checkpoints in <output>.partial/ (0: only on SIGTERM); --resume continues
   distill:                         # optional task distillation from a fine-tuned teacher
     teacher: ""                    # "" = <run_dir>/teacher-task
     temperature: 2.0
@@ -65,6 +66,7 @@ class FinetuneRecipe:
     freeze_embeddings: bool = False  # keep the word embeddings fixed (large multilingual vocabularies: faster,
     #                                  and words unseen in training stay aligned across languages)
     bf16: bool | Literal["auto"] = "auto"  # training forward passes under bf16 autocast (the loss in float32)
+    checkpoint_every: int = 200  # optimizer steps between checkpoints (0: only when stopped by SIGTERM)
     epochs: int = 3
     steps: int = 0  # > 0: train exactly this many optimizer steps (evaluating at each epoch end and at the last step)
     seeds: tuple[int, ...] = ()  # () = the recipe's top-level seed
@@ -95,8 +97,8 @@ class FinetuneRecipe:
             raise ValueError(f"warmup must be >= 0 (a fraction of the steps below 1, else a number of steps), got {self.warmup}")
         if self.epochs < 1 and self.steps < 1:
             raise ValueError("give epochs >= 1 or steps >= 1")
-        if min(self.steps, self.train_limit, self.dev_limit) < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ValueError("steps, train_limit, dev_limit, weight_decay and max_grad_norm must be >= 0")
+        if min(self.steps, self.train_limit, self.dev_limit, self.checkpoint_every) < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("steps, train_limit, dev_limit, checkpoint_every, weight_decay and max_grad_norm must be >= 0")
         if not 0.0 < self.dev_fraction < 1.0:
             raise ValueError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
         if not self.models:

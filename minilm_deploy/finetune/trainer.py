@@ -1,9 +1,9 @@
 """One fine-tuning run (one seed): AdamW with linear warm-up and decay, dev evaluation at each
-epoch end, the best epoch kept. Data is tokenized once (`Prepared`) and shared by every seed."""
+epoch end, the best epoch kept, checkpoints to resume from. Data is tokenized once (`Prepared`) and
+shared by every seed."""
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import sys
@@ -15,6 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from minilm_deploy.checkpoint import (
+    TrainProgress,
+    load_checkpoint,
+    read_extra,
+    read_tensors,
+    resume_point,
+    save_checkpoint,
+)
 from minilm_deploy.data.metrics import better
 from minilm_deploy.errors import MinilmError
 from minilm_deploy.finetune import data as D
@@ -72,15 +80,17 @@ def plan_steps(n_train: int, ft: FinetuneRecipe) -> tuple[int, int]:
 
 
 def make_optimizer(model: torch.nn.Module, ft: FinetuneRecipe, total: int):
-    """The shared AdamW (eps 1e-8, torch's default, as fine-tuning recipes use) and linear schedule."""
+    """The shared AdamW (eps 1e-8, torch's default, as fine-tuning recipes use) and its learning rate at each
+    (0-based) step: linear warm-up, then linear decay (a function of the step alone: nothing to checkpoint)."""
     optimizer = adamw(model, lr=ft.lr, weight_decay=ft.weight_decay, eps=1e-8)
     warm = warmup_steps(ft.warmup, total)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(linear_schedule, total=total, warm=warm))
+    return optimizer, lambda step: ft.lr * linear_schedule(step, total, warm)
 
 
-def train_step(model: torch.nn.Module, optimizer, schedule, batch: dict[str, torch.Tensor], labels: torch.Tensor,
+def train_step(model: torch.nn.Module, optimizer, lr: float, batch: dict[str, torch.Tensor], labels: torch.Tensor,
                soft: torch.Tensor | None, kind: str, ft: FinetuneRecipe, bf16: bool = False) -> float:
-    """One optimizer step on one padded batch (the forward under bf16 autocast if `bf16`); returns the loss."""
+    """One optimizer step at learning rate `lr` on one padded batch (the forward under bf16 autocast if `bf16`);
+    returns the loss."""
     distill = ft.distill
     device = labels.device.type
     with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
@@ -91,16 +101,37 @@ def train_step(model: torch.nn.Module, optimizer, schedule, batch: dict[str, tor
     loss.backward()
     if ft.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), ft.max_grad_norm)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     optimizer.step()
-    schedule.step()
     value = float(loss.detach())
     if not math.isfinite(value):
-        raise MinilmError(f"fine-tuning diverged: the loss is {value} at step {schedule.last_epoch}; lower finetune.lr (now {ft.lr})")
+        raise MinilmError(f"fine-tuning diverged: the loss is {value} at learning rate {lr:.3g}; lower finetune.lr (now {ft.lr})")
     return value
 
 
-def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, progress=None, label: str = "") -> tuple[torch.nn.Module, SeedRun]:
-    """Fine-tune the encoder in `folder` once; returns the model (best dev epoch restored) and its record."""
+@dataclass
+class SeedState:
+    """Where one seed's training stands: what its checkpoint keeps beside the weights, the optimizer, the RNG
+    and the data order's generator (saved at the start of the epoch in progress)."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    batches_done: int = 0  # of that epoch's batches
+    step: int = 0  # optimizer steps done
+    losses: list[float] = field(default_factory=list)  # that epoch's training losses so far
+    history: list[dict[str, Any]] = field(default_factory=list)  # finished epochs
+    best: float | None = None  # the best dev metric so far
+    best_epoch: int = 0
+    seconds: float = 0.0  # training time before this process
+
+
+def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, progress=None, label: str = "",
+               work: Path | None = None) -> tuple[torch.nn.Module, SeedRun]:
+    """Fine-tune the encoder in `folder` once; returns the model (best dev epoch restored) and its record.
+
+    With `work`, checkpoints go to `work/step-NNNNNNN` every `ft.checkpoint_every` steps and when a termination
+    is requested (SIGTERM), and training resumes from the newest intact one there, exactly where the
+    uninterrupted run would be (same data order, dropout draws and learning rates)."""
     generator = seed_everything(seed)
     model, _ = load_for_training(folder, prep.head)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -108,43 +139,72 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     if ft.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     total, epochs = plan_steps(len(prep.train), ft)
-    optimizer, schedule = make_optimizer(model, ft, total)
+    optimizer, lr_at = make_optimizer(model, ft, total)
     teacher = None if prep.teacher_logits is None else torch.from_numpy(prep.teacher_logits)
     labels = torch.from_numpy(prep.train.labels)
     name = f"{label} seed {seed}".strip()
-    bar = progress.add_task(name, total=total) if progress is not None else None
+    state, best_state = SeedState(), None
+    found = resume_point(work) if work is not None else None
+    if found is not None:
+        load_checkpoint(found, model, optimizer, device)  # and torch's global RNG: the dropout draws
+        state = SeedState(**read_extra(found)["seed"])
+        generator.set_state(read_tensors(found, "order")["generator"])
+        best_state = read_tensors(found, "best") if (found / "best.safetensors").is_file() else None
+        log(f"{name}: resumed from {found} (step {state.step}/{total}, epoch {state.epoch})")
+    bar = progress.add_task(name, total=total, completed=state.step) if progress is not None else None
     bf16 = bf16_autocast(ft.bf16, device.type)
-    run = SeedRun(seed, [], 0, math.nan, 0.0, bf16=bf16)
-    best_state, best, step, start = None, None, 0, time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        losses = []
-        for idx, feats in D.train_batches(prep.train, ft.batch_size, generator):
-            batch = {k: v.to(device) for k, v in D.collate(feats, prep.pad_id).items()}
-            soft = None if teacher is None else teacher[idx].to(device)
-            losses.append(train_step(model, optimizer, schedule, batch, labels[idx].to(device), soft, prep.head.kind, ft,
-                                     bf16))
-            step += 1
-            interrupt.check()
-            if bar is not None:
-                progress.update(bar, advance=1, description=f"{name} epoch {epoch} loss {np.mean(losses[-50:]):.4f}")
-            if step >= total:
-                break
-        dev = score(prep.head.kind, predict_logits(model, prep.dev, ft.eval_batch_size, prep.pad_id), prep.dev.labels)
-        run.history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "dev": dev})
-        if progress is None or progress.disable:  # no live bar (not a terminal): one line per epoch
-            log(f"{name} epoch {epoch}/{epochs} step {step}/{total}: train loss {np.mean(losses):.4f}, "
-                f"dev {prep.metric} {dev[prep.metric]:.4f} ({time.perf_counter() - start:.0f} s)")
-        if not ft.keep_best or better(prep.metric, dev[prep.metric], best):
-            best, run.best_epoch, best_state = dev[prep.metric], epoch, state_copy(model) if ft.keep_best else None
-    run.train_seconds = time.perf_counter() - start
-    run.best_dev = float(best) if best is not None else math.nan
-    if best_state is not None and run.best_epoch != len(run.history):
-        model.load_state_dict(best_state)
-    model.eval()
-    run.splits["dev"] = run.history[run.best_epoch - 1]["dev"]
-    for split, enc in prep.evals.items():
-        run.splits[split] = score(prep.head.kind, predict_logits(model, enc, ft.eval_batch_size, prep.pad_id), enc.labels)
-    if progress is None or progress.disable:
-        log(f"{name} (best epoch {run.best_epoch}): " + "; ".join(
-            f"{split} {prep.metric} {values[prep.metric]:.4f}" for split, values in run.splits.items()))
+    order = generator.get_state()  # the data order of the epoch in progress (set again at each epoch start)
+    start = time.perf_counter()
+
+    def save() -> None:
+        assert work is not None
+        extra = {"seed": {**vars(state), "seconds": state.seconds + time.perf_counter() - start}}
+        save_checkpoint(work, model, optimizer, TrainProgress(step=state.step), keep=1, extra=extra,
+                        tensors={"order": {"generator": order}, **({"best": best_state} if best_state else {})})
+
+    try:
+        for epoch in range(state.epoch, epochs + 1):
+            order = generator.get_state()
+            for index, (idx, feats) in enumerate(D.train_batches(prep.train, ft.batch_size, generator)):
+                if state.step >= total:
+                    break
+                if index < state.batches_done:  # trained before the resume
+                    continue
+                batch = {k: v.to(device) for k, v in D.collate(feats, prep.pad_id).items()}
+                soft = None if teacher is None else teacher[idx].to(device)
+                state.losses.append(train_step(model, optimizer, lr_at(state.step), batch, labels[idx].to(device), soft,
+                                               prep.head.kind, ft, bf16))
+                state.step += 1
+                state.batches_done += 1
+                if work is not None and ft.checkpoint_every and state.step % ft.checkpoint_every == 0:
+                    save()
+                interrupt.check()
+                if bar is not None:
+                    progress.update(bar, completed=state.step,
+                                    description=f"{name} epoch {epoch} loss {np.mean(state.losses[-50:]):.4f}")
+            dev = score(prep.head.kind, predict_logits(model, prep.dev, ft.eval_batch_size, prep.pad_id), prep.dev.labels)
+            loss = float(np.mean(state.losses))
+            state.history.append({"epoch": epoch, "step": state.step, "train_loss": loss, "dev": dev})
+            if progress is None or progress.disable:  # no live bar (not a terminal): one line per epoch
+                log(f"{name} epoch {epoch}/{epochs} step {state.step}/{total}: train loss {loss:.4f}, "
+                    f"dev {prep.metric} {dev[prep.metric]:.4f} ({state.seconds + time.perf_counter() - start:.0f} s)")
+            if not ft.keep_best or better(prep.metric, dev[prep.metric], state.best):
+                state.best, state.best_epoch, best_state = dev[prep.metric], epoch, state_copy(model) if ft.keep_best else None
+            state.epoch, state.batches_done, state.losses = epoch + 1, 0, []
+        run = SeedRun(seed, state.history, state.best_epoch, math.nan, state.seconds + time.perf_counter() - start, bf16=bf16)
+        run.best_dev = float(state.best) if state.best is not None else math.nan
+        if best_state is not None and run.best_epoch != len(run.history):
+            model.load_state_dict(best_state)
+        model.eval()
+        run.splits["dev"] = run.history[run.best_epoch - 1]["dev"]
+        for split, enc in prep.evals.items():
+            run.splits[split] = score(prep.head.kind, predict_logits(model, enc, ft.eval_batch_size, prep.pad_id), enc.labels)
+        if progress is None or progress.disable:
+            log(f"{name} (best epoch {run.best_epoch}): " + "; ".join(
+                f"{split} {prep.metric} {values[prep.metric]:.4f}" for split, values in run.splits.items()))
+    except interrupt.SafeStop:  # between steps or evaluation batches: the state is whole
+        if work is not None:
+            save()
+            log(f"{name}: stopped at step {state.step}/{total}; checkpoint in {work}")
+        raise
     return model, run

@@ -1,13 +1,18 @@
-"""Training checkpoints: safetensors for tensors, JSON for the rest; nothing is unpickled.
+"""Training checkpoints of both trainers (distillation, fine-tuning): safetensors for tensors, JSON for
+the rest; nothing is unpickled.
 
 ```
 WORK/checkpoints/step-0000100/
-  model.safetensors       the student's state dict
-  projection.safetensors  (where the loss has one) what a checkpoint keeps beside the student: its
-                          learned projection to the teacher's width, never part of the student
+  model.safetensors       the trained model's state dict
+  projection.safetensors  (distillation, where the loss has one) a module trained beside the model and
+                          kept in the checkpoint, never in the model: the learned projection to the
+                          teacher's width
+  best.safetensors        (fine-tuning) other named tensor groups: the best epoch's weights, the data
+                          order's generator state
   optimizer.safetensors   AdamW state tensors, keyed "<param index>.<name>"
   rng.safetensors         torch CPU (and CUDA) generator states
-  state.json              step, samples seen, optimizer param groups and scalar state, metrics
+  state.json              step, samples seen, optimizer param groups and scalar state, metrics, and the
+                          trainer's own JSON state ("extra")
   files.json              written last: every other file's size and sha256
 ```
 Each checkpoint directory is written to a temporary sibling and renamed (`atomic_directory`), so a
@@ -88,19 +93,25 @@ def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 def save_checkpoint(
     root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainProgress, keep: int,
-    extras: dict[str, nn.Module] | None = None,
+    extras: dict[str, nn.Module] | None = None, tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write `root/step-NNNNNNN` atomically, then drop all but the newest `keep` checkpoints.
-    `extras`: modules trained beside the model, each saved as `<name>.safetensors`."""
+    `extras`: modules trained beside the model, each saved as `<name>.safetensors`; `tensors`: other named
+    tensor groups, saved the same way (read back with `read_tensors`); `extra`: JSON-able trainer state
+    (read back with `read_extra`)."""
     final = Path(root) / f"step-{progress.step:07d}"
-    tensors, meta = _optimizer_tensors(optimizer)
+    optimizer_tensors, meta = _optimizer_tensors(optimizer)
+    groups = {name: module.state_dict() for name, module in {"model": model, **(extras or {})}.items()}
+    if taken := set(tensors or {}) & {*groups, "optimizer", "rng"}:
+        raise ValueError(f"checkpoint tensor groups may not be named {sorted(taken)}")
+    groups |= tensors or {}
     with atomic_directory(final, overwrite=True) as tmp:
-        for name, module in {"model": model, **(extras or {})}.items():
-            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-            save_file(state, str(tmp / f"{name}.safetensors"))
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        for name, group in groups.items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, str(tmp / f"{name}.safetensors"))
+        save_file(optimizer_tensors, str(tmp / "optimizer.safetensors"))
         save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
-        record = {"progress": progress.__dict__, "optimizer": meta}
+        record = {"progress": progress.__dict__, "optimizer": meta, "extra": extra or {}}
         (tmp / "state.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
         listing = {f.name: {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in sorted(tmp.iterdir())}
         (tmp / FILES).write_text(json.dumps(listing, indent=1), encoding="utf-8")  # last: it vouches for the rest
@@ -198,3 +209,13 @@ def load_checkpoint(
         optimizer.load_state_dict(_optimizer_state(tensors, record["optimizer"]))
     _restore_rng(load_file(str(path / "rng.safetensors")))
     return TrainProgress(**record["progress"])
+
+
+def read_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """A tensor group `save_checkpoint(..., tensors={name: ...})` wrote, on the CPU."""
+    return load_file(str(Path(path) / f"{name}.safetensors"))
+
+
+def read_extra(path: Path) -> dict[str, Any]:
+    """The trainer's own JSON state `save_checkpoint(..., extra=...)` wrote ({} for older checkpoints)."""
+    return json.loads((Path(path) / "state.json").read_text(encoding="utf-8")).get("extra") or {}
