@@ -199,3 +199,19 @@ def test_cpu_paths_keeps_one_record_per_cpu_class_and_model_and_indexes_them_all
     assert "## runs/quickstart/student on amx (test cpu), threads 1, 2" in text and "chose x on this amx CPU" in text
     assert "| auto | 1 | 12.50 | – | – | – | 0.7000 | 0.9910 | 0.9950 |" in text
     assert "| auto | 2 | 3.25 | – | – | – | 0.7000 | 0.9910 | 0.9950 |" in text
+
+
+def test_interleaved_table_bolds_the_fastest_export_that_passes_autos_gate():
+    from bench.cpu_paths_interleaved import table
+
+    figures = {"1": {"pytorch-fp32": {"b1": 1.0, "b32": 9.0},  # the reference: never bold, even when fastest
+                     "full-int8": {"b1": 2.0, "b32": 20.0},  # fastest export, but under the gate
+                     "auto": {"b1": 3.0, "b32": 31.0},
+                     "peer": {"b1": 4.0, "b32": 30.0}}}  # no cosine recorded: counted as passing
+    text = table(figures, ["b1", "b32"], {"full-int8": 0.97, "auto": 0.995})
+    lines = text.splitlines()
+    assert lines[0] == "| path | threads | b1 ms | b32 ms | real cosine |"
+    assert "| pytorch-fp32 | 1 | 1.00 | 9.00 | 1 (reference) |" in lines
+    assert "| full-int8 | 1 | 2.00 | 20.00 | 0.9700 |" in lines
+    assert "| auto | 1 | **3.00** | 31.00 | 0.9950 |" in lines
+    assert "| peer | 1 | 4.00 | **30.00** | – |" in lines

@@ -95,7 +95,7 @@ def export_auto(model: str | Path, *, output: Path | None = None, task: str | No
             raise MinilmError("export auto: no candidate passed validation: " +
                               "; ".join(f"{n}: {r['reason']}" for n, r in records.items()))
         points = timing_points(built[next(iter(built))], task_data)
-        timings = time_candidates(built, points, threads, rounds)
+        timings = time_candidates({n: (folder, CANDIDATES[n][1]) for n, folder in built.items()}, points, threads, rounds)
         for name, figures in timings.items():
             records[name] = {"status": "passed", "p50_ms": figures, "score_ms": geometric_mean(list(figures.values()))}
         chosen = min(timings, key=lambda n: records[n]["score_ms"])
@@ -129,40 +129,44 @@ def worst_cosine(validation: dict[str, Any]) -> float | None:
 
 
 def timing_points(artifact: Path, task: Any) -> list[dict[str, Any]]:
-    """What each candidate is timed on: real texts at batch 1 and 32 with a task, else 128-token batches."""
-    from minilm_deploy.runtime import Predictor
+    """What each candidate is timed on: real texts at batch 1 and 32 with a task ({"label", "texts": batches}),
+    else 128-token batches ({"label", "batch", "length"}); each candidate tokenizes them itself."""
+    if task is None:
+        from minilm_deploy.runtime import Predictor
 
-    with Predictor.load(artifact, threads=1) as predictor:
-        if task is None:
+        with Predictor.load(artifact, threads=1) as predictor:
             length = min(GRID_LENGTH, predictor.max_length)
-            return [{"label": f"b{b}x{length}", "feeds": predictor.synthetic_feeds(b, length)} for b in TIMING_BATCHES]
-        split = next((s for s in ("test", "dev", "validation", "train") if task.splits.get(s)), None)
-        rng = np.random.default_rng(0)
-        examples = task.splits[split]
-        picked = [examples[i].text for i in rng.choice(len(examples), size=min(REAL_TEXTS, len(examples)), replace=False)]
-        points = []
-        for b in sorted({min(b, len(picked)) for b in TIMING_BATCHES}):  # a split smaller than 32: its size
-            batches = [picked[i : i + b] for i in range(0, len(picked) - b + 1, b)][:32]
-            points.append({"label": f"b{b} real ({split})", "feeds": [predictor.tokenize(t) for t in batches]})
-        return points
+        return [{"label": f"b{b}x{length}", "batch": b, "length": length} for b in TIMING_BATCHES]
+    split = next((s for s in ("test", "dev", "validation", "train") if task.splits.get(s)), None)
+    rng = np.random.default_rng(0)
+    examples = task.splits[split]
+    picked = [examples[i].text for i in rng.choice(len(examples), size=min(REAL_TEXTS, len(examples)), replace=False)]
+    points = []
+    for b in sorted({min(b, len(picked)) for b in TIMING_BATCHES}):  # a split smaller than 32: its size
+        batches = [picked[i : i + b] for i in range(0, len(picked) - b + 1, b)][:32]
+        points.append({"label": f"b{b} real ({split})", "texts": batches})
+    return points
 
 
-def time_candidates(built: dict[str, Path], points: list[dict[str, Any]], threads: int, rounds: int) -> dict[str, dict[str, float]]:
-    """p50 ms per candidate and point, each candidate through its runtime backend, rounds interleaved."""
+def time_candidates(built: dict[str, tuple[Path, str]], points: list[dict[str, Any]], threads: int,
+                    rounds: int) -> dict[str, dict[str, float]]:
+    """p50 ms per candidate ({name: (folder, runtime backend)}) and point, rounds interleaved."""
     from minilm_deploy.bench.suite import Timing
     from minilm_deploy.bench.timing import cycling, measure
     from minilm_deploy.runtime import Predictor
 
-    predictors = {name: Predictor.load(folder, backend=CANDIDATES[name][1], threads=threads) for name, folder in built.items()}
+    predictors = {name: Predictor.load(folder, backend=backend, threads=threads) for name, (folder, backend) in built.items()}
     samples: dict[str, dict[str, list[float]]] = {n: {p["label"]: [] for p in points} for n in predictors}
     timing = Timing(warmup=1, min_iterations=3, min_duration_s=0.2)
     try:
+        feeds = {name: {p["label"]: ([predictor.tokenize(t) for t in p["texts"]] if "texts" in p
+                                     else [predictor.synthetic_feeds(p["batch"], p["length"])]) for p in points}
+                 for name, predictor in predictors.items()}
         for _ in range(rounds):
             for name, predictor in predictors.items():
-                for point in points:
-                    feeds = point["feeds"] if isinstance(point["feeds"], list) else [point["feeds"]]
-                    seconds = measure(cycling(predictor.runner.infer, feeds), timing)
-                    samples[name][point["label"]].extend(seconds.tolist())
+                for label, batches in feeds[name].items():
+                    seconds = measure(cycling(predictor.runner.infer, batches), timing)
+                    samples[name][label].extend(seconds.tolist())
     finally:
         for predictor in predictors.values():
             predictor.close()
