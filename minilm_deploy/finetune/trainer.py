@@ -178,6 +178,9 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
                 state.batches_done += 1
                 if work is not None and ft.checkpoint_every and state.step % ft.checkpoint_every == 0:
                     save()
+                    if progress is None or progress.disable:  # no live bar: a line at each checkpoint
+                        log(f"{name} epoch {epoch} step {state.step}/{total}: checkpoint saved "
+                            f"({state.seconds + time.perf_counter() - start:.0f} s)")
                 interrupt.check()
                 if bar is not None:
                     progress.update(bar, completed=state.step,
