@@ -96,7 +96,7 @@ def plot(rows: list[dict[str, Any]], path: Path, student: str = "3x384", task: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7, 5.2))
     xs = [max(r["tokens"], 1e5) for r in curve]  # 0 tokens drawn at the left edge of a log axis
     ax.errorbar(xs, [100 * r["mean"] for r in curve], yerr=[100 * (r["std"] or 0) for r in curve], marker="o",
                 capsize=3, label=f"c1 + {CURVE_VARIANT.removeprefix('c1-')} (first point: c1, no distillation)")
@@ -112,8 +112,8 @@ def plot(rows: list[dict[str, Any]], path: Path, student: str = "3x384", task: s
     ax.set_xscale("log")
     ax.set_xlabel("distillation tokens (zoo:corpus-en)")
     ax.set_ylabel(f"{task} test accuracy %")
-    ax.set_title(f"{student} student of all-MiniLM-L6-v2: where distillation overtakes truncation")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{student} student of all-MiniLM-L6-v2: does distillation overtake truncation?")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: no point hidden
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
