@@ -155,10 +155,14 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     bf16 = bf16_autocast(ft.bf16, device.type)
     order = generator.get_state()  # the data order of the epoch in progress (set again at each epoch start)
     start = time.perf_counter()
+    quiet = progress is None or progress.disable  # no live bar (not a terminal): log lines instead
+
+    def seconds() -> float:  # training time of this seed, across resumes
+        return state.seconds + time.perf_counter() - start
 
     def save() -> None:
         assert work is not None
-        extra = {"seed": {**vars(state), "seconds": state.seconds + time.perf_counter() - start}}
+        extra = {"seed": {**vars(state), "seconds": seconds()}}
         save_checkpoint(work, model, optimizer, TrainProgress(step=state.step), keep=1, extra=extra,
                         tensors={"order": {"generator": order}, **({"best": best_state} if best_state else {})})
 
@@ -178,9 +182,8 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
                 state.batches_done += 1
                 if work is not None and ft.checkpoint_every and state.step % ft.checkpoint_every == 0:
                     save()
-                    if progress is None or progress.disable:  # no live bar: a line at each checkpoint
-                        log(f"{name} epoch {epoch} step {state.step}/{total}: checkpoint saved "
-                            f"({state.seconds + time.perf_counter() - start:.0f} s)")
+                    if quiet:  # a line at each checkpoint
+                        log(f"{name} epoch {epoch} step {state.step}/{total}: checkpoint saved ({seconds():.0f} s)")
                 interrupt.check()
                 if bar is not None:
                     progress.update(bar, completed=state.step,
@@ -188,13 +191,13 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
             dev = score(prep.head.kind, predict_logits(model, prep.dev, ft.eval_batch_size, prep.pad_id), prep.dev.labels)
             loss = float(np.mean(state.losses))
             state.history.append({"epoch": epoch, "step": state.step, "train_loss": loss, "dev": dev})
-            if progress is None or progress.disable:  # no live bar (not a terminal): one line per epoch
+            if quiet:  # one line per epoch
                 log(f"{name} epoch {epoch}/{epochs} step {state.step}/{total}: train loss {loss:.4f}, "
-                    f"dev {prep.metric} {dev[prep.metric]:.4f} ({state.seconds + time.perf_counter() - start:.0f} s)")
+                    f"dev {prep.metric} {dev[prep.metric]:.4f} ({seconds():.0f} s)")
             if not ft.keep_best or better(prep.metric, dev[prep.metric], state.best):
                 state.best, state.best_epoch, best_state = dev[prep.metric], epoch, state_copy(model) if ft.keep_best else None
             state.epoch, state.batches_done, state.losses = epoch + 1, 0, []
-        run = SeedRun(seed, state.history, state.best_epoch, math.nan, state.seconds + time.perf_counter() - start, bf16=bf16)
+        run = SeedRun(seed, state.history, state.best_epoch, math.nan, seconds(), bf16=bf16)
         run.best_dev = float(state.best) if state.best is not None else math.nan
         if best_state is not None and run.best_epoch != len(run.history):
             model.load_state_dict(best_state)
@@ -202,7 +205,7 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
         run.splits["dev"] = run.history[run.best_epoch - 1]["dev"]
         for split, enc in prep.evals.items():
             run.splits[split] = score(prep.head.kind, predict_logits(model, enc, ft.eval_batch_size, prep.pad_id), enc.labels)
-        if progress is None or progress.disable:
+        if quiet:
             log(f"{name} (best epoch {run.best_epoch}): " + "; ".join(
                 f"{split} {prep.metric} {values[prep.metric]:.4f}" for split, values in run.splits.items()))
     except interrupt.SafeStop:  # between steps or evaluation batches: the state is whole
