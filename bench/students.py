@@ -25,6 +25,11 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
   c1-kd       c1, fine-tuned with task distillation: the fine-tuned teacher of the same task and seed gives soft
               targets next to the hard labels (finetune.distill: T 2, weight 0.5); the teacher is fine-tuned first
   c1-both-kd  c1-both, fine-tuned the same way
+  t1          layer copy, new picks, of the *fine-tuned* teacher of the same task and seed, no distillation
+              (truncation of the task model: the baseline a user who has the fine-tuned teacher gets for free)
+  t1-both     t1 + relations + hidden-state alignment to that fine-tuned teacher on the task's own training
+              texts (task-specific distillation, TinyBERT's second stage without its data augmentation);
+              t1-kd and t1-both-kd are fine-tuned with task distillation as c1-kd
 
 Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
 Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
@@ -71,7 +76,12 @@ VARIANTS = {
     "rand-both": "random init + relations + hidden-state alignment",
     "c1-kd": "c1, fine-tuned with task distillation from the fine-tuned teacher (same seed)",
     "c1-both-kd": "c1-both, fine-tuned with task distillation from the fine-tuned teacher (same seed)",
+    "t1": "layer copy, new picks, of the fine-tuned teacher (same task and seed), no distillation",
+    "t1-kd": "t1, fine-tuned with task distillation from that teacher",
+    "t1-both": "t1 + relations + hidden-state alignment to that teacher on the task's training texts",
+    "t1-both-kd": "t1-both, fine-tuned with task distillation from that teacher",
 }
+TASK_TEACHER_PREFIX = "t1"  # variants whose teacher (and layer copy) is the fine-tuned teacher of the run's task and seed
 KD_SUFFIX = "-kd"  # a variant fine-tuned with task distillation; its student is the variant without the suffix
 TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_384_000}
@@ -120,8 +130,8 @@ class Run:
                                    (task, TASKS, "task")):
             if value not in known:
                 raise SystemExit(f"students.py: unknown {what} {value!r}; known: {', '.join(known)}")
-        if (variant.removesuffix(KD_SUFFIX) in ("teacher", "c", "c1")) != (tokens == "0"):
-            raise SystemExit(f"students.py: {text}: teacher, c and c1 take 0 tokens, distilled variants more")
+        if (variant.removesuffix(KD_SUFFIX) in ("teacher", "c", "c1", "t1")) != (tokens == "0"):
+            raise SystemExit(f"students.py: {text}: teacher, c, c1 and t1 take 0 tokens, distilled variants more")
         return run
 
     @property
@@ -135,9 +145,16 @@ class Run:
         return self.variant.endswith(KD_SUFFIX)
 
     @property
+    def task_teacher(self) -> bool:
+        """Distilled from (and copied from) the fine-tuned teacher of this run's task and seed."""
+        return self.variant.startswith(TASK_TEACHER_PREFIX)
+
+    @property
     def student_key(self) -> str:
-        """The encoder's folder name: a -kd variant fine-tunes the same student as its variant without -kd."""
-        return f"{self.label}-{self.variant.removesuffix(KD_SUFFIX)}-{self.tokens}"
+        """The encoder's folder name: a -kd variant fine-tunes the same student as its variant without -kd;
+        a task-teacher student is one per task and seed (its teacher is)."""
+        key = f"{self.label}-{self.variant.removesuffix(KD_SUFFIX)}-{self.tokens}"
+        return f"{key}-{self.task}-s{self.seed}" if self.task_teacher else key
 
     @property
     def output(self) -> Path:
@@ -169,17 +186,20 @@ def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
     if run.variant == "c":
         student["init_layers"] = old_picks(teacher_layers, group.layers)
     weights: dict[str, float] = {}  # c and c1 (0 steps): the default loss, never used
-    if run.variant in ("c1-minilm", "c1-both", "c1-both-rt", "rand-both"):
+    if run.variant in ("c1-minilm", "c1-both", "c1-both-rt", "rand-both", "t1-both"):
         weights |= RELATIONS
     if run.variant == "c1-hidden":
         weights |= {part: 0.0 for part in RELATIONS}
-    if run.variant in ("c1-hidden", "c1-both", "c1-both-rt", "rand-both"):
+    if run.variant in ("c1-hidden", "c1-both", "c1-both-rt", "rand-both", "t1-both"):
         weights |= ALIGNMENT
     corpus: Any = CORPUS
     if run.variant == "c1-both-rt":
         corpus = [{"source": CORPUS, "weight": 0.5}, {"source": TASKS["rotten-tomatoes"], "weight": 0.5}]
+    if run.task_teacher:
+        corpus = [{"source": TASKS[run.task], "weight": 1.0}]  # the task's training texts only (never eval text)
+    teacher = str(run.teacher_run().output) if run.task_teacher else group.teacher
     return {
-        "name": f"students-{run.student_key}", "teacher": group.teacher, "seed": 0,
+        "name": f"students-{run.student_key}", "teacher": teacher, "seed": 0,
         "output_dir": str(WORK / run.student_key),
         "distill": {"corpus": corpus, "student": student, "loss": {"kind": "minilm", "weights": weights},
                     "train": {**TRAIN, "tokens": TOKENS[run.tokens], "lr": LR[init]}},
@@ -200,10 +220,13 @@ def ensure_student(run: Run) -> str:
     from minilm_deploy.sources import resolve_model
 
     layers = attention_shape(AutoConfig.from_pretrained(resolve_model(group.teacher)))[0]
+    if run.task_teacher:  # its teacher is the fine-tuned teacher of this task and seed: fine-tune that first
+        finetune(run.teacher_run(), needed_as_teacher=True)
     print(f"students: distilling {run.student_key} ({VARIANTS[run.variant]})", file=sys.stderr)
     record = harness.distill_student(distill_recipe(run, layers), "students")
     harness.save_record(RUNS / f"{run.student_key}-distill.json", {
         "kind": "distill", "student": run.group, "variant": run.variant, "tokens": record["tokens"],
+        "teacher": distill_recipe(run, layers)["teacher"],
         "tokens_label": run.tokens, "steps": record["steps"], "final": record["final"], "init": record["init"],
         "student_parameters": record["student"]["parameters"], "teacher_parameters": record["teacher"]["parameters"],
         "bf16": record.get("bf16"), "cpu": record.get("cpu"), "recipe": record["recipe"]["distill"],

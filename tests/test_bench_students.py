@@ -55,6 +55,24 @@ def test_task_distillation_variants_fine_tune_the_same_student_from_the_same_see
     assert students.distill_recipe(kd, 6) == students.distill_recipe(plain, 6)
 
 
+def test_task_teacher_variants_copy_and_distill_the_fine_tuned_teacher_of_their_task_and_seed() -> None:
+    both = students.Run.parse("3x384:t1-both:1M:trec:2")
+    recipe = students.distill_recipe(both, 6)
+    assert recipe["teacher"] == str(students.Run.parse("3x384:teacher:0:trec:2").output)  # the fine-tuned one
+    distill = recipe_from_dict(recipe).distill
+    assert [(p.source, p.weight) for p in distill.corpus_parts()] == [("zoo:trec", 1.0)]  # its own training texts
+    assert distill.loss.active_parts() == ("attention", "value", "hidden", "embedding")
+    assert distill.student.init == "teacher-layers" and distill.student.init_layers is None  # the new picks
+    # one student per task and seed (its teacher is); -kd fine-tunes the same one
+    assert both.student_key == "3x384-t1-both-1M-trec-s2" == students.Run.parse("3x384:t1-both-kd:1M:trec:2").student_key
+    assert students.Run.parse("3x384:t1-both:1M:trec:3").student_key != both.student_key
+    copy = recipe_from_dict(students.distill_recipe(students.Run.parse("3x384:t1:0:rotten-tomatoes:1"), 6)).distill
+    assert copy.train.total_steps() == 0
+    assert not students.Run.parse("3x384:c1-both:1M:trec:2").task_teacher
+    with pytest.raises(SystemExit, match="take 0 tokens"):
+        students.Run.parse("3x384:t1:1M:rotten-tomatoes:1")
+
+
 def _record(student: str, variant: str, tokens: str, seed: int, accuracy: float, task: str = "rotten-tomatoes") -> dict:
     return {"kind": "finetune", "student": student, "variant": variant, "tokens": students.TOKENS[tokens],
             "tokens_label": tokens, "task": task, "seed": seed, "metric": "accuracy", "test": {"accuracy": accuracy},
