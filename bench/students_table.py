@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.students import GROUPS, TOKENS, VARIANTS
+from bench.students import GROUPS, KD_SUFFIX, TOKENS, VARIANTS
 
 TASK_ORDER = ("rotten-tomatoes", "trec")
 CURVE_VARIANT = "c1-both"  # the crossover curve: this objective at every budget
@@ -77,7 +77,7 @@ def markdown(rows: list[dict[str, Any]], distills: dict[tuple[str, str, str], di
         cells = {r["task"]: r for r in rows if (r["student"], r["variant"], r["tokens"]) == (student, variant, tokens)}
         rt, teacher = cells.get("rotten-tomatoes"), _teacher_mean(rows, student, "rotten-tomatoes")
         kept = f"{100 * rt['mean'] / teacher:.1f}" if rt and teacher else "–"
-        distill = distills.get((student, variant, label[tokens]))
+        distill = distills.get((student, variant.removesuffix(KD_SUFFIX), label[tokens]))  # -kd: its student's
         cpu = f"{distill['cpu_seconds_this_session']:.0f}" if distill else "–"
         lines.append(f"| {student} | {variant}: {VARIANTS[variant]} | {tokens:,} | "
                      + " | ".join(_cell(cells.get(t)) for t in TASK_ORDER) + f" | {kept} | {cpu} |")

@@ -85,7 +85,8 @@ def test_summary_table_and_crossover_plot(tmp_path: Path) -> None:
     records = [_record("minilm-6x384", "teacher", "0", s, a) for s, a in ((1, 0.82), (2, 0.83), (3, 0.81))]
     records += [_record("3x384", "c", "0", s, a) for s, a in ((1, 0.79), (2, 0.80))]
     records += [_record("3x384", "c1", "0", 1, 0.80), _record("3x384", "c1-both", "1M", 1, 0.805),
-                _record("3x384", "c1-both", "4M", 1, 0.81), _record("3x384", "c1", "0", 1, 0.70, task="trec")]
+                _record("3x384", "c1-both", "4M", 1, 0.81), _record("3x384", "c1", "0", 1, 0.70, task="trec"),
+                _record("3x384", "c1-both-kd", "1M", 1, 0.812)]
     for i, record in enumerate(records):
         (runs / f"{i}.json").write_text(json.dumps(record))
     (runs / "d.json").write_text(json.dumps({"kind": "distill", "student": "3x384", "variant": "c1-both",
@@ -101,4 +102,6 @@ def test_summary_table_and_crossover_plot(tmp_path: Path) -> None:
     table = (tmp_path / "students.md").read_text()
     assert "| 3x384 | c: layer copy, old picks (every k-th from 0), no distillation | 0 | 79.5 ± 0.7 (2 seeds) | – | 97.0 | – |" in table
     assert "| 612 |" in table and "70.0 (1 seed)" in table
+    kd_row = next(line for line in table.splitlines() if line.startswith("| 3x384 | c1-both-kd:"))
+    assert kd_row.endswith("| 81.2 (1 seed) | – | 99.0 | 612 |")  # a -kd row shows its student's distillation
     assert (tmp_path / "crossover.png").stat().st_size > 1000 and "crossover.png" in table
