@@ -224,10 +224,11 @@ def ensure_student(run: Run) -> str:
     if run.task_teacher:  # its teacher is the fine-tuned teacher of this task and seed: fine-tune that first
         finetune(run.teacher_run(), needed_as_teacher=True)
     print(f"students: distilling {run.student_key} ({VARIANTS[run.variant]})", file=sys.stderr)
-    record = harness.distill_student(distill_recipe(run, layers), "students")
+    recipe = distill_recipe(run, layers)
+    record = harness.distill_student(recipe, "students")
     harness.save_record(RUNS / f"{run.student_key}-distill.json", {
         "kind": "distill", "student": run.group, "variant": run.variant, "tokens": record["tokens"],
-        "teacher": distill_recipe(run, layers)["teacher"],
+        "teacher": recipe["teacher"],
         "tokens_label": run.tokens, "steps": record["steps"], "final": record["final"], "init": record["init"],
         "student_parameters": record["student"]["parameters"], "teacher_parameters": record["teacher"]["parameters"],
         "bf16": record.get("bf16"), "cpu": record.get("cpu"), "recipe": record["recipe"]["distill"],
