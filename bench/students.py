@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,24 +65,53 @@ GROUPS = {
     "mpnet-6x768": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, 768),
     "mpnet-6x384": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, 384),
 }
-VARIANTS = {
-    "teacher": "the teacher, fine-tuned",
-    "c": "layer copy, old picks (every k-th from 0), no distillation",
-    "c1": "layer copy, new picks (first and last kept), no distillation",
-    "c1-minilm": "c1 + MiniLM relations",
-    "c1-hidden": "c1 + hidden-state alignment",
-    "c1-both": "c1 + relations + hidden-state alignment",
-    "c1-both-rt": "c1-both on corpus-en + rotten-tomatoes training texts (half each)",
-    "rand-both": "random init + relations + hidden-state alignment",
-    "c1-kd": "c1, fine-tuned with task distillation from the fine-tuned teacher (same seed)",
-    "c1-both-kd": "c1-both, fine-tuned with task distillation from the fine-tuned teacher (same seed)",
-    "t1": "layer copy, new picks, of the fine-tuned teacher (same task and seed), no distillation",
-    "t1-kd": "t1, fine-tuned with task distillation from that teacher",
-    "t1-both": "t1 + relations + hidden-state alignment to that teacher on the task's training texts",
-    "t1-both-kd": "t1-both, fine-tuned with task distillation from that teacher",
+@dataclass(frozen=True)
+class Variant:
+    """What a variant is, said once: how its student starts, what it is distilled with, on which text, from
+    which teacher, and how it is fine-tuned. A variant with no loss parts is not distilled (it takes 0 tokens)."""
+
+    description: str
+    loss: tuple[str, ...] = ()  # "relations" (MiniLM's attention + value KL), "alignment" (hidden + embedding)
+    init: str = "teacher-layers"  # or "random"
+    old_picks: bool = False  # the picks the project used before issue 14 (every k-th layer from 0)
+    corpus: str = "general"  # "general": corpus-en; "general+rt": half corpus-en, half RT's training texts; "task"
+    task_teacher: bool = False  # copied from and distilled from the fine-tuned teacher of the run's task and seed
+    kd: bool = False  # fine-tuned with task distillation from the fine-tuned teacher of the same task and seed
+    student: str = ""  # a -kd variant: the variant whose student it fine-tunes (itself otherwise)
+
+    @property
+    def distilled(self) -> bool:
+        return bool(self.loss)
+
+
+def _kd(base: Variant, description: str, name: str) -> Variant:
+    """`base`'s student fine-tuned with task distillation."""
+    return replace(base, description=description, kd=True, student=name)
+
+
+_BOTH = ("relations", "alignment")
+_C1 = Variant("layer copy, new picks (first and last kept), no distillation")
+_C1_BOTH = Variant("c1 + relations + hidden-state alignment", _BOTH)
+_T1 = Variant("layer copy, new picks, of the fine-tuned teacher (same task and seed), no distillation", task_teacher=True)
+_T1_BOTH = Variant("t1 + relations + hidden-state alignment to that teacher on the task's training texts", _BOTH,
+                   corpus="task", task_teacher=True)
+VARIANTS: dict[str, Variant] = {
+    "teacher": Variant("the teacher, fine-tuned"),
+    "c": Variant("layer copy, old picks (every k-th from 0), no distillation", old_picks=True),
+    "c1": _C1,
+    "c1-minilm": Variant("c1 + MiniLM relations", ("relations",)),
+    "c1-hidden": Variant("c1 + hidden-state alignment", ("alignment",)),
+    "c1-both": _C1_BOTH,
+    "c1-both-rt": Variant("c1-both on corpus-en + rotten-tomatoes training texts (half each)", _BOTH, corpus="general+rt"),
+    "rand-both": Variant("random init + relations + hidden-state alignment", _BOTH, init="random"),
+    "c1-kd": _kd(_C1, "c1, fine-tuned with task distillation from the fine-tuned teacher (same seed)", "c1"),
+    "c1-both-kd": _kd(_C1_BOTH, "c1-both, fine-tuned with task distillation from the fine-tuned teacher (same seed)",
+                      "c1-both"),
+    "t1": _T1,
+    "t1-kd": _kd(_T1, "t1, fine-tuned with task distillation from that teacher", "t1"),
+    "t1-both": _T1_BOTH,
+    "t1-both-kd": _kd(_T1_BOTH, "t1-both, fine-tuned with task distillation from that teacher", "t1-both"),
 }
-TASK_TEACHER_PREFIX = "t1"  # variants whose teacher (and layer copy) is the fine-tuned teacher of the run's task and seed
-KD_SUFFIX = "-kd"  # a variant fine-tuned with task distillation; its student is the variant without the suffix
 TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_384_000}
 CORPUS = "zoo:corpus-en"
@@ -131,8 +160,9 @@ class Run:
                                    (task, TASKS, "task")):
             if value not in known:
                 raise SystemExit(f"students.py: unknown {what} {value!r}; known: {', '.join(known)}")
-        if (variant.removesuffix(KD_SUFFIX) in ("teacher", "c", "c1", "t1")) != (tokens == "0"):
-            raise SystemExit(f"students.py: {text}: teacher, c, c1 and t1 take 0 tokens, distilled variants more")
+        if VARIANTS[variant].distilled == (tokens == "0"):
+            undistilled = ", ".join(name for name, v in VARIANTS.items() if not v.distilled)
+            raise SystemExit(f"students.py: {text}: {undistilled} take 0 tokens, distilled variants more")
         return run
 
     @property
@@ -143,27 +173,27 @@ class Run:
     @property
     def kd(self) -> bool:
         """Fine-tuned with task distillation from the fine-tuned teacher of the same task and seed."""
-        return self.variant.endswith(KD_SUFFIX)
+        return VARIANTS[self.variant].kd
 
     @property
     def task_teacher(self) -> bool:
         """Distilled from (and copied from) the fine-tuned teacher of this run's task and seed."""
-        return self.variant.startswith(TASK_TEACHER_PREFIX)
+        return VARIANTS[self.variant].task_teacher
 
     @property
     def student_key(self) -> str:
         """The encoder's folder name: a -kd variant fine-tunes the same student as its variant without -kd;
         a task-teacher student is one per task and seed (its teacher is)."""
-        key = f"{self.label}-{self.variant.removesuffix(KD_SUFFIX)}-{self.tokens}"
+        key = f"{self.label}-{self.base().variant}-{self.tokens}"
         return f"{key}-{self.task}-s{self.seed}" if self.task_teacher else key
 
     @property
     def output(self) -> Path:
-        return WORK / self.student_key / f"{self.task}-s{self.seed}{KD_SUFFIX if self.kd else ''}"
+        return WORK / self.student_key / f"{self.task}-s{self.seed}{'-kd' if self.kd else ''}"
 
     def base(self) -> Run:
         """The same run without task distillation (the student it fine-tunes)."""
-        return Run(self.group, self.variant.removesuffix(KD_SUFFIX), self.tokens, self.task, self.seed)
+        return Run(self.group, VARIANTS[self.variant].student or self.variant, self.tokens, self.task, self.seed)
 
     def teacher_run(self) -> Run:
         return Run(self.group, "teacher", "0", self.task, self.seed)
@@ -182,28 +212,25 @@ def old_picks(teacher_layers: int, student_layers: int) -> list[int]:
 def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
     group = GROUPS[run.group]
     run = run.base()
-    init = "random" if run.variant.startswith("rand") else "teacher-layers"
-    student: dict[str, Any] = {"layers": group.layers, "hidden": group.hidden, "init": init}
-    if run.variant == "c":
+    variant = VARIANTS[run.variant]
+    student: dict[str, Any] = {"layers": group.layers, "hidden": group.hidden, "init": variant.init}
+    if variant.old_picks:
         student["init_layers"] = old_picks(teacher_layers, group.layers)
-    weights: dict[str, float] = {}  # c and c1 (0 steps): the default loss, never used
-    if run.variant in ("c1-minilm", "c1-both", "c1-both-rt", "rand-both", "t1-both"):
-        weights |= RELATIONS
-    if run.variant == "c1-hidden":
-        weights |= {part: 0.0 for part in RELATIONS}
-    if run.variant in ("c1-hidden", "c1-both", "c1-both-rt", "rand-both", "t1-both"):
-        weights |= ALIGNMENT
-    corpus: Any = CORPUS
-    if run.variant == "c1-both-rt":
-        corpus = [{"source": CORPUS, "weight": 0.5}, {"source": TASKS["rotten-tomatoes"], "weight": 0.5}]
-    if run.task_teacher:
-        corpus = [{"source": TASKS[run.task], "weight": 1.0}]  # the task's training texts only (never eval text)
+    weights: dict[str, float] = {}  # not distilled (0 steps): the default loss, never used
+    if variant.distilled:  # the loss's defaults: relations on, alignment off
+        weights = RELATIONS if "relations" in variant.loss else {part: 0.0 for part in RELATIONS}
+        weights = weights | (ALIGNMENT if "alignment" in variant.loss else {})
+    corpus: Any = {
+        "general": CORPUS,
+        "general+rt": [{"source": CORPUS, "weight": 0.5}, {"source": TASKS["rotten-tomatoes"], "weight": 0.5}],
+        "task": [{"source": TASKS[run.task], "weight": 1.0}],  # the task's training texts only (never eval text)
+    }[variant.corpus]
     teacher = str(run.teacher_run().output) if run.task_teacher else group.teacher
     return {
         "name": f"students-{run.student_key}", "teacher": teacher, "seed": 0,
         "output_dir": str(WORK / run.student_key),
         "distill": {"corpus": corpus, "student": student, "loss": {"kind": "minilm", "weights": weights},
-                    "train": {**TRAIN, "tokens": TOKENS[run.tokens], "lr": LR[init]}},
+                    "train": {**TRAIN, "tokens": TOKENS[run.tokens], "lr": LR[variant.init]}},
     }
 
 
@@ -223,12 +250,12 @@ def ensure_student(run: Run) -> str:
     layers = attention_shape(AutoConfig.from_pretrained(resolve_model(group.teacher)))[0]
     if run.task_teacher:  # its teacher is the fine-tuned teacher of this task and seed: fine-tune that first
         finetune(run.teacher_run(), needed_as_teacher=True)
-    print(f"students: distilling {run.student_key} ({VARIANTS[run.variant]})", file=sys.stderr)
+    print(f"students: distilling {run.student_key} ({VARIANTS[run.variant].description})", file=sys.stderr)
     recipe = distill_recipe(run, layers)
     record = harness.distill_student(recipe, "students")
     harness.save_record(RUNS / f"{run.student_key}-distill.json", {
         "kind": "distill", "student": run.group, "variant": run.variant, "tokens": record["tokens"],
-        "teacher": recipe["teacher"],
+        "teacher": recipe["teacher"], **({"task": run.task, "seed": run.seed} if run.task_teacher else {}),
         "tokens_label": run.tokens, "steps": record["steps"], "final": record["final"], "init": record["init"],
         "student_parameters": record["student"]["parameters"], "teacher_parameters": record["teacher"]["parameters"],
         "bf16": record.get("bf16"), "cpu": record.get("cpu"), "recipe": record["recipe"]["distill"],
@@ -265,7 +292,7 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
         "tokens_label": run.tokens, "task": run.task, "seed": run.seed, "metric": metrics["metric"],
         "test": metrics["splits"]["test"], "dev": metrics["splits"]["dev"], "best_epoch": metrics["runs"][0]["best_epoch"],
         "train_seconds": metrics["train_seconds"], "wall_seconds": metrics["wall_seconds"],
-        "cpu_seconds": round(harness.cpu_seconds() - cpu, 1), "cpu_class": cpu_class(),
+        "cpu_seconds": round(harness.cpu_seconds() - cpu, 1), "cpu_class": cpu_class(), "bf16": metrics["runs"][0]["bf16"],
         "finetune": {**FINETUNE, "distill": TASK_DISTILL if run.kd else None},
         "model": model, "data": metrics.get("data"),
     })
@@ -294,8 +321,11 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    for item in plan:
-        finetune(item)
+    try:
+        for item in plan:
+            finetune(item)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trainer has checkpointed; no traceback
+        raise SystemExit("students: stopped; the last checkpoint is kept: run the same command to resume") from None
 
 
 if __name__ == "__main__":

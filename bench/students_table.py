@@ -12,22 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.students import GROUPS, KD_SUFFIX, TOKENS, VARIANTS
+from bench.students import GROUPS, TOKENS, VARIANTS
 
 TASK_ORDER = ("rotten-tomatoes", "trec")
 CURVE_VARIANT = "c1-both"  # the crossover curve: this objective at every budget
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
 
-def load(runs_dir: Path) -> tuple[dict[Key, list[dict[str, Any]]], dict[tuple[str, str, str], dict[str, Any]]]:
+DistillKey = tuple[str, str, str]  # (student, variant, tokens label)
+
+
+def load(runs_dir: Path) -> tuple[dict[Key, list[dict[str, Any]]], dict[DistillKey, list[dict[str, Any]]]]:
+    """The fine-tuning records by row, and the distillation records by student (several where a variant distils
+    one student per task and seed)."""
     runs: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    distills: dict[tuple[str, str, str], dict[str, Any]] = {}
+    distills: dict[DistillKey, list[dict[str, Any]]] = defaultdict(list)
     for path in sorted(runs_dir.glob("*.json")):
         record = json.loads(path.read_text())
         if record["kind"] == "finetune":
             runs[(record["student"], record["variant"], record["tokens_label"], record["task"])].append(record)
         else:
-            distills[(record["student"], record["variant"], record["tokens_label"])] = record
+            distills[(record["student"], record["variant"], record["tokens_label"])].append(record)
     for records in runs.values():
         records.sort(key=lambda r: r["seed"])
     return runs, distills
@@ -43,6 +48,14 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             "mean": round(statistics.mean(values), 6), "std": round(statistics.stdev(values), 6) if len(values) > 1 else None}
 
 
+def machine(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Where a row's seeds were fine-tuned: the CPU classes, and each class with its training precision
+    (records made before the `bf16` field ran on avx2, where `bf16: auto` is off)."""
+    return {"cpu_class": ", ".join(sorted({r.get("cpu_class") or "?" for r in records})),
+            "where": "; ".join(sorted({f"{r.get('cpu_class') or '?'} {'bf16' if r.get('bf16') else 'fp32'}"
+                                       for r in records}))}
+
+
 def summary_rows(runs: dict[Key, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per (student, variant, budget, task), in the order of the groups and variants."""
     order = {name: i for i, name in enumerate([*(g.teacher_label for g in GROUPS.values()), *GROUPS])}
@@ -50,8 +63,8 @@ def summary_rows(runs: dict[Key, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     for (student, variant, tokens, task), records in sorted(
             runs.items(), key=lambda kv: (order.get(kv[0][0], 99), variants[kv[0][1]], TOKENS[kv[0][2]], kv[0][3])):
-        rows.append({"student": student, "variant": variant, "description": VARIANTS[variant], "task": task,
-                     "tokens": TOKENS[tokens], **summarize(records), "cpu_class": records[0].get("cpu_class")})
+        rows.append({"student": student, "variant": variant, "description": VARIANTS[variant].description, "task": task,
+                     "tokens": TOKENS[tokens], **summarize(records), **machine(records)})
     return rows
 
 
@@ -68,19 +81,32 @@ def _cell(row: dict[str, Any] | None) -> str:
     return f"{100 * row['mean']:.1f}{spread} ({n} seed{'s' if n > 1 else ''})"
 
 
-def markdown(rows: list[dict[str, Any]], distills: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+def _distill_cpu(records: list[dict[str, Any]]) -> str:
+    """The distillation CPU-seconds of a row's student: the mean where it was distilled once per seed."""
+    if not records:
+        return "–"
+    mean = statistics.mean(r["cpu_seconds_this_session"] for r in records)
+    return f"{mean:.0f}" + (f" (mean of {len(records)})" if len(records) > 1 else "")
+
+
+def _where(cells: dict[str, dict[str, Any]]) -> str:
+    return "; ".join(sorted({part for r in cells.values() for part in r["where"].split("; ")}))
+
+
+def markdown(rows: list[dict[str, Any]], distills: dict[DistillKey, list[dict[str, Any]]]) -> str:
     lines = ["| student | variant | distill tokens | " + " | ".join(f"{t} test acc. %" for t in TASK_ORDER)
-             + " | RT retained % | distill CPU-s |", "|---|---|---:|" + "---:|" * (len(TASK_ORDER) + 2)]
+             + " | RT retained % | distill CPU-s | CPU, precision |", "|---|---|---:|" + "---:|" * (len(TASK_ORDER) + 2)
+             + "---|"]
     keys = list(dict.fromkeys((r["student"], r["variant"], r["tokens"]) for r in rows))
     label = {v: k for k, v in TOKENS.items()}
     for student, variant, tokens in keys:
         cells = {r["task"]: r for r in rows if (r["student"], r["variant"], r["tokens"]) == (student, variant, tokens)}
         rt, teacher = cells.get("rotten-tomatoes"), _teacher_mean(rows, student, "rotten-tomatoes")
         kept = f"{100 * rt['mean'] / teacher:.1f}" if rt and teacher else "–"
-        distill = distills.get((student, variant.removesuffix(KD_SUFFIX), label[tokens]))  # -kd: its student's
-        cpu = f"{distill['cpu_seconds_this_session']:.0f}" if distill else "–"
-        lines.append(f"| {student} | {variant}: {VARIANTS[variant]} | {tokens:,} | "
-                     + " | ".join(_cell(cells.get(t)) for t in TASK_ORDER) + f" | {kept} | {cpu} |")
+        owner = VARIANTS[variant].student or variant  # -kd: its student's distillation
+        cpu = _distill_cpu(distills.get((student, owner, label[tokens]), []))
+        lines.append(f"| {student} | {variant}: {VARIANTS[variant].description} | {tokens:,} | "
+                     + " | ".join(_cell(cells.get(t)) for t in TASK_ORDER) + f" | {kept} | {cpu} | {_where(cells)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -107,7 +133,7 @@ def plot(rows: list[dict[str, Any]], path: Path, student: str = "3x384", task: s
         if ref is None:
             continue
         mean, std = 100 * ref["mean"], 100 * (ref["std"] or 0)
-        ax.axhline(mean, color=colours[variant], linestyle="--", label=f"{variant}: {VARIANTS[variant]}")
+        ax.axhline(mean, color=colours[variant], linestyle="--", label=f"{variant}: {VARIANTS[variant].description}")
         ax.axhspan(mean - std, mean + std, color=colours[variant], alpha=0.12)
     ax.set_xscale("log")
     ax.set_xlabel("distillation tokens (zoo:corpus-en)")
@@ -125,11 +151,10 @@ def write_all(runs_dir: Path, out: Path) -> None:
     runs, distills = load(runs_dir)
     rows = summary_rows(runs)
     harness.write_report(out / "summary.json", rows)
-    cpus = sorted({r["cpu_class"] for r in rows if r.get("cpu_class")})
     header = ("# Students against layer truncation (issue 14)\n\n"
-              "Made by `.venv/bin/python -m bench.students table` from `runs/*.json`; CPU class of the runs: "
-              f"{', '.join(cpus) or '–'}. Test accuracy, mean ± std over seeds; fine-tuning: the whole task, 3 epochs, "
-              "best dev epoch, length 64, lr 1e-4.\n\n")
+              "Made by `.venv/bin/python -m bench.students table` from `runs/*.json`. Test accuracy, mean ± std over "
+              "seeds; fine-tuning: the whole task, 3 epochs, best dev epoch, length 64, lr 1e-4; the last column is where "
+              "the fine-tuning ran (CPU class; fp32, or bf16 autocast where `bf16: auto` found AMX or AVX512-BF16).\n\n")
     drawn = plot(rows, out / "crossover.png")
     harness.write_report(out / "students.md", markdown=header + markdown(rows, distills)
                          + ("\n![crossover](crossover.png)\n" if drawn else ""))

@@ -100,8 +100,45 @@ def test_summary_table_and_crossover_plot(tmp_path: Path) -> None:
     single = next(r for r in summary if r["variant"] == "c1-both" and r["tokens"] == 1_024_000)
     assert single["std"] is None and single["seeds"] == [1]
     table = (tmp_path / "students.md").read_text()
-    assert "| 3x384 | c: layer copy, old picks (every k-th from 0), no distillation | 0 | 79.5 ± 0.7 (2 seeds) | – | 97.0 | – |" in table
+    assert "| 3x384 | c: layer copy, old picks (every k-th from 0), no distillation | 0 | 79.5 ± 0.7 (2 seeds) | – | 97.0 | – | avx2 fp32 |" in table
     assert "| 612 |" in table and "70.0 (1 seed)" in table
     kd_row = next(line for line in table.splitlines() if line.startswith("| 3x384 | c1-both-kd:"))
-    assert kd_row.endswith("| 81.2 (1 seed) | – | 99.0 | 612 |")  # a -kd row shows its student's distillation
+    assert kd_row.endswith("| 81.2 (1 seed) | – | 99.0 | 612 | avx2 fp32 |")  # a -kd row shows its student's distillation
     assert (tmp_path / "crossover.png").stat().st_size > 1000 and "crossover.png" in table
+
+
+def test_a_student_distilled_once_per_seed_shows_the_mean_cpu_and_each_row_says_where_it_ran(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    records = [_record("minilm-6x384", "teacher", "0", 1, 0.82),
+               {**_record("3x384", "t1-both-kd", "1M", 1, 0.81)},
+               {**_record("3x384", "t1-both-kd", "1M", 2, 0.80), "cpu_class": "amx", "bf16": True}]
+    records += [{"kind": "distill", "student": "3x384", "variant": "t1-both", "tokens_label": "1M", "task": "rotten-tomatoes",
+                 "seed": seed, "cpu_seconds_this_session": cpu} for seed, cpu in ((1, 1000.0), (2, 400.0))]
+    for i, record in enumerate(records):
+        (runs / f"{i}.json").write_text(json.dumps(record))
+    students_table.write_all(runs, tmp_path)
+    row = next(line for line in (tmp_path / "students.md").read_text().splitlines() if "| t1-both-kd:" in line)
+    assert row.endswith("| 700 (mean of 2) | amx bf16; avx2 fp32 |")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    kd = next(r for r in summary if r["variant"] == "t1-both-kd")
+    assert (kd["cpu_class"], kd["where"]) == ("amx, avx2", "amx bf16; avx2 fp32")
+
+
+def test_variants_say_once_what_each_is() -> None:
+    assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
+        "teacher", "c", "c1", "c1-kd", "t1", "t1-kd"]
+    for name, variant in students.VARIANTS.items():
+        assert variant.kd == name.endswith("-kd") and variant.task_teacher == name.startswith("t1")
+        base = students.VARIANTS[variant.student] if variant.kd else variant
+        assert (base.loss, base.corpus, base.init) == (variant.loss, variant.corpus, variant.init)
+
+
+def test_a_stop_during_the_plan_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def stopped(run: students.Run) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(students, "finetune", stopped)
+    monkeypatch.setattr("sys.argv", ["students", "run", "--only", "3x384:c1:0:rotten-tomatoes:1"])
+    with pytest.raises(SystemExit, match="stopped; the last checkpoint is kept"):
+        students.main()
