@@ -266,8 +266,9 @@ def ensure_student(run: Run) -> str:
 
 
 def finetune(run: Run, needed_as_teacher: bool = False) -> None:
-    """Fine-tune one run unless its result is recorded (a teacher whose model folder is gone is redone when a
-    -kd run needs its logits)."""
+    """Fine-tune one run unless its result is recorded. A teacher whose model folder is gone is redone when a
+    -kd or t1 run needs it; the redo is recorded beside the result (`...-remade-<cpu class>.json`, kind
+    "finetune-remade"), which stays the row's figure."""
     from minilm_deploy.config import from_dict
     from minilm_deploy.finetune.api import finetune_model
     from minilm_deploy.finetune.recipe import FinetuneRecipe
@@ -275,6 +276,7 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
 
     if run.result.is_file() and (not needed_as_teacher or (run.output / "model.safetensors").is_file()):
         return
+    remade = run.result.is_file()  # only the model folder is missing: its recorded result stays as it was
     teacher = None
     if run.kd:  # the soft targets come from the fine-tuned teacher of the same task and seed
         finetune(run.teacher_run(), needed_as_teacher=True)
@@ -287,8 +289,9 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
     cpu = harness.cpu_seconds()
     metrics = finetune_model(model, ft, run.output, (run.seed,), overwrite=True, distill_teacher=teacher,
                              label=run.result.stem, resume=True)
-    harness.save_record(run.result, {
-        "kind": "finetune", "student": run.label, "variant": run.variant, "tokens": TOKENS[run.tokens],
+    result = run.result.with_name(f"{run.result.stem}-remade-{cpu_class()}.json") if remade else run.result
+    harness.save_record(result, {
+        "kind": "finetune-remade" if remade else "finetune", "student": run.label, "variant": run.variant, "tokens": TOKENS[run.tokens],
         "tokens_label": run.tokens, "task": run.task, "seed": run.seed, "metric": metrics["metric"],
         "test": metrics["splits"]["test"], "dev": metrics["splits"]["dev"], "best_epoch": metrics["runs"][0]["best_epoch"],
         "train_seconds": metrics["train_seconds"], "wall_seconds": metrics["wall_seconds"],

@@ -112,7 +112,8 @@ def test_a_student_distilled_once_per_seed_shows_the_mean_cpu_and_each_row_says_
     runs.mkdir()
     records = [_record("minilm-6x384", "teacher", "0", 1, 0.82),
                {**_record("3x384", "t1-both-kd", "1M", 1, 0.81)},
-               {**_record("3x384", "t1-both-kd", "1M", 2, 0.80), "cpu_class": "amx", "bf16": True}]
+               {**_record("3x384", "t1-both-kd", "1M", 2, 0.80), "cpu_class": "amx", "bf16": True},
+               {**_record("minilm-6x384", "teacher", "0", 2, 0.5), "kind": "finetune-remade"}]  # not a result
     records += [{"kind": "distill", "student": "3x384", "variant": "t1-both", "tokens_label": "1M", "task": "rotten-tomatoes",
                  "seed": seed, "cpu_seconds_this_session": cpu} for seed, cpu in ((1, 1000.0), (2, 400.0))]
     for i, record in enumerate(records):
@@ -123,6 +124,7 @@ def test_a_student_distilled_once_per_seed_shows_the_mean_cpu_and_each_row_says_
     summary = json.loads((tmp_path / "summary.json").read_text())
     kd = next(r for r in summary if r["variant"] == "t1-both-kd")
     assert (kd["cpu_class"], kd["where"]) == ("amx, avx2", "amx bf16; avx2 fp32")
+    assert next(r for r in summary if r["variant"] == "teacher")["seeds"] == [1]
 
 
 def test_variants_say_once_what_each_is() -> None:
@@ -142,3 +144,20 @@ def test_a_stop_during_the_plan_is_one_line_not_a_traceback(monkeypatch: pytest.
     monkeypatch.setattr("sys.argv", ["students", "run", "--only", "3x384:c1:0:rotten-tomatoes:1"])
     with pytest.raises(SystemExit, match="stopped; the last checkpoint is kept"):
         students.main()
+
+
+def test_a_teacher_remade_for_its_folder_keeps_its_recorded_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import minilm_deploy.finetune.api as api
+
+    monkeypatch.setattr(students, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(students, "WORK", tmp_path / "work")
+    split = {"accuracy": 0.9}
+    monkeypatch.setattr(api, "finetune_model", lambda *a, **k: {  # the fine-tuning itself is tested elsewhere
+        "metric": "accuracy", "splits": {"test": split, "dev": split}, "runs": [{"best_epoch": 1, "bf16": True}],
+        "train_seconds": 1.0, "wall_seconds": 1.0})
+    teacher = students.Run.parse("3x384:teacher:0:trec:2")
+    students.harness.save_record(teacher.result, {"kind": "finetune", "test": {"accuracy": 0.8}})
+    students.finetune(teacher, needed_as_teacher=True)  # its model folder is missing: remade
+    assert json.loads(teacher.result.read_text())["test"] == {"accuracy": 0.8}  # the recorded result is kept
+    remade = [json.loads(p.read_text()) for p in teacher.result.parent.glob("*-remade-*.json")]
+    assert [(r["kind"], r["test"], r["bf16"]) for r in remade] == [("finetune-remade", split, True)]
