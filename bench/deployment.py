@@ -3,9 +3,10 @@
     .venv/bin/python -m bench.deployment --teacher runs/ablation/3x384/a/rotten-tomatoes-s1 \\
         STUDENT_DIR... --out bench/results/deployment/minilm   # a fine-tuned model folder each, NAME=DIR to name it
     .venv/bin/python -m bench.deployment ... --export-only      # the ONNX artifacts only (no timing: any machine)
+    .venv/bin/python -m bench.deployment ... --profiles onnx-cpu-fp32,onnx-cpu-int8,openvino-cpu-fp32   # + OpenVINO
 
-For each student: exported with the project's profiles (`onnx-cpu-fp32`, `onnx-cpu-int8`, validated on
-the task), then `minilm bench`'s machinery measures, one model per fresh process, one intra-op thread:
+For each student: exported with the project's profiles (by default `onnx-cpu-fp32`, `onnx-cpu-int8`; `--profiles`
+adds e.g. `openvino-cpu-fp32`, bf16 inference where the CPU has AMX; each validated on the task), then `minilm bench`'s machinery measures, one model per fresh process, one intra-op thread:
 the teacher in PyTorch and its own ONNX fp32/INT8 exports (what quantisation alone gives), then every student;
 latency at batch 1 and 32 × 128 tokens and at the task's real lengths (batch 1 and 32), and the task
 accuracy on the whole test split. The table gives parameters, file sizes, latencies, the speed-up against
@@ -32,14 +33,28 @@ SUITE = BenchSuite(name="deployment", task="zoo:rotten-tomatoes", split="test", 
                    timing=Timing(warmup=1, min_iterations=5, min_duration_s=1.0), threads=1)
 
 
-def export(name: str, model: Path, precision: str, out: Path, task: str) -> Path:
+PROFILES = ("onnx-cpu-fp32", "onnx-cpu-int8")  # the default exports of every model
+# How each profile's rows are named (model name + suffix) and drawn; a row with no suffix is PyTorch.
+FORMATS = {"onnx-cpu-fp32": ("-onnx-fp32", "ONNX fp32", "s"), "onnx-cpu-int8": ("-onnx-int8", "ONNX INT8", "^"),
+           "onnx-cpu-int8-attention": ("-onnx-int8-attention", "ONNX INT8 attention", "v"),
+           "openvino-cpu-fp32": ("-openvino", "OpenVINO (bf16 where the CPU has it)", "D"),
+           "openvino-cpu-int8": ("-openvino-int8", "OpenVINO INT8", "P")}
+
+
+def export(name: str, model: Path, profile: str, out: Path, task: str) -> Path:
     from minilm_deploy.export.build import export_model
     from minilm_deploy.export.profile import load_profile
 
-    folder = harness.WORK / "deployment" / out.name / f"{name}-{precision}"  # large: not committed
+    folder = harness.WORK / "deployment" / out.name / f"{name}{FORMATS[profile][0]}"  # large: not committed
     if not (folder / "manifest.json").is_file() or exported_from(folder) != model.resolve():
-        export_model(str(model), load_profile(f"onnx-cpu-{precision}"), output=folder, task=task, overwrite=True)
+        export_model(str(model), load_profile(profile), output=folder, task=task, overwrite=True)
     return folder
+
+
+def row_format(model: str) -> tuple[str, str]:
+    """(label, marker) of a row by its name's suffix: the longest suffix that matches, else PyTorch."""
+    suffix = max((f for f in FORMATS.values() if model.endswith(f[0])), key=lambda f: len(f[0]), default=None)
+    return (suffix[1], suffix[2]) if suffix else ("PyTorch", "o")
 
 
 def exported_from(folder: Path) -> Path:
@@ -54,16 +69,22 @@ def main() -> None:
     parser.add_argument("--split", default=SUITE.split, help="the split scored and drawn from for real lengths")
     parser.add_argument("--eval-limit", type=int, default=SUITE.eval_limit, help="examples scored (0: the whole split)")
     parser.add_argument("--export-only", action="store_true", help="write the ONNX artifacts and stop (no timing)")
+    parser.add_argument("--profiles", default=",".join(PROFILES),
+                        help=f"export profiles of every model, comma-separated (default {','.join(PROFILES)}; known: "
+                             f"{', '.join(FORMATS)})")
     parser.add_argument("--out", type=Path, default=harness.RESULTS / "deployment")
     args = parser.parse_args()
     named = [(s.split("=", 1) if "=" in s else (Path(s).parent.name, s)) for s in args.students]
     if len({n for n, _ in named} | {"teacher"}) != len(named) + 1:
         parser.error("every student needs its own name (NAME=DIR), and none may be called 'teacher'")
+    profiles = args.profiles.split(",")
+    if unknown := [p for p in profiles if p not in FORMATS]:
+        parser.error(f"unknown profile {unknown[0]!r}; known: {', '.join(FORMATS)}")
     models = [ModelSpec("teacher", str(args.teacher), "teacher")]
     for name, folder in [("teacher", str(args.teacher)), *named]:
         models += [] if name == "teacher" else [ModelSpec(name, folder, "candidate")]
-        models += [ModelSpec(f"{name}-onnx-fp32", str(export(name, Path(folder), "fp32", args.out, args.task)), "candidate"),
-                   ModelSpec(f"{name}-onnx-int8", str(export(name, Path(folder), "int8", args.out, args.task)), "candidate")]
+        models += [ModelSpec(f"{name}{FORMATS[p][0]}", str(export(name, Path(folder), p, args.out, args.task)), "candidate")
+                   for p in profiles]
     if args.export_only:
         return
     suite = replace(SUITE, task=args.task, split=args.split, eval_limit=args.eval_limit)
@@ -119,8 +140,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     points = [r for r in rows if r["speedup_b1"] and r["retained"] is not None]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for r in points:
-        fmt = "ONNX INT8" if r["model"].endswith("-onnx-int8") else "ONNX fp32" if r["model"].endswith("-onnx-fp32") else "PyTorch"
-        ax.scatter(r["speedup_b1"], 100 * r["retained"], marker={"PyTorch": "o", "ONNX fp32": "s", "ONNX INT8": "^"}[fmt],
+        fmt, marker = row_format(r["model"])
+        ax.scatter(r["speedup_b1"], 100 * r["retained"], marker=marker,
                    color="#444444" if r["model"].startswith("teacher") else "#1f77b4")
         if fmt == "PyTorch":  # one label per model: the marker tells the format
             ax.annotate(r["model"], (r["speedup_b1"], 100 * r["retained"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
@@ -128,7 +149,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlim(0.8, 2 * max(r["speedup_b1"] for r in points))
     ax.set_xlabel("speed-up vs the teacher in PyTorch (batch 1 × 128, 1 thread; log scale)")
     ax.set_ylabel("task accuracy retained (%)")
-    ax.set_title("Deployment: ○ PyTorch  □ ONNX fp32  △ ONNX INT8")
+    shown = dict.fromkeys(row_format(r["model"]) for r in points)
+    marks = {"o": "○", "s": "□", "^": "△", "v": "▽", "D": "◇", "P": "✚"}
+    ax.set_title("Deployment: " + "  ".join(f"{marks[m]} {label}" for label, m in shown), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -215,3 +215,14 @@ def test_interleaved_table_bolds_the_fastest_export_that_passes_autos_gate():
     assert "| full-int8 | 1 | 2.00 | 20.00 | 0.9700 |" in lines
     assert "| auto | 1 | **3.00** | 31.00 | 0.9950 |" in lines
     assert "| peer | 1 | 4.00 | **30.00** | – |" in lines
+
+
+def test_deployment_rows_are_named_and_drawn_by_their_export_profile() -> None:
+    assert deployment.row_format("mpnet-c1-onnx-int8") == ("ONNX INT8", "^")
+    assert deployment.row_format("mpnet-c1-onnx-int8-attention") == ("ONNX INT8 attention", "v")  # the longest suffix
+    assert deployment.row_format("teacher-openvino")[1] == "D" and deployment.row_format("teacher") == ("PyTorch", "o")
+    assert set(deployment.PROFILES) <= set(deployment.FORMATS)
+    from minilm_deploy.export.profile import load_profile
+
+    for profile in deployment.FORMATS:  # every name is a profile the project ships
+        load_profile(profile)
