@@ -80,22 +80,32 @@ def main() -> None:
     profiles = args.profiles.split(",")
     if unknown := [p for p in profiles if p not in FORMATS]:
         parser.error(f"unknown profile {unknown[0]!r}; known: {', '.join(FORMATS)}")
+    from minilm_deploy.errors import ValidationFailed
+
     models = [ModelSpec("teacher", str(args.teacher), "teacher")]
+    rejected: dict[str, str] = {}  # an export its own validation refused: no row, the reason in the report
     for name, folder in [("teacher", str(args.teacher)), *named]:
         models += [] if name == "teacher" else [ModelSpec(name, folder, "candidate")]
-        models += [ModelSpec(f"{name}{FORMATS[p][0]}", str(export(name, Path(folder), p, args.out, args.task)), "candidate")
-                   for p in profiles]
+        for profile in profiles:
+            row = f"{name}{FORMATS[profile][0]}"
+            try:
+                models.append(ModelSpec(row, str(export(name, Path(folder), profile, args.out, args.task)), "candidate"))
+            except ValidationFailed as failure:
+                rejected[row] = str(failure)
+                print(f"deployment: {row} rejected by its validation: {failure}", file=sys.stderr)
     if args.export_only:
         return
     suite = replace(SUITE, task=args.task, split=args.split, eval_limit=args.eval_limit)
     main_run = run_bench(models, suite, args.out / "b32")
     single = run_bench(models, replace(suite, grid=Grid(batch_sizes=(1,), seq_lens=(128,)), real_batch_size=1, real_samples=128,
                                        eval_limit=1), args.out / "b1-real")
-    table = write_table(main_run, single, models, args.out, command=" ".join([".venv/bin/python -m bench.deployment", *sys.argv[1:]]))
+    table = write_table(main_run, single, models, args.out, command=" ".join([".venv/bin/python -m bench.deployment", *sys.argv[1:]]),
+                        rejected=rejected)
     print(table)
 
 
-def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[ModelSpec], out: Path, command: str = "") -> str:
+def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[ModelSpec], out: Path, command: str = "",
+                rejected: dict[str, str] | None = None) -> str:
     def latency(results: dict[str, Any], model: str, mode: str, batch: int) -> float | None:
         return next((r["latency_ms"]["p50"] for r in results["rows"] if r["kind"] == "latency" and r["model"] == model
                      and r["mode"] == mode and r["batch_size"] == batch), None)
@@ -123,9 +133,10 @@ def write_table(main_run: dict[str, Any], single: dict[str, Any], models: list[M
                      f"{fmt(row['b32_s128_ms'], '{:.1f}')} | {fmt(row['b1_real_ms'], '{:.2f}')} | {fmt(row['b32_real_ms'], '{:.1f}')} | "
                      f"{fmt(row['speedup_b1'], '{:.2f}x')} | {fmt(row['accuracy'], '{:.4f}')} | {fmt(row['retained'], '{:.1%}')} |")
     table = "\n".join(lines)
-    harness.write_report(out / "deployment", {"environment": main_run["environment"], "rows": rows},
+    refused = "".join(f"\n- {row}: rejected by its export's validation, not timed: {why}" for row, why in (rejected or {}).items())
+    harness.write_report(out / "deployment", {"environment": main_run["environment"], "rows": rows, "rejected": rejected or {}},
                          f"CPU: {main_run['environment']['cpu']} ({main_run['environment'].get('cpu_class')}), "
-                         f"1 intra-op thread. Command: `{command}`\n\n{table}\n", indent=2)
+                         f"1 intra-op thread. Command: `{command}`\n\n{table}\n{refused}\n", indent=2)
     plot(rows, out / "deployment.png")
     return table
 

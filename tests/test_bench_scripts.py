@@ -119,7 +119,7 @@ def test_deployment_table_gives_speedup_against_the_pytorch_teacher_and_accuracy
     }
     single = {"rows": [_latency("teacher", "real", 1, 10.0), _latency("s", "real", 1, 5.0)]}
 
-    table = deployment.write_table(main_run, single, models, tmp_path)
+    table = deployment.write_table(main_run, single, models, tmp_path, rejected={"teacher-onnx-int8": "agrees on 94.5%"})
 
     rows = {r["model"]: r for r in json.loads((tmp_path / "deployment.json").read_text())["rows"]}
     assert rows["teacher"]["speedup_b1"] == pytest.approx(1.0) and rows["teacher"]["retained"] == pytest.approx(1.0)
@@ -129,6 +129,7 @@ def test_deployment_table_gives_speedup_against_the_pytorch_teacher_and_accuracy
     assert rows["s-onnx-int8"]["b1_real_ms"] is None  # not measured: a dash, not a zero
     assert "| s-onnx-int8 | – | 10.0 | 3.00 | 90.0 | – | – | 10.00x | 0.7200 | 90.0% |" in table
     assert (tmp_path / "deployment.md").read_text().startswith("CPU: test cpu (x86_64-avx2)")
+    assert "- teacher-onnx-int8: rejected by its export's validation, not timed: agrees on 94.5%" in (tmp_path / "deployment.md").read_text()
     assert (tmp_path / "deployment.png").stat().st_size > 1000
 
 
