@@ -89,6 +89,11 @@ def _kd(base: Variant, description: str, name: str) -> Variant:
     return replace(base, description=description, kd=True, student=name)
 
 
+def student_variant(name: str) -> str:
+    """The variant whose student `name` fine-tunes: itself, or for a -kd variant the one it adds task distillation to."""
+    return VARIANTS[name].student or name
+
+
 _BOTH = ("relations", "alignment")
 _C1 = Variant("layer copy, new picks (first and last kept), no distillation")
 _C1_BOTH = Variant("c1 + relations + hidden-state alignment", _BOTH)
@@ -193,7 +198,7 @@ class Run:
 
     def base(self) -> Run:
         """The same run without task distillation (the student it fine-tunes)."""
-        return Run(self.group, VARIANTS[self.variant].student or self.variant, self.tokens, self.task, self.seed)
+        return Run(self.group, student_variant(self.variant), self.tokens, self.task, self.seed)
 
     def teacher_run(self) -> Run:
         return Run(self.group, "teacher", "0", self.task, self.seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.students import GROUPS, TOKENS, VARIANTS
+from bench.students import GROUPS, TOKENS, VARIANTS, student_variant
 
 TASK_ORDER = ("rotten-tomatoes", "trec")
 CURVE_VARIANT = "c1-both"  # the crossover curve: this objective at every budget
@@ -103,8 +103,7 @@ def markdown(rows: list[dict[str, Any]], distills: dict[DistillKey, list[dict[st
         cells = {r["task"]: r for r in rows if (r["student"], r["variant"], r["tokens"]) == (student, variant, tokens)}
         rt, teacher = cells.get("rotten-tomatoes"), _teacher_mean(rows, student, "rotten-tomatoes")
         kept = f"{100 * rt['mean'] / teacher:.1f}" if rt and teacher else "–"
-        owner = VARIANTS[variant].student or variant  # -kd: its student's distillation
-        cpu = _distill_cpu(distills.get((student, owner, label[tokens]), []))
+        cpu = _distill_cpu(distills.get((student, student_variant(variant), label[tokens]), []))  # -kd: its student's
         lines.append(f"| {student} | {variant}: {VARIANTS[variant].description} | {tokens:,} | "
                      + " | ".join(_cell(cells.get(t)) for t in TASK_ORDER) + f" | {kept} | {cpu} | {_where(cells)} |")
     return "\n".join(lines) + "\n"
