@@ -29,7 +29,8 @@ def _metrics(folder: Path) -> list[dict]:
 
 def test_two_gloo_processes_match_one_process(tmp_path, teacher_dir, corpus) -> None:  # noqa: F811
     recipe = write_recipe(tmp_path, teacher_dir, corpus, student={"layers": 2, "hidden": 16, "dropout": 0.0},
-                          train={"steps": 6, "batch_size": 8, "grad_accum": 2, "log_every": 1, "checkpoint_every": 3})
+                          train={"steps": 6, "batch_size": 8, "grad_accum": 2, "log_every": 1, "checkpoint_every": 3,
+                                 "bf16": False})  # fp32: equality is the point (bf16 auto would engage on AMX)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     single, multi = tmp_path / "single", tmp_path / "multi"
     one = subprocess.run([sys.executable, "-m", "minilm_deploy.distill", str(recipe), "--output", str(single)],
