@@ -8,7 +8,7 @@ import pytest
 
 from minilm_deploy.cli.main import main
 from minilm_deploy.errors import InputError
-from minilm_deploy.export.profile import PROFILE_DIR, ExportProfile, load_profile, with_overrides
+from minilm_deploy.export.profile import PROFILE_DIR, ExportProfile, Validation, load_profile, with_overrides
 from minilm_deploy.recipe import recipe_from_dict
 
 SHIPPED = ("onnx-cpu-fp32", "onnx-cpu-int8", "trt-fp16", "trt-int8")
@@ -107,3 +107,11 @@ def test_recipe_export_section_is_an_export_profile():
 
 def test_no_profile_means_the_shipped_fp32_profile():
     assert load_profile("onnx-cpu-fp32") == ExportProfile()
+
+
+def test_an_fp32_model_computed_in_bf16_gets_the_bf16_gates():
+    gates = Validation()
+    assert gates.for_precision("fp32") == gates.fp32 and gates.fp32.atol == 1e-4
+    assert gates.for_precision("fp32", "bf16") == gates.bf16 and gates.bf16.atol is None
+    assert gates.for_precision("int8", "bf16") == gates.int8  # INT8's own gates are already the looser ones
+    assert gates.for_precision("fp16") == gates.fp16

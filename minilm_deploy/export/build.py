@@ -30,7 +30,7 @@ from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeRanges
 from minilm_deploy.export.reference import load_reference
 from minilm_deploy.export.taskcheck import task_check
 from minilm_deploy.export.validate import Graph, reference_batches, torch_outputs
-from minilm_deploy.export.work import Work, check
+from minilm_deploy.export.work import Work, check, tolerance_for
 from minilm_deploy.paths import atomic_directory, check_writable
 
 
@@ -109,7 +109,7 @@ def build_artifact(work: Work, *, build_engine: bool) -> dict[str, Any]:
         work.record["task_check"] = {"skipped": "no task given: the lower-precision logits' accuracy change "
                                      "is unchecked; export with --task T to check it"}
     if work.task is not None:
-        tolerances = {name: work.profile.validation.for_precision(name.removeprefix("tensorrt-")) for name in checked}
+        tolerances = {name: tolerance_for(work, name.removeprefix("tensorrt-"), model) for name, model in checked.items()}
         work.record["task_check"] = task_check(work.source, work.task, checked, tolerances,
                                                limit=work.profile.validation.task_samples)
     write_model_files(work)

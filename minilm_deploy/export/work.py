@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from minilm_deploy.export import quantize
-from minilm_deploy.export.profile import ExportProfile
+from minilm_deploy.export.profile import ExportProfile, Tolerance
 from minilm_deploy.export.reference import ReferenceModel
 from minilm_deploy.export.validate import Graph, validate_outputs
 
@@ -41,9 +41,15 @@ class Work:
 
 def check(work: Work, model: Path | Graph, precision: str) -> dict[str, Any]:
     """Validate `model` against PyTorch on the reference batches at `precision`'s tolerance (raises when it fails)."""
-    tolerance = work.profile.validation.for_precision(precision)
+    tolerance = tolerance_for(work, precision, model)
     return validate_outputs(work.source, model, tolerance, precision=precision, batches=work.batches,
                             references=work.references)
+
+
+def tolerance_for(work: Work, precision: str, model: Path | Graph) -> Tolerance:
+    """The profile's gates for `model` at `precision`, as it is computed (an OpenVINO graph may run in bf16)."""
+    computed_in = model.inference_precision if isinstance(model, Graph) and model.runner == "openvino" else "f32"
+    return work.profile.validation.for_precision(precision, computed_in)
 
 
 def calibration_texts(work: Work) -> list[str]:
