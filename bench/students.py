@@ -138,6 +138,8 @@ PLAN: list[str] = (
        (("teacher", "0"), ("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
     + [f"{_3}:c1-kd:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
     + [f"{_3}:{v}:{t}:rotten-tomatoes:{s}" for s in (1, 2, 3) for v, t in (("t1-both-kd", "1M"), ("t1-kd", "0"), ("t1", "0"))]
+    + [f"{_3}:{v}:{t}:rotten-tomatoes:{s}" for s in (4, 5) for v, t in  # two more seeds: the claim was borderline at 3
+       (("teacher", "0"), ("c", "0"), ("c1", "0"), ("t1-both-kd", "1M"), ("t1-kd", "0"), ("c1-kd", "0"), ("t1", "0"))]
     + [f"{_3}:{v}:{t}:trec:1" for v, t in (("teacher", "0"), ("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
     + [f"{_3}:c1-both:{t}:rotten-tomatoes:1" for t in ("250k", "4M", "16M")]
     + [f"4x384:{v}:{t}:rotten-tomatoes:1" for v, t in (("c", "0"), ("c1", "0"), ("c1-both", "1M"))]

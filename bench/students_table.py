@@ -16,6 +16,10 @@ from bench.students import GROUPS, TOKENS, VARIANTS, student_variant
 
 TASK_ORDER = ("rotten-tomatoes", "trec")
 CURVE_VARIANT = "c1-both"  # the crossover curve: this objective at every budget
+# The claim (issue 14's first target): the best distilled 3x384 student against each truncation baseline,
+# seed by seed (a seed fixes the fine-tuning's data order and, for t1/-kd, the teacher it copies).
+CLAIM = ("3x384", "rotten-tomatoes", "t1-both-kd", "1M")  # student, task, variant, distillation tokens
+CLAIM_BASELINES = ("c", "c1", "t1", "c1-kd", "t1-kd")
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
 
@@ -109,6 +113,64 @@ def markdown(rows: list[dict[str, Any]], distills: dict[DistillKey, list[dict[st
     return "\n".join(lines) + "\n"
 
 
+def paired(runs: dict[Key, list[dict[str, Any]]], candidate: Key, baseline: Key) -> dict[str, Any] | None:
+    """`candidate` minus `baseline` on the seeds both have: the per-seed differences in accuracy points, their mean
+    and std, the paired t statistic (mean / (std / sqrt n)), and how many seeds the candidate wins. None below 2 seeds."""
+    ours = {r["seed"]: accuracy(r) for r in runs.get(candidate, [])}
+    theirs = {r["seed"]: accuracy(r) for r in runs.get(baseline, [])}
+    seeds = sorted(ours.keys() & theirs.keys())
+    if len(seeds) < 2:
+        return None
+    diffs = [100 * (ours[s] - theirs[s]) for s in seeds]
+    mean, std = statistics.mean(diffs), statistics.stdev(diffs)
+    return {"candidate": candidate[1], "baseline": baseline[1], "seeds": seeds, "diff_points": [round(d, 4) for d in diffs],
+            "mean": round(mean, 4), "std": round(std, 4),
+            "t": round(mean / (std / len(seeds) ** 0.5), 3) if std > 0 else None,
+            "wins": sum(d > 0 for d in diffs)}
+
+
+def claim(runs: dict[Key, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """Issue 14's first target, computed: the candidate's mean against the better (higher mean) of c and c1 and
+    that baseline's seed std, its share of the fine-tuned teacher's mean, and the paired comparisons."""
+    student, task, variant, tokens = CLAIM
+    rows = {v: summarize(runs[k]) for v in ("c", "c1") if (k := (student, v, "0", task)) in runs}
+    teacher = runs.get((GROUPS[student].teacher_label, "teacher", "0", task))
+    candidate = runs.get((student, variant, tokens, task))
+    if not rows or not teacher or not candidate:
+        return None
+    best = max(rows, key=lambda v: rows[v]["mean"])
+    ours, teachers = summarize(candidate), summarize(teacher)
+    margin = 100 * (ours["mean"] - rows[best]["mean"])
+    two_std = 200 * (rows[best]["std"] or 0)
+    return {"student": student, "task": task, "candidate": variant, "tokens": TOKENS[tokens], "seeds": ours["seeds"],
+            "mean": ours["mean"], "better_baseline": best, "baseline_mean": rows[best]["mean"],
+            "baseline_std": rows[best]["std"], "margin_points": round(margin, 4), "two_std_points": round(two_std, 4),
+            "above_by_two_std": margin > two_std, "teacher_mean": teachers["mean"],
+            "retained_pct": round(100 * ours["mean"] / teachers["mean"], 2),
+            "paired": [p for b in CLAIM_BASELINES if (p := paired(runs, (student, variant, tokens, task),
+                                                                   (student, b, "0", task)))]}
+
+
+def claim_markdown(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return ""
+    lines = [f"\n## The claim: {result['candidate']} ({result['student']}, {result['tokens']:,} distillation tokens) "
+             f"against truncation on {result['task']}\n",
+             f"- Mean {100 * result['mean']:.2f}% over seeds {result['seeds']}; the better of c and c1 is "
+             f"{result['better_baseline']} at {100 * result['baseline_mean']:.2f}% (seed std "
+             f"{100 * (result['baseline_std'] or 0):.2f}): margin {result['margin_points']:+.2f} points against two "
+             f"stds {result['two_std_points']:.2f}: **{'above' if result['above_by_two_std'] else 'not above'}**.",
+             f"- {result['retained_pct']:.1f}% of the fine-tuned teacher's mean ({100 * result['teacher_mean']:.2f}%).",
+             "", "Paired by seed (candidate minus baseline, accuracy points; t = mean / (std / sqrt n), n − 1 degrees "
+             "of freedom):", "", "| baseline | seeds | per-seed difference | mean | std | t | wins |", "|---|---|---|---:|---:|---:|---:|"]
+    for p in result["paired"]:
+        t = f"{p['t']:.2f}" if p["t"] is not None else "–"
+        lines.append(f"| {p['baseline']}: {VARIANTS[p['baseline']].description} | {p['seeds']} | "
+                     f"{', '.join(f'{d:+.2f}' for d in p['diff_points'])} | {p['mean']:+.2f} | {p['std']:.2f} | {t} | "
+                     f"{p['wins']}/{len(p['seeds'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: list[dict[str, Any]], path: Path, student: str = "3x384", task: str = "rotten-tomatoes") -> bool:
     """Test accuracy of c1 + the curve's objective against the distillation budget, with the
     truncation baselines (c, c1) and the teacher as bands. False if there is nothing to draw."""
@@ -150,11 +212,14 @@ def write_all(runs_dir: Path, out: Path) -> None:
     runs, distills = load(runs_dir)
     rows = summary_rows(runs)
     harness.write_report(out / "summary.json", rows)
+    result = claim(runs)
+    harness.write_report(out / "claim.json", result)
     header = ("# Students against layer truncation (issue 14)\n\n"
               "Made by `.venv/bin/python -m bench.students table` from `runs/*.json`. Test accuracy, mean ± std over "
               "seeds; fine-tuning: the whole task, 3 epochs, best dev epoch, length 64, lr 1e-4; the last column is where "
               "the fine-tuning ran (CPU class; fp32, or bf16 autocast where `bf16: auto` found AMX or AVX512-BF16).\n\n")
     drawn = plot(rows, out / "crossover.png")
-    harness.write_report(out / "students.md", markdown=header + markdown(rows, distills)
+    harness.write_report(out / "students.md", markdown=header + markdown(rows, distills) + claim_markdown(result)
                          + ("\n![crossover](crossover.png)\n" if drawn else ""))
-    print(f"wrote {out / 'students.md'}, {out / 'summary.json'}" + (f", {out / 'crossover.png'}" if drawn else ""))
+    print(f"wrote {out / 'students.md'}, {out / 'summary.json'}, {out / 'claim.json'}"
+          + (f", {out / 'crossover.png'}" if drawn else ""))

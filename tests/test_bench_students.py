@@ -161,3 +161,28 @@ def test_a_teacher_remade_for_its_folder_keeps_its_recorded_result(tmp_path: Pat
     assert json.loads(teacher.result.read_text())["test"] == {"accuracy": 0.8}  # the recorded result is kept
     remade = [json.loads(p.read_text()) for p in teacher.result.parent.glob("*-remade-*.json")]
     assert [(r["kind"], r["test"], r["bf16"]) for r in remade] == [("finetune-remade", split, True)]
+
+
+def test_the_claim_pairs_seeds_and_compares_against_the_better_baseline_and_two_of_its_stds(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    records = [_record("minilm-6x384", "teacher", "0", s, 0.82) for s in (1, 2, 3)]
+    records += [_record("3x384", "c", "0", s, a) for s, a in ((1, 0.79), (2, 0.81), (3, 0.80))]  # mean 0.80, std 0.01
+    records += [_record("3x384", "c1", "0", s, a) for s, a in ((1, 0.805), (2, 0.807), (3, 0.809))]  # 0.807, std 0.002
+    records += [_record("3x384", "t1-both-kd", "1M", s, a) for s, a in ((1, 0.81), (2, 0.815), (4, 0.90))]
+    for i, record in enumerate(records):
+        (runs / f"{i}.json").write_text(json.dumps(record))
+    students_table.write_all(runs, tmp_path)
+    claim = json.loads((tmp_path / "claim.json").read_text())
+    ours = statistics.mean([0.81, 0.815, 0.90])
+    assert claim["better_baseline"] == "c1" and claim["baseline_mean"] == pytest.approx(0.807)
+    assert claim["margin_points"] == pytest.approx(100 * (ours - 0.807), abs=1e-3)
+    assert claim["two_std_points"] == pytest.approx(0.4, abs=1e-3) and claim["above_by_two_std"]
+    assert claim["retained_pct"] == pytest.approx(100 * ours / 0.82, abs=0.01)
+    to_c = next(p for p in claim["paired"] if p["baseline"] == "c")
+    assert to_c["seeds"] == [1, 2]  # seed 4 has no c: not paired
+    assert to_c["diff_points"] == pytest.approx([2.0, 0.5]) and to_c["wins"] == 2
+    assert to_c["mean"] == pytest.approx(1.25) and to_c["t"] == pytest.approx(1.25 / (statistics.stdev([2.0, 0.5]) / 2 ** 0.5), abs=1e-3)
+    assert [p["baseline"] for p in claim["paired"]] == ["c", "c1"]  # t1, c1-kd, t1-kd: no records, no row
+    assert "| c1: layer copy, new picks" in (tmp_path / "students.md").read_text()
+    assert students_table.paired({}, ("3x384", "t1-both-kd", "1M", "trec"), ("3x384", "c", "0", "trec")) is None
