@@ -148,7 +148,7 @@ def claim(runs: dict[Key, list[dict[str, Any]]]) -> dict[str, Any] | None:
             "mean": ours["mean"], "better_baseline": best, "baseline_mean": rows[best]["mean"],
             "baseline_std": rows[best]["std"], "margin_points": round(margin, 4), "two_std_points": round(two_std, 4),
             "above_by_two_std": margin > two_std, "teacher_mean": teachers["mean"],
-            "retained_pct": round(100 * ours["mean"] / teachers["mean"], 2),
+            "retained_pct": round(100 * ours["mean"] / teachers["mean"], 4),
             "paired": [p for b in CLAIM_BASELINES if (p := paired(runs, (student, variant, tokens, task),
                                                                    (student, b, "0", task)))]}
 
