@@ -265,7 +265,7 @@ def ensure_student(run: Run) -> str:
         "teacher": recipe["teacher"], **({"task": run.task, "seed": run.seed} if run.task_teacher else {}),
         "tokens_label": run.tokens, "steps": record["steps"], "final": record["final"], "init": record["init"],
         "student_parameters": record["student"]["parameters"], "teacher_parameters": record["teacher"]["parameters"],
-        "bf16": record.get("bf16"), "cpu": record.get("cpu"), "recipe": record["recipe"]["distill"],
+        "bf16": record.get("bf16"), "cpu": record.get("cpu"), "device": device_label(), "recipe": record["recipe"]["distill"],
         "cpu_seconds_this_session": record["cpu_seconds_this_session"],
         "wall_seconds_this_session": record["wall_seconds_this_session"],
     })
@@ -302,10 +302,23 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
         "tokens_label": run.tokens, "task": run.task, "seed": run.seed, "metric": metrics["metric"],
         "test": metrics["splits"]["test"], "dev": metrics["splits"]["dev"], "best_epoch": metrics["runs"][0]["best_epoch"],
         "train_seconds": metrics["train_seconds"], "wall_seconds": metrics["wall_seconds"],
-        "cpu_seconds": round(harness.cpu_seconds() - cpu, 1), "cpu_class": cpu_class(), "bf16": metrics["runs"][0]["bf16"],
+        "cpu_seconds": round(harness.cpu_seconds() - cpu, 1), "cpu_class": cpu_class(), "device": device_label(), "bf16": metrics["runs"][0]["bf16"],
         "finetune": {**FINETUNE, "distill": TASK_DISTILL if run.kd else None},
         "model": model, "data": metrics.get("data"),
     })
+
+
+def use_folders(results: Path, work: Path) -> None:
+    """Where results (`results`/runs/*.json and the tables) and models (`work`) go."""
+    global RESULTS, RUNS, WORK
+    RESULTS, RUNS, WORK = results, results / "runs", work
+
+
+def device_label() -> str:
+    """Where torch trains here: "cpu", or "cuda: <GPU name>" (the library picks CUDA when torch sees one)."""
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
 
 
 def main() -> None:
@@ -314,9 +327,14 @@ def main() -> None:
     run = sub.add_parser("run")
     run.add_argument("--only", action="append", default=[], metavar="GROUP:VARIANT:TOKENS:TASK:SEED")
     run.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    sub.add_parser("plan")
-    sub.add_parser("table")
+    plan_parser = sub.add_parser("plan")
+    table = sub.add_parser("table")
+    for command in (run, plan_parser, table):  # one machine's runs kept apart from another's (a GPU's, say)
+        command.add_argument("--results", type=Path, default=RESULTS,
+                             help=f"the folder of runs/*.json and the tables (default {RESULTS})")
+        command.add_argument("--work", type=Path, default=WORK, help=f"the folder of the models (default {WORK})")
     args = parser.parse_args()
+    use_folders(args.results, args.work)
     if args.command == "table":
         from bench.students_table import write_all
 

@@ -54,12 +54,18 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             "mean": round(statistics.mean(values), 6), "std": round(statistics.stdev(values), 6) if len(values) > 1 else None}
 
 
+def _trained_on(record: dict[str, Any]) -> str:
+    """The GPU where one was used ("cuda: <name>"), else the CPU class (records made before the `device` field
+    ran on a CPU)."""
+    device = record.get("device") or "cpu"
+    return device if device.startswith("cuda") else record.get("cpu_class") or "?"
+
+
 def machine(records: list[dict[str, Any]]) -> dict[str, str]:
-    """Where a row's seeds were fine-tuned: the CPU classes, and each class with its training precision
+    """Where a row's seeds were fine-tuned: the CPU classes (or GPU), and each with its training precision
     (records made before the `bf16` field ran on avx2, where `bf16: auto` is off)."""
-    return {"cpu_class": ", ".join(sorted({r.get("cpu_class") or "?" for r in records})),
-            "where": "; ".join(sorted({f"{r.get('cpu_class') or '?'} {'bf16' if r.get('bf16') else 'fp32'}"
-                                       for r in records}))}
+    return {"cpu_class": ", ".join(sorted({_trained_on(r) for r in records})),
+            "where": "; ".join(sorted({f"{_trained_on(r)} {'bf16' if r.get('bf16') else 'fp32'}" for r in records}))}
 
 
 def summary_rows(runs: dict[Key, list[dict[str, Any]]]) -> list[dict[str, Any]]:
