@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.students import GROUPS, TOKENS, VARIANTS, student_variant
+from bench.students import GROUPS, RESULTS, TOKENS, VARIANTS, student_variant
 
 TASK_ORDER = ("rotten-tomatoes", "trec")
 # The crossover curves: an objective at every budget, starting (0 tokens) from the copy it distils, undistilled
@@ -149,11 +149,13 @@ def claim(runs: dict[Key, list[dict[str, Any]]]) -> dict[str, Any] | None:
     best = max(rows, key=lambda v: rows[v]["mean"])
     ours, teachers = summarize(candidate), summarize(teacher)
     margin = 100 * (ours["mean"] - rows[best]["mean"])
-    two_std = 200 * (rows[best]["std"] or 0)
+    decided = ours["std"] is not None and rows[best]["std"] is not None  # a seed std needs two seeds on each side
+    two_std = 200 * rows[best]["std"] if rows[best]["std"] is not None else None
     return {"student": student, "task": task, "candidate": variant, "tokens": TOKENS[tokens], "seeds": ours["seeds"],
             "mean": ours["mean"], "better_baseline": best, "baseline_mean": rows[best]["mean"],
-            "baseline_std": rows[best]["std"], "margin_points": round(margin, 4), "two_std_points": round(two_std, 4),
-            "above_by_two_std": margin > two_std, "teacher_mean": teachers["mean"],
+            "baseline_std": rows[best]["std"], "margin_points": round(margin, 4),
+            "two_std_points": round(two_std, 4) if two_std is not None else None,
+            "above_by_two_std": margin > two_std if decided and two_std is not None else None, "teacher_mean": teachers["mean"],
             "retained_pct": round(100 * ours["mean"] / teachers["mean"], 4),
             "paired": [p for b in CLAIM_BASELINES if (p := paired(runs, (student, variant, tokens, task),
                                                                    (student, b, "0", task)))]}
@@ -165,9 +167,12 @@ def claim_markdown(result: dict[str, Any] | None) -> str:
     lines = [f"\n## The claim: {result['candidate']} ({result['student']}, {result['tokens']:,} distillation tokens) "
              f"against truncation on {result['task']}\n",
              f"- Mean {100 * result['mean']:.2f}% over seeds {result['seeds']}; the better of c and c1 is "
-             f"{result['better_baseline']} at {100 * result['baseline_mean']:.2f}% (seed std "
-             f"{100 * (result['baseline_std'] or 0):.2f}): margin {result['margin_points']:+.2f} points against two "
-             f"stds {result['two_std_points']:.2f}: **{'above' if result['above_by_two_std'] else 'not above'}**.",
+             f"{result['better_baseline']} at {100 * result['baseline_mean']:.2f}%"
+             + (f" (seed std {100 * result['baseline_std']:.2f})" if result["baseline_std"] is not None else " (1 seed)")
+             + f": margin {result['margin_points']:+.2f} points"
+             + (f" against two stds {result['two_std_points']:.2f}: "
+                f"**{'above' if result['above_by_two_std'] else 'not above'}**." if result["above_by_two_std"] is not None
+                else ": **undecided** (a seed standard deviation needs two seeds of the candidate and the baseline)."),
              f"- {result['retained_pct']:.1f}% of the fine-tuned teacher's mean ({100 * result['teacher_mean']:.2f}%).",
              "", "Paired by seed (candidate minus baseline, accuracy points; t = mean / (std / sqrt n), n − 1 degrees "
              "of freedom):", "", "| baseline | seeds | per-seed difference | mean | std | t | wins |", "|---|---|---|---:|---:|---:|---:|"]
@@ -182,10 +187,11 @@ def claim_markdown(result: dict[str, Any] | None) -> str:
 def plot(rows: list[dict[str, Any]], path: Path, student: str = "3x384", task: str = "rotten-tomatoes") -> bool:
     """Test accuracy of each curve's objective against the distillation budget, with the truncation baselines
     (c, c1) and the teacher as bands. False if no curve has two points."""
+    styles = (("o", "tab:blue"), ("s", "tab:brown"))  # one per curve of CURVES, drawn or not
     curves = [(label, sorted((r for r in rows if r["student"] == student and r["task"] == task
-                              and r["variant"] in (variant, start)), key=lambda r: r["tokens"]))
-              for variant, start, label in CURVES]
-    curves = [(label, curve) for label, curve in curves if len(curve) >= 2]
+                              and r["variant"] in (variant, start)), key=lambda r: r["tokens"]), style)
+              for (variant, start, label), style in zip(CURVES, styles, strict=True)]
+    curves = [(label, curve, style) for label, curve, style in curves if len(curve) >= 2]
     if not curves:
         return False
     import matplotlib
@@ -194,7 +200,7 @@ def plot(rows: list[dict[str, Any]], path: Path, student: str = "3x384", task: s
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5.4))
-    for (label, curve), marker, colour in zip(curves, "os", ("tab:blue", "tab:brown"), strict=False):
+    for label, curve, (marker, colour) in curves:
         xs = [max(r["tokens"], 1e5) for r in curve]  # 0 tokens drawn at the left edge of a log axis
         seeds = "/".join(str(len(r["seeds"])) for r in curve)
         ax.errorbar(xs, [100 * r["mean"] for r in curve], yerr=[100 * (r["std"] or 0) for r in curve], marker=marker,
@@ -226,8 +232,9 @@ def write_all(runs_dir: Path, out: Path) -> None:
     harness.write_report(out / "summary.json", rows)
     result = claim(runs)
     harness.write_report(out / "claim.json", result)
+    command = "table" if out == RESULTS else f"table --results {out}"
     header = ("# Students against layer truncation (issue 14)\n\n"
-              "Made by `.venv/bin/python -m bench.students table` from `runs/*.json`. Test accuracy, mean ± std over "
+              f"Made by `.venv/bin/python -m bench.students {command}` from `runs/*.json`. Test accuracy, mean ± std over "
               "seeds; fine-tuning: the whole task, 3 epochs, best dev epoch, length 64, lr 1e-4; the last column is where "
               "the fine-tuning ran (CPU class; fp32, or bf16 autocast where `bf16: auto` found AMX or AVX512-BF16).\n\n")
     drawn = plot(rows, out / "crossover.png")

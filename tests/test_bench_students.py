@@ -186,3 +186,16 @@ def test_the_claim_pairs_seeds_and_compares_against_the_better_baseline_and_two_
     assert [p["baseline"] for p in claim["paired"]] == ["c", "c1"]  # t1, c1-kd, t1-kd: no records, no row
     assert "| c1: layer copy, new picks" in (tmp_path / "students.md").read_text()
     assert students_table.paired({}, ("3x384", "t1-both-kd", "1M", "trec"), ("3x384", "c", "0", "trec")) is None
+
+
+def test_the_claim_is_undecided_with_one_seed_on_either_side(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    records = [_record("minilm-6x384", "teacher", "0", 1, 0.82), _record("3x384", "c1", "0", 1, 0.80),
+               _record("3x384", "t1-both-kd", "1M", 1, 0.81), _record("3x384", "t1-both-kd", "1M", 2, 0.815)]
+    for i, record in enumerate(records):
+        (runs / f"{i}.json").write_text(json.dumps(record))
+    students_table.write_all(runs, tmp_path)
+    claim = json.loads((tmp_path / "claim.json").read_text())
+    assert claim["above_by_two_std"] is None and claim["two_std_points"] is None and claim["paired"] == []
+    assert "**undecided**" in (tmp_path / "students.md").read_text()
