@@ -149,13 +149,14 @@ def claim(runs: dict[Key, list[dict[str, Any]]]) -> dict[str, Any] | None:
     best = max(rows, key=lambda v: rows[v]["mean"])
     ours, teachers = summarize(candidate), summarize(teacher)
     margin = 100 * (ours["mean"] - rows[best]["mean"])
-    decided = ours["std"] is not None and rows[best]["std"] is not None  # a seed std needs two seeds on each side
     two_std = 200 * rows[best]["std"] if rows[best]["std"] is not None else None
+    # decided only with a seed std on each side (two seeds of the candidate and of the baseline)
+    above = margin > two_std if two_std is not None and ours["std"] is not None else None
     return {"student": student, "task": task, "candidate": variant, "tokens": TOKENS[tokens], "seeds": ours["seeds"],
             "mean": ours["mean"], "better_baseline": best, "baseline_mean": rows[best]["mean"],
             "baseline_std": rows[best]["std"], "margin_points": round(margin, 4),
             "two_std_points": round(two_std, 4) if two_std is not None else None,
-            "above_by_two_std": margin > two_std if decided and two_std is not None else None, "teacher_mean": teachers["mean"],
+            "above_by_two_std": above, "teacher_mean": teachers["mean"],
             "retained_pct": round(100 * ours["mean"] / teachers["mean"], 4),
             "paired": [p for b in CLAIM_BASELINES if (p := paired(runs, (student, variant, tokens, task),
                                                                    (student, b, "0", task)))]}

@@ -21,29 +21,34 @@ from pathlib import Path
 import numpy as np
 
 from minilm_deploy.paths import cache_root
+from minilm_deploy.zoo.archives import COMPLETE_MARKER
 
 MANIFEST = "manifest.json"
 GZIP_OVER = 1 << 20
 
 
+def _recast(source: Path, target: Path, old: type, new: type) -> None:
+    """`source`'s safetensors with every `old`-typed tensor cast to `new` (others as they are), written to `target`."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(source)
+    save_file({k: v.astype(new) if v.dtype == old else v for k, v in tensors.items()}, target, metadata={"format": "pt"})
+
+
 def pack(entries: list[str], out: Path, cache: Path) -> dict[str, list[str]]:
     """`entries` (relative paths under `cache`, e.g. models/all-minilm-l6-v2) into `out`; returns the manifest:
     per entry, the files stored as float16 and the files gzipped."""
-    from safetensors.numpy import load_file, save_file
-
     manifest: dict[str, list[str]] = {"fp16": [], "gzip": [], "entries": list(entries)}
     for entry in entries:
         source = cache / entry
-        if not (source / ".complete").is_file():
+        if not (source / COMPLETE_MARKER).is_file():
             raise SystemExit(f"zoo_carry: {source} is not a complete zoo entry; pull it first (`minilm zoo pull`)")
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             rel = path.relative_to(cache)
             target = out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".safetensors":
-                tensors = load_file(path)
-                save_file({k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in tensors.items()},
-                          target, metadata={"format": "pt"})
+                _recast(path, target, np.float32, np.float16)
                 manifest["fp16"].append(str(rel))
             elif path.stat().st_size > GZIP_OVER:
                 with path.open("rb") as src, gzip.open(target.with_name(target.name + ".gz"), "wb", compresslevel=6) as dst:
@@ -57,17 +62,13 @@ def pack(entries: list[str], out: Path, cache: Path) -> dict[str, list[str]]:
 
 def unpack(carried: Path, cache: Path) -> None:
     """The cache `pack` described, rebuilt under `cache` (float32 weights, text un-gzipped)."""
-    from safetensors.numpy import load_file, save_file
-
     manifest = json.loads((carried / MANIFEST).read_text())
     for path in sorted(p for p in carried.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = path.relative_to(carried)
         target = cache / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if str(rel) in manifest["fp16"]:
-            tensors = load_file(path)
-            save_file({k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in tensors.items()},
-                      target, metadata={"format": "pt"})
+            _recast(path, target, np.float16, np.float32)
         elif path.suffix == ".gz" and str(rel.with_suffix("")) in manifest["gzip"]:
             with gzip.open(path, "rb") as src, target.with_suffix("").open("wb") as dst:
                 shutil.copyfileobj(src, dst)
