@@ -142,7 +142,7 @@ PLAN: list[str] = (
        (("teacher", "0"), ("c", "0"), ("c1", "0"), ("t1-both-kd", "1M"), ("t1-kd", "0"), ("c1-kd", "0"), ("t1", "0"))]
     + [f"{_3}:{v}:{t}:trec:1" for v, t in (("teacher", "0"), ("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
     + [f"{_3}:c1-both:{t}:rotten-tomatoes:1" for t in ("250k", "4M", "16M")]
-    + [f"4x384:{v}:{t}:rotten-tomatoes:1" for v, t in (("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
+    + [f"4x384:{v}:{t}:rotten-tomatoes:{s}" for s in (1, 2, 3) for v, t in (("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
     + ["mpnet-6x768:teacher:0:rotten-tomatoes:1", "mpnet-6x768:c1:0:rotten-tomatoes:1",
        "mpnet-6x768:c1-both:1M:rotten-tomatoes:1", "mpnet-6x384:rand-both:1M:rotten-tomatoes:1"]
 )
@@ -242,7 +242,12 @@ def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
 
 
 def ensure_student(run: Run) -> str:
-    """The encoder this run fine-tunes: the teacher itself, or a student (distilled, or only initialised)."""
+    """The encoder this run fine-tunes: the teacher itself, or a student (distilled, or only initialised). A
+    student whose folder is gone but whose distillation is recorded is redone, and the redo is recorded beside
+    the record (`...-distill-remade-<cpu class>.json`, kind "distill-remade"): the seeds fine-tuned before keep
+    the record that describes their student."""
+    from minilm_deploy.hardware import cpu_class
+
     group = GROUPS[run.group]
     if run.variant == "teacher":
         return group.teacher
@@ -260,8 +265,10 @@ def ensure_student(run: Run) -> str:
     print(f"students: distilling {run.student_key} ({VARIANTS[run.variant].description})", file=sys.stderr)
     recipe = distill_recipe(run, layers)
     record = harness.distill_student(recipe, "students")
-    harness.save_record(RUNS / f"{run.student_key}-distill.json", {
-        "kind": "distill", "student": run.group, "variant": run.variant, "tokens": record["tokens"],
+    first = RUNS / f"{run.student_key}-distill.json"
+    remade = first.is_file()
+    harness.save_record(first.with_name(f"{first.stem}-remade-{cpu_class()}.json") if remade else first, {
+        "kind": "distill-remade" if remade else "distill", "student": run.group, "variant": run.variant, "tokens": record["tokens"],
         "teacher": recipe["teacher"], **({"task": run.task, "seed": run.seed} if run.task_teacher else {}),
         "tokens_label": run.tokens, "steps": record["steps"], "final": record["final"], "init": record["init"],
         "student_parameters": record["student"]["parameters"], "teacher_parameters": record["teacher"]["parameters"],

@@ -163,6 +163,27 @@ def test_a_teacher_remade_for_its_folder_keeps_its_recorded_result(tmp_path: Pat
     assert [(r["kind"], r["test"], r["bf16"]) for r in remade] == [("finetune-remade", split, True)]
 
 
+def test_a_student_remade_for_its_folder_keeps_its_recorded_distillation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from minilm_deploy import hardware
+
+    monkeypatch.setattr(students, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(students, "WORK", tmp_path / "work")
+    monkeypatch.setattr(hardware, "cpu_class", lambda: "avx2")
+    distilled = {"tokens": 1_024_000, "steps": 500, "final": {"loss": 0.5}, "init": "teacher-layers",
+                 "student": {"parameters": 1}, "teacher": {"parameters": 2}, "recipe": {"distill": {}},
+                 "cpu_seconds_this_session": 1.0, "wall_seconds_this_session": 1.0}
+    monkeypatch.setattr(students.harness, "distill_student", lambda recipe, label: distilled)  # tested elsewhere
+    run = students.Run.parse("4x384:c1-both:1M:rotten-tomatoes:2")
+    first = students.RUNS / "4x384-c1-both-1M-distill.json"
+    students.ensure_student(run)  # nothing recorded: the record
+    assert json.loads(first.read_text())["kind"] == "distill"
+    students.harness.save_record(first, {"kind": "distill", "final": {"loss": 0.4}, "bf16": True})  # an earlier machine's
+    students.ensure_student(run)  # its folder is missing (distill_student is faked): remade, recorded beside
+    assert json.loads(first.read_text())["final"] == {"loss": 0.4}
+    remade = json.loads((students.RUNS / "4x384-c1-both-1M-distill-remade-avx2.json").read_text())
+    assert (remade["kind"], remade["final"]) == ("distill-remade", {"loss": 0.5})
+
+
 def test_the_claim_pairs_seeds_and_compares_against_the_better_baseline_and_two_of_its_stds(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
