@@ -141,3 +141,22 @@ def test_distill_with_vocab_pruning_writes_a_consistent_smaller_student(tmp_path
     original = AutoTokenizer.from_pretrained(tiny_bert_dir)
     for text in KEPT_TEXT:
         assert tok.convert_ids_to_tokens(tok(text)["input_ids"]) == original.convert_ids_to_tokens(original(text)["input_ids"])
+
+
+def test_a_layer_copy_of_a_pruned_teacher_gives_the_teachers_outputs_on_kept_text(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """Pruning comes before the layer copy (the multilingual preset does both): a student that copies every
+    layer of the pruned teacher, undistilled, is the original teacher on the corpus's text, in fewer pieces."""
+    import yaml
+
+    from minilm_deploy.cli.main import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(KEPT_TEXT * 20) + "\n", encoding="utf-8")
+    recipe = {"name": "p", "teacher": str(tiny_bert_dir), "output_dir": str(tmp_path / "run"), "distill": {
+        "corpus": str(corpus), "student": {"layers": 2, "hidden": 32, "init": "teacher-layers"}, "vocab": {"prune": True},
+        "train": {"steps": 0, "batch_size": 4, "max_length": 16}}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["distill", str(tmp_path / "r.yaml")]) == 0
+    original, student = load_encoder(str(tiny_bert_dir)), load_encoder(str(tmp_path / "run" / "student"))
+    assert len(student.tokenizer) < len(original.tokenizer)
+    _check_round_trip(original, student, _keep_map(original, student), KEPT_TEXT)
