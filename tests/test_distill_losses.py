@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from bench.relation_loss import masked_fill_log_probs
 from minilm_deploy.distill.capture import RelationStates
 from minilm_deploy.distill.losses import kl_rows, relation_kl, relation_log_probs, resplit_heads, split_heads
 from minilm_deploy.distill.objective import Counts, MiniLMObjective
@@ -74,6 +75,22 @@ def test_teacher_probability_is_zero_on_masked_keys_and_rows_sum_to_one() -> Non
     p = logp.exp()
     assert torch.all(p[..., 2:] == 0)
     torch.testing.assert_close(p.sum(-1), torch.ones(1, 2, 4))
+
+
+def test_the_in_place_key_mask_equals_a_masked_fill_bit_for_bit_in_value_and_gradient() -> None:
+    g = torch.Generator().manual_seed(0)
+    t, s = torch.randn(3, 2, 7, 4, generator=g) * 30, torch.randn(3, 2, 7, 4, generator=g) * 30
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0]])
+
+    def loss_and_grad(log_probs) -> tuple[torch.Tensor, torch.Tensor]:
+        x = s.clone().requires_grad_(True)
+        loss = (kl_rows(log_probs(t), log_probs(x)) * mask[:, None, :]).sum()
+        loss.backward()
+        return loss.detach(), x.grad
+
+    ours = loss_and_grad(lambda x: relation_log_probs(x, x, mask))
+    plain = loss_and_grad(lambda x: masked_fill_log_probs(x, x, mask))  # the plain formula
+    assert torch.equal(ours[0], plain[0]) and torch.equal(ours[1], plain[1])
 
 
 def test_identical_relations_give_zero_loss() -> None:
