@@ -227,3 +227,17 @@ def test_deployment_rows_are_named_and_drawn_by_their_export_profile() -> None:
 
     for profile in deployment.FORMATS:  # every name is a profile the project ships
         load_profile(profile)
+
+
+def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy_machine(tmp_path) -> None:
+    from bench import distill_throughput
+
+    result = json.loads((distill_throughput.RESULTS / "distill_throughput_avx2_2threads.json").read_text())
+    stem = tmp_path / "mine"
+    distill_throughput.report(result, stem)
+    text = stem.with_suffix(".md").read_text()
+    assert f"Reproduce: `python -m bench.distill_throughput --threads 2 --out {stem}`" in text
+    assert "load average at start" not in text and "target is not reached" in text  # 1.4 on 2 cores: quiet
+    busy = {**result, "machine": {**result["machine"], "load_average_start": [3.0, 2.5, 2.0]}}
+    distill_throughput.report(busy, stem)
+    assert "The 1-minute load average at start (3.0)" in stem.with_suffix(".md").read_text()
