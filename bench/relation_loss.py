@@ -53,7 +53,7 @@ def _batch(padded: bool, args: argparse.Namespace) -> tuple[tuple[torch.Tensor, 
     tensors = tuple(torch.randn(shape, generator=g) * 2 for _ in range(4))  # teacher q, k; student q, k
     mask = torch.ones(args.batch, args.seq_len, dtype=torch.long)
     if padded:
-        mask[::2, args.seq_len * 25 // 32:] = 0
+        mask[::2, args.seq_len * 25 // 32:] = 0  # 100 of 128
     return tensors, mask
 
 
@@ -68,7 +68,7 @@ def _step(method: Callable[..., tuple[torch.Tensor, int]], tensors: tuple[torch.
     return loss.detach(), sq.grad, sk.grad
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+def measure(args: argparse.Namespace, options: list[str]) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     rows = []
     for padded in (False, True):
@@ -83,12 +83,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 times[name].append(time.perf_counter() - start)
         medians = {name: statistics.median(t) * 1000 for name, t in times.items()}
         before, after = medians.values()
-        rows.append({"batch": "padded (half the sequences from 100)" if padded else "packed blocks (no padding)",
+        cut = args.seq_len * 25 // 32
+        rows.append({"batch": f"padded (half the sequences from {cut})" if padded else "packed blocks (no padding)",
                      "ms": {k: round(v, 1) for k, v in medians.items()}, "speedup": round(before / after, 2),
                      "identical": same})
     return {"cpu": cpu_name(), "cpu_class": cpu_class(), "threads": args.threads,
             "shape": {"batch": args.batch, "heads": args.heads, "seq_len": args.seq_len, "head_size": args.head_size},
-            "repeats": args.repeats, "rows": rows, "torch": torch.__version__}
+            "repeats": args.repeats, "rows": rows, "torch": torch.__version__, "options": options}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -97,7 +98,7 @@ def markdown(result: dict[str, Any]) -> str:
         "# The relation loss: forward + backward, one KL (teacher and student (q, k) → (B, H, T, T))\n",
         f"CPU {result['cpu']} (class {result['cpu_class']}), {result['threads']} thread(s), torch {result['torch']}; shape "
         f"{result['shape']}; median of {result['repeats']} interleaved repeats. Command: "
-        f"`python -m bench.relation_loss --threads {result['threads']}`.\n",
+        f"`{' '.join(['python -m bench.relation_loss', *result['options']])}`.\n",
         "| batch | " + " | ".join(f"{n} ms" for n in names) + " | speed-up | same loss and gradients |",
         "|---|" + "---:|" * (len(names) + 1) + "---|",
     ]
@@ -116,7 +117,8 @@ def main() -> None:
     p.add_argument("--seq-len", dest="seq_len", type=int, default=128)
     p.add_argument("--head-size", dest="head_size", type=int, default=32)
     args = p.parse_args()
-    result = measure(args)
+    options = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v != p.get_default(k)]
+    result = measure(args, options)
     out = harness.RESULTS / f"relation_loss_{result['cpu_class']}_{args.threads}t"
     harness.write_report(out.with_suffix(".json"), result, markdown(result))
     print(markdown(result))

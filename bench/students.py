@@ -39,6 +39,7 @@ Work goes to runs/students/ (models, not committed); one JSON per finished run t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -245,7 +246,8 @@ def ensure_student(run: Run) -> str:
     """The encoder this run fine-tunes: the teacher itself, or a student (distilled, or only initialised). A
     student whose folder is gone but whose distillation is recorded is redone, and the redo is recorded beside
     the record (`...-distill-remade-<cpu class>.json`, kind "distill-remade"): the seeds fine-tuned before keep
-    the record that describes their student."""
+    the record that describes their student, and each fine-tuning record says where its student was made
+    (`student_made_on`)."""
     from minilm_deploy.hardware import cpu_class
 
     group = GROUPS[run.group]
@@ -311,8 +313,19 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
         "train_seconds": metrics["train_seconds"], "wall_seconds": metrics["wall_seconds"],
         "cpu_seconds": round(harness.cpu_seconds() - cpu, 1), "cpu_class": cpu_class(), "device": device_label(), "bf16": metrics["runs"][0]["bf16"],
         "finetune": {**FINETUNE, "distill": TASK_DISTILL if run.kd else None},
-        "model": model, "data": metrics.get("data"),
+        "model": model, "data": metrics.get("data"), "student_made_on": _made_on(Path(model)),
     })
+
+
+def _made_on(folder: Path) -> dict[str, Any] | None:
+    """Where the fine-tuned student was distilled (its run.json): which of its distillation records, the first or a
+    `-distill-remade-<cpu class>` one, made the model this seed fine-tuned. None for the teacher."""
+    run = folder / "run.json"
+    if not run.is_file():
+        return None
+    made = json.loads(run.read_text(encoding="utf-8"))
+    return {"cpu_class": (made.get("cpu") or {}).get("class"), "bf16": made.get("bf16"),
+            "final_loss": (made.get("final") or {}).get("loss")}
 
 
 def use_folders(results: Path, work: Path) -> None:

@@ -37,7 +37,7 @@ def load(runs_dir: Path) -> tuple[dict[Key, list[dict[str, Any]]], dict[DistillK
         record = json.loads(path.read_text())
         if record["kind"] == "finetune":
             runs[(record["student"], record["variant"], record["tokens_label"], record["task"])].append(record)
-        elif record["kind"] == "distill":  # a "finetune-remade" teacher (its folder was remade) is not a result
+        elif record["kind"] == "distill":  # "finetune-remade", "distill-remade": redone for a missing folder, not results
             distills[(record["student"], record["variant"], record["tokens_label"])].append(record)
     for records in runs.values():
         records.sort(key=lambda r: r["seed"])

@@ -236,8 +236,15 @@ def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy
     stem = tmp_path / "mine"
     distill_throughput.report(result, stem)
     text = stem.with_suffix(".md").read_text()
-    assert f"Reproduce: `python -m bench.distill_throughput --threads 2 --out {stem}`" in text
-    assert "load average at start" not in text and "target is not reached" in text  # 1.4 on 2 cores: quiet
-    busy = {**result, "machine": {**result["machine"], "load_average_start": [3.0, 2.5, 2.0]}}
-    distill_throughput.report(busy, stem)
-    assert "The 1-minute load average at start (3.0)" in stem.with_suffix(".md").read_text()
+    assert f"Reproduce: `python -m bench.distill_throughput --out {stem}`" in text  # 2 threads: the default
+    assert "The 1-minute load average at start (1.4)" in text  # 1.4 + 2 threads > 2 cores
+    assert "target is not reached" in text
+    other = {**result, "setting": {**result["setting"], "threads": 1, "steps": 8}, "speedup_tokens_per_s": 1.6,
+             "machine": {**result["machine"], "load_average_start": [3.0, 2.5, 2.0]}}
+    distill_throughput.report(other, stem)
+    text = stem.with_suffix(".md").read_text()
+    assert f"`python -m bench.distill_throughput --steps 8 --threads 1 --out {stem}`" in text
+    assert "target is met here" in text and "load average" not in text  # one thread waits for no other
+    quiet = {**result, "machine": {**result["machine"], "load_average_start": [0.2, 0.5, 1.0]}}
+    distill_throughput.report(quiet, stem)
+    assert "load average at start (" not in stem.with_suffix(".md").read_text()

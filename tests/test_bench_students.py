@@ -116,6 +116,7 @@ def test_a_student_distilled_once_per_seed_shows_the_mean_cpu_and_each_row_says_
                {**_record("minilm-6x384", "teacher", "0", 2, 0.5), "kind": "finetune-remade"}]  # not a result
     records += [{"kind": "distill", "student": "3x384", "variant": "t1-both", "tokens_label": "1M", "task": "rotten-tomatoes",
                  "seed": seed, "cpu_seconds_this_session": cpu} for seed, cpu in ((1, 1000.0), (2, 400.0))]
+    records.append({**records[-1], "kind": "distill-remade", "cpu_seconds_this_session": 9999.0})  # not a result either
     for i, record in enumerate(records):
         (runs / f"{i}.json").write_text(json.dumps(record))
     students_table.write_all(runs, tmp_path)
@@ -182,6 +183,11 @@ def test_a_student_remade_for_its_folder_keeps_its_recorded_distillation(tmp_pat
     assert json.loads(first.read_text())["final"] == {"loss": 0.4}
     remade = json.loads((students.RUNS / "4x384-c1-both-1M-distill-remade-avx2.json").read_text())
     assert (remade["kind"], remade["final"]) == ("distill-remade", {"loss": 0.5})
+    student = students.WORK / "4x384-c1-both-1M" / "student"  # where a fine-tuning record says its student was made
+    assert students._made_on(student) is None
+    student.mkdir(parents=True)
+    (student / "run.json").write_text(json.dumps({"cpu": {"class": "avx2"}, "bf16": False, "final": {"loss": 0.5}}))
+    assert students._made_on(student) == {"cpu_class": "avx2", "bf16": False, "final_loss": 0.5}
 
 
 def test_the_claim_pairs_seeds_and_compares_against_the_better_baseline_and_two_of_its_stds(tmp_path: Path) -> None:

@@ -51,10 +51,13 @@ def relation_log_probs(left: Tensor, right: Tensor, key_mask: Tensor, bias: Tens
         scores = torch.matmul(left.float() * d**-0.5, right.float().transpose(-1, -2))  # (B, H, T, T)
         if bias is not None:
             scores = scores + bias.float()
-        # Masked keys: add −3.4e38 in place, which rounds to exactly −3.4e38 for any score below 1e31, so the
-        # result equals a masked_fill bit for bit; in place and with an identity backward it spares the
+        # Masked keys: add −3.4e38 in place, which rounds to exactly −3.4e38 for any finite score above −1e31, so
+        # the result equals a masked_fill bit for bit; in place and with an identity backward it spares the
         # out-of-place copy and the masked gradient, each a pass over (B, H, T, T) (~35% of this loss on a CPU).
-        key_bias = torch.zeros(key_mask.shape, device=scores.device).masked_fill_(~key_mask.bool(), _NEG)  # (B, T)
+        # Unlike a fill, a NaN or infinite score at a padded key is not overwritten: a model that produces one
+        # has diverged, and the loss says so rather than hiding it.
+        key_bias = torch.zeros(key_mask.shape, dtype=scores.dtype, device=scores.device)  # (B, T)
+        key_bias.masked_fill_(~key_mask.bool(), _NEG)
         scores.add_(key_bias[:, None, None, :])
         return torch.log_softmax(scores, dim=-1)
 
