@@ -22,6 +22,10 @@ CURVES = (("c1-both", "c1", "task-agnostic: c1 + both on corpus-en (0 tokens: c1
 # seed by seed (a seed fixes the fine-tuning's data order and, for t1/-kd, the teacher it copies).
 CLAIM = ("3x384", "rotten-tomatoes", "t1-both-kd", "1M")  # student, task, variant, distillation tokens
 CLAIM_BASELINES = ("c", "c1", "t1", "c1-kd", "t1-kd")
+# Other comparisons worth pairing by seed (candidate minus baseline; the distillation tokens are the candidate's):
+# the 4x384 student, whose seeds 1-3 answer the issue's "3x384 and 4x384, 3 seeds".
+PAIRS = (("4x384", "rotten-tomatoes", "c1-both", "1M", "c1"), ("4x384", "rotten-tomatoes", "c1-both", "1M", "c"),
+         ("4x384", "rotten-tomatoes", "c1", "0", "c"))
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
 
@@ -162,6 +166,25 @@ def claim(runs: dict[Key, list[dict[str, Any]]]) -> dict[str, Any] | None:
                                                                    (student, b, "0", task)))]}
 
 
+def other_pairs(runs: dict[Key, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """`PAIRS`, each paired by seed where both sides have two seeds or more."""
+    return [{"student": student, "task": task, "tokens": TOKENS[tokens], **p} for student, task, variant, tokens, baseline
+            in PAIRS if (p := paired(runs, (student, variant, tokens, task), (student, baseline, "0", task)))]
+
+
+def pairs_markdown(pairs: list[dict[str, Any]]) -> str:
+    if not pairs:
+        return ""
+    lines = ["\n## Other comparisons, paired by seed\n", "| student | task | candidate | baseline | seeds | per-seed "
+             "difference | mean | std | t | wins |", "|---|---|---|---|---|---|---:|---:|---:|---:|"]
+    for p in pairs:
+        t = f"{p['t']:.2f}" if p["t"] is not None else "–"
+        lines.append(f"| {p['student']} | {p['task']} | {p['candidate']} ({p['tokens']:,} tokens) | {p['baseline']} | "
+                     f"{p['seeds']} | {', '.join(f'{d:+.2f}' for d in p['diff_points'])} | {p['mean']:+.2f} | "
+                     f"{p['std']:.2f} | {t} | {p['wins']}/{len(p['seeds'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def claim_markdown(result: dict[str, Any] | None) -> str:
     if result is None:
         return ""
@@ -240,6 +263,6 @@ def write_all(runs_dir: Path, out: Path) -> None:
               "the fine-tuning ran (CPU class; fp32, or bf16 autocast where `bf16: auto` found AMX or AVX512-BF16).\n\n")
     drawn = plot(rows, out / "crossover.png")
     harness.write_report(out / "students.md", markdown=header + markdown(rows, distills) + claim_markdown(result)
-                         + ("\n![crossover](crossover.png)\n" if drawn else ""))
+                         + pairs_markdown(other_pairs(runs)) + ("\n![crossover](crossover.png)\n" if drawn else ""))
     print(f"wrote {out / 'students.md'}, {out / 'summary.json'}, {out / 'claim.json'}"
           + (f", {out / 'crossover.png'}" if drawn else ""))

@@ -215,6 +215,22 @@ def test_the_claim_pairs_seeds_and_compares_against_the_better_baseline_and_two_
     assert students_table.paired({}, ("3x384", "t1-both-kd", "1M", "trec"), ("3x384", "c", "0", "trec")) is None
 
 
+def test_other_pairs_are_paired_by_seed_and_listed_only_with_two_seeds(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    records = [_record("4x384", "c1", "0", s, a) for s, a in ((1, 0.80), (2, 0.81), (3, 0.79))]
+    records += [_record("4x384", "c1-both", "1M", s, a) for s, a in ((1, 0.81), (2, 0.80), (3, 0.81))]
+    records.append(_record("4x384", "c", "0", 1, 0.78))  # one seed: no pair against c
+    for i, record in enumerate(records):
+        (runs / f"{i}.json").write_text(json.dumps(record))
+    students_table.write_all(runs, tmp_path)
+    pairs = students_table.other_pairs(students_table.load(runs)[0])
+    assert [(p["candidate"], p["baseline"]) for p in pairs] == [("c1-both", "c1")]
+    assert pairs[0]["diff_points"] == pytest.approx([1.0, -1.0, 2.0]) and pairs[0]["wins"] == 2
+    assert "| 4x384 | rotten-tomatoes | c1-both (1,024,000 tokens) | c1 | [1, 2, 3] | +1.00, -1.00, +2.00 |" in (
+        tmp_path / "students.md").read_text()
+
+
 def test_the_claim_is_undecided_with_one_seed_on_either_side(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
