@@ -299,8 +299,7 @@ def report(result: dict, stem: Path) -> None:
 def reproduce(setting: dict, stem: Path) -> str:
     """The command that measures `setting` again into `stem`: the options that differ from the defaults."""
     defaults = vars(parse([]))
-    command = ["python -m bench.distill_throughput"]
-    command += [f"--{key.replace('_', '-')} {value}" for key, value in setting.items() if value != defaults.get(key)]
+    command = ["python -m bench.distill_throughput", *harness.changed_options(setting, defaults)]
     if stem != defaults["out"]:
         command.append(f"--out {stem.relative_to(harness.ROOT) if stem.is_relative_to(harness.ROOT) else stem}")
     return " ".join(command)

@@ -44,6 +44,11 @@ def write_report(path: Path, record: Any = None, markdown: str | None = None, *,
         atomic_write_text(path.with_suffix(".md"), markdown if markdown.endswith("\n") else markdown + "\n")
 
 
+def changed_options(values: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """`--name value` for each of `values` that differs from its default: the options a Reproduce line needs."""
+    return [f"--{key.replace('_', '-')} {value}" for key, value in values.items() if value != defaults.get(key)]
+
+
 def distill_student(recipe_dict: dict[str, Any], label: str) -> dict[str, Any]:
     """The student of `recipe_dict` through the library (resumed if interrupted; `train.steps: 0` writes it
     initialised, untrained): its run.json, plus this session's CPU and wall seconds."""

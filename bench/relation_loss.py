@@ -53,8 +53,13 @@ def _batch(padded: bool, args: argparse.Namespace) -> tuple[tuple[torch.Tensor, 
     tensors = tuple(torch.randn(shape, generator=g) * 2 for _ in range(4))  # teacher q, k; student q, k
     mask = torch.ones(args.batch, args.seq_len, dtype=torch.long)
     if padded:
-        mask[::2, args.seq_len * 25 // 32:] = 0  # 100 of 128
+        mask[::2, _padded_from(args.seq_len):] = 0
     return tensors, mask
+
+
+def _padded_from(seq_len: int) -> int:
+    """Where the padded batch's padded half starts: 100 of 128."""
+    return seq_len * 25 // 32
 
 
 def _step(method: Callable[..., tuple[torch.Tensor, int]], tensors: tuple[torch.Tensor, ...],
@@ -83,8 +88,8 @@ def measure(args: argparse.Namespace, options: list[str]) -> dict[str, Any]:
                 times[name].append(time.perf_counter() - start)
         medians = {name: statistics.median(t) * 1000 for name, t in times.items()}
         before, after = medians.values()
-        cut = args.seq_len * 25 // 32
-        rows.append({"batch": f"padded (half the sequences from {cut})" if padded else "packed blocks (no padding)",
+        rows.append({"batch": f"padded (half the sequences from {_padded_from(args.seq_len)})" if padded
+                     else "packed blocks (no padding)",
                      "ms": {k: round(v, 1) for k, v in medians.items()}, "speedup": round(before / after, 2),
                      "identical": same})
     return {"cpu": cpu_name(), "cpu_class": cpu_class(), "threads": args.threads,
@@ -117,7 +122,7 @@ def main() -> None:
     p.add_argument("--seq-len", dest="seq_len", type=int, default=128)
     p.add_argument("--head-size", dest="head_size", type=int, default=32)
     args = p.parse_args()
-    options = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v != p.get_default(k)]
+    options = harness.changed_options(vars(args), vars(p.parse_args([])))
     result = measure(args, options)
     out = harness.RESULTS / f"relation_loss_{result['cpu_class']}_{args.threads}t"
     harness.write_report(out.with_suffix(".json"), result, markdown(result))

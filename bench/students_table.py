@@ -178,11 +178,16 @@ def pairs_markdown(pairs: list[dict[str, Any]]) -> str:
     lines = ["\n## Other comparisons, paired by seed\n", "| student | task | candidate | baseline | seeds | per-seed "
              "difference | mean | std | t | wins |", "|---|---|---|---|---|---|---:|---:|---:|---:|"]
     for p in pairs:
-        t = f"{p['t']:.2f}" if p["t"] is not None else "–"
         lines.append(f"| {p['student']} | {p['task']} | {p['candidate']} ({p['tokens']:,} tokens) | {p['baseline']} | "
-                     f"{p['seeds']} | {', '.join(f'{d:+.2f}' for d in p['diff_points'])} | {p['mean']:+.2f} | "
-                     f"{p['std']:.2f} | {t} | {p['wins']}/{len(p['seeds'])} |")
+                     + _paired_cells(p))
     return "\n".join(lines) + "\n"
+
+
+def _paired_cells(p: dict[str, Any]) -> str:
+    """A `paired` result's table cells from the seeds on: seeds, per-seed differences, mean, std, t, wins."""
+    t = f"{p['t']:.2f}" if p["t"] is not None else "–"
+    return (f"{p['seeds']} | {', '.join(f'{d:+.2f}' for d in p['diff_points'])} | {p['mean']:+.2f} | {p['std']:.2f} | "
+            f"{t} | {p['wins']}/{len(p['seeds'])} |")
 
 
 def claim_markdown(result: dict[str, Any] | None) -> str:
@@ -201,10 +206,7 @@ def claim_markdown(result: dict[str, Any] | None) -> str:
              "", "Paired by seed (candidate minus baseline, accuracy points; t = mean / (std / sqrt n), n − 1 degrees "
              "of freedom):", "", "| baseline | seeds | per-seed difference | mean | std | t | wins |", "|---|---|---|---:|---:|---:|---:|"]
     for p in result["paired"]:
-        t = f"{p['t']:.2f}" if p["t"] is not None else "–"
-        lines.append(f"| {p['baseline']}: {VARIANTS[p['baseline']].description} | {p['seeds']} | "
-                     f"{', '.join(f'{d:+.2f}' for d in p['diff_points'])} | {p['mean']:+.2f} | {p['std']:.2f} | {t} | "
-                     f"{p['wins']}/{len(p['seeds'])} |")
+        lines.append(f"| {p['baseline']}: {VARIANTS[p['baseline']].description} | " + _paired_cells(p))
     return "\n".join(lines) + "\n"
 
 

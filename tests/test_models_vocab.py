@@ -144,7 +144,7 @@ def test_distill_with_vocab_pruning_writes_a_consistent_smaller_student(tmp_path
 
 
 def test_a_layer_copy_of_a_pruned_teacher_gives_the_teachers_outputs_on_kept_text(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    """Pruning comes before the layer copy (the multilingual preset does both): a student that copies every
+    """Pruning and the layer copy together (the multilingual preset does both): a student that copies every
     layer of the pruned teacher, undistilled, is the original teacher on the corpus's text, in fewer pieces."""
     import yaml
 
