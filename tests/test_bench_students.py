@@ -231,6 +231,22 @@ def test_other_pairs_are_paired_by_seed_and_listed_only_with_two_seeds(tmp_path:
         tmp_path / "students.md").read_text()
 
 
+def test_each_curve_budget_is_paired_against_its_start_and_the_claims_pairs_are_not_repeated(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    records = [_record("3x384", "c1", "0", s, 0.80) for s in (1, 2)]
+    records += [_record("3x384", "c1-both", "16M", s, a) for s, a in ((1, 0.79), (2, 0.805))]
+    records += [_record("3x384", "t1-kd", "0", s, 0.80) for s in (1, 2)]
+    records += [_record("3x384", "t1-both-kd", tokens, s, 0.81) for s in (1, 2) for tokens in ("1M", "4M")]
+    for i, record in enumerate(records):
+        (runs / f"{i}.json").write_text(json.dumps(record))
+    pairs = students_table.other_pairs(students_table.load(runs)[0])
+    # t1-both-kd at 1M against t1-kd is the claim's own pair (its section lists it): not listed twice
+    assert [(p["candidate"], p["tokens"], p["baseline"]) for p in pairs] == [
+        ("c1-both", 16_384_000, "c1"), ("t1-both-kd", 4_096_000, "t1-kd")]
+    assert pairs[0]["diff_points"] == pytest.approx([-1.0, 0.5]) and pairs[0]["wins"] == 1
+
+
 def test_the_claim_is_undecided_with_one_seed_on_either_side(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
