@@ -14,13 +14,16 @@
 # and a model redone there is recorded as a redo (`-remade-`), as on the CPUs. The records are tarred into
 # $OUT/runs.tgz every 10 s and at the end, so a call stopped at its limit still brings back every finished run.
 # The teacher there is the zoo's with its weights rounded to float16 (bench/zoo_carry.py).
+# ZOO names another pack than .gpu/zoo: the base-size teacher's (210 MiB in float16) travels in parts over
+# several calls and is joined there first (bench/zoo_carry.py's docstring; bench/results/students-h200/README.md):
+#   python3 -m bench.zoo_carry join /tmp/parts /tmp/zoo-mpnet && ZOO=/tmp/zoo-mpnet bash bench/students_gpu.sh RUN...
 set -uo pipefail
 export PYTHONUNBUFFERED=1 MINILM_CACHE=/tmp/minilm-cache
 OUT=${OUT:-/tmp/students-gpu-out}
 RESULTS=/tmp/students-gpu
 mkdir -p "$OUT" "$RESULTS/runs"
 cp bench/results/students-h200/runs/*.json "$RESULTS/runs/" 2>/dev/null
-python3 -m bench.zoo_carry unpack .gpu/zoo "$MINILM_CACHE" || exit 1
+python3 -m bench.zoo_carry unpack "${ZOO:-.gpu/zoo}" "$MINILM_CACHE" || exit 1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import sys, torch, transformers; print(sys.version.split()[0], torch.__version__, transformers.__version__)"
   nproc; } > "$OUT/machine.txt" 2>&1

@@ -42,3 +42,34 @@ def test_an_incomplete_entry_is_refused(tmp_path: Path) -> None:
     (tmp_path / "models" / "half").mkdir(parents=True)
     with pytest.raises(SystemExit, match="not a complete zoo entry"):
         zoo_carry.pack(["models/half"], tmp_path / "out", tmp_path)
+
+
+def _folder(root: Path) -> Path:
+    folder = root / "pack"
+    (folder / "models" / "m").mkdir(parents=True)
+    (folder / "models" / "m" / "weights.bin").write_bytes(np.random.default_rng(1).bytes(300_000))
+    (folder / "manifest.json").write_text('{"entries": ["models/m"]}\n')
+    return folder
+
+
+def test_split_then_join_gives_back_the_folder_byte_for_byte(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    index = zoo_carry.split(folder, tmp_path / "parts", 100_000)
+    sizes = [part["bytes"] for part in index["parts"]]
+    assert len(sizes) >= 3 and max(sizes) <= 100_000 and all(size == 100_000 for size in sizes[:-1])
+    zoo_carry.join(tmp_path / "parts", tmp_path / "joined")
+    for path in (Path("models/m/weights.bin"), Path("manifest.json")):
+        assert (tmp_path / "joined" / path).read_bytes() == (folder / path).read_bytes()
+
+
+def test_join_refuses_a_missing_or_altered_part_and_writes_nothing(tmp_path: Path) -> None:
+    zoo_carry.split(_folder(tmp_path), tmp_path / "parts", 100_000)
+    part = tmp_path / "parts" / "part-001"
+    data = part.read_bytes()
+    part.unlink()
+    with pytest.raises(SystemExit, match="lacks part-001 of"):
+        zoo_carry.join(tmp_path / "parts", tmp_path / "joined")
+    part.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(SystemExit, match="part-001 does not match"):
+        zoo_carry.join(tmp_path / "parts", tmp_path / "joined")
+    assert not (tmp_path / "joined").exists()
