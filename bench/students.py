@@ -144,6 +144,8 @@ PLAN: list[str] = (
     + [f"{_3}:{v}:{t}:trec:1" for v, t in (("teacher", "0"), ("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
     + [f"{_3}:c1-both:{t}:rotten-tomatoes:1" for t in ("250k", "4M", "16M")]
     + [f"4x384:{v}:{t}:rotten-tomatoes:{s}" for s in (1, 2, 3) for v, t in (("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
+    + [f"4x384:{v}:{t}:trec:1" for v, t in (("c", "0"), ("c1", "0"), ("c1-both", "1M"))]
+    + [f"4x384:{v}:1M:rotten-tomatoes:1" for v in ("rand-both", "c1-minilm", "c1-hidden")]
     + ["mpnet-6x768:teacher:0:rotten-tomatoes:1", "mpnet-6x768:c1:0:rotten-tomatoes:1",
        "mpnet-6x768:c1-both:1M:rotten-tomatoes:1", "mpnet-6x384:rand-both:1M:rotten-tomatoes:1"]
 )
