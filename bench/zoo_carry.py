@@ -92,7 +92,7 @@ class _PartWriter(io.RawIOBase):
     """A write-only stream cut into files of at most `size` bytes (`out`/part-000, part-001, ...), hashed as written."""
 
     def __init__(self, out: Path, size: int) -> None:
-        self.out, self.size, self.whole = out, size, hashlib.sha256()
+        self.out, self.size = out, size
         self.parts: list[dict[str, Any]] = []
         self._file: io.BufferedWriter | None = None
         self._hash = hashlib.sha256()
@@ -110,7 +110,6 @@ class _PartWriter(io.RawIOBase):
             assert self._file is not None
             self._file.write(chunk)
             self._hash.update(chunk)
-            self.whole.update(chunk)
             self._left -= len(chunk)
         return len(data)
 
@@ -133,19 +132,19 @@ class _PartWriter(io.RawIOBase):
 
 def split(folder: Path, out: Path, part_bytes: int) -> dict[str, Any]:
     """`folder` (a pack) as one tar cut into parts of at most `part_bytes` in `out`, with parts.json: each part's
-    size and sha256, and the whole tar's. The parts go as they are: float16 weights do not compress."""
+    size and sha256. The parts go as they are: float16 weights do not compress."""
     out.mkdir(parents=True, exist_ok=True)
     writer = _PartWriter(out, part_bytes)
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         tar.add(folder, arcname=".")
     writer.close()
-    index = {"folder": folder.name, "parts": writer.parts, "sha256": writer.whole.hexdigest()}
+    index = {"folder": folder.name, "parts": writer.parts}
     (out / PARTS).write_text(json.dumps(index, indent=1) + "\n")
     return index
 
 
 class _Joined(io.RawIOBase):
-    """The parts read back as one stream, each checked against its sha256 before a byte of it is used."""
+    """The parts read back, in order, as one stream (`join` checks them first)."""
 
     def __init__(self, paths: list[Path]) -> None:
         self._paths = list(paths)
@@ -174,14 +173,10 @@ def join(parts: Path, dest: Path) -> None:
     missing = [p["name"] for p in index["parts"] if not (parts / p["name"]).is_file()]
     if missing:
         raise SystemExit(f"zoo_carry: {parts} lacks {', '.join(missing)} of {len(index['parts'])} parts; carry them first")
-    whole = hashlib.sha256()
     for part in index["parts"]:
-        data = (parts / part["name"]).read_bytes()
-        if hashlib.sha256(data).hexdigest() != part["sha256"]:
-            raise SystemExit(f"zoo_carry: {parts / part['name']} does not match parts.json (sha256); carry it again")
-        whole.update(data)
-    if whole.hexdigest() != index["sha256"]:
-        raise SystemExit(f"zoo_carry: the parts in {parts} are not the tar parts.json describes; split and carry again")
+        with (parts / part["name"]).open("rb") as f:
+            if hashlib.file_digest(f, "sha256").hexdigest() != part["sha256"]:
+                raise SystemExit(f"zoo_carry: {parts / part['name']} does not match parts.json (sha256); carry it again")
     dest.mkdir(parents=True, exist_ok=True)
     stream = io.BufferedReader(_Joined([parts / p["name"] for p in index["parts"]]), buffer_size=1 << 20)
     with tarfile.open(fileobj=stream, mode="r|") as tar:
