@@ -133,6 +133,8 @@ class _PartWriter(io.RawIOBase):
 def split(folder: Path, out: Path, part_bytes: int) -> dict[str, Any]:
     """`folder` (a pack) as one tar cut into parts of at most `part_bytes` in `out`, with parts.json: each part's
     size and sha256. The parts go as they are: float16 weights do not compress."""
+    if not folder.is_dir():
+        raise SystemExit(f"zoo_carry: {folder} is not a folder; split the folder `pack` wrote")
     out.mkdir(parents=True, exist_ok=True)
     writer = _PartWriter(out, part_bytes)
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -169,6 +171,8 @@ class _Joined(io.RawIOBase):
 def join(parts: Path, dest: Path) -> None:
     """The folder `split` cut, rebuilt under `dest` from the parts in `parts`, once every part is there and matches
     parts.json. Only regular files and folders inside `dest` are extracted (tarfile's "data" filter)."""
+    if not (parts / PARTS).is_file():
+        raise SystemExit(f"zoo_carry: {parts} has no {PARTS}; carry it with the parts `split` wrote")
     index = json.loads((parts / PARTS).read_text())
     missing = [p["name"] for p in index["parts"] if not (parts / p["name"]).is_file()]
     if missing:

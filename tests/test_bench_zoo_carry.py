@@ -73,3 +73,13 @@ def test_join_refuses_a_missing_or_altered_part_and_writes_nothing(tmp_path: Pat
     with pytest.raises(SystemExit, match="part-001 does not match"):
         zoo_carry.join(tmp_path / "parts", tmp_path / "joined")
     assert not (tmp_path / "joined").exists()
+
+
+def test_split_of_a_missing_folder_and_join_without_parts_json_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="is not a folder"):
+        zoo_carry.split(tmp_path / "absent", tmp_path / "parts", 100_000)
+    assert not (tmp_path / "parts").exists()
+    (tmp_path / "parts").mkdir()
+    with pytest.raises(SystemExit, match="has no parts.json"):
+        zoo_carry.join(tmp_path / "parts", tmp_path / "joined")
+    assert not (tmp_path / "joined").exists()
