@@ -210,8 +210,8 @@ def test_load_2000_requests_at_concurrency_32_with_10_percent_malformed(artifact
             jobs.append(("ok", texts))
     with Predictor.load(artifacts[1], threads=1) as local:
         expected = {i: local.predict(j[1]).embeddings for i, j in enumerate(jobs) if j[0] == "ok"}
-    statuses, answers = asyncio.run(_fire(server.url, jobs, concurrency=32))
     try:
+        statuses, answers = asyncio.run(_fire(server.url, jobs, concurrency=32))
         assert len(statuses) == 2000
         assert not [s for s in statuses.values() if s >= 500]
         assert all(statuses[i] == (200 if j[0] == "ok" else 400) for i, j in enumerate(jobs))
@@ -221,7 +221,7 @@ def test_load_2000_requests_at_concurrency_32_with_10_percent_malformed(artifact
         batches = [ln for ln in metrics.splitlines() if ln.startswith("minilm_batch_texts_count")]
         assert batches and float(batches[0].split()[-1]) < 1800 + 1  # some requests shared a model call
     finally:
-        assert server.stop() == 0
+        assert server.stop() == 0, server.stderr[-3000:]
 
 
 async def _fire(url: str, jobs, concurrency: int):
@@ -341,6 +341,64 @@ def test_a_client_trickling_its_headers_is_closed_at_the_header_deadline(strict_
         seconds, got = _closed_after(sock, [request[i:i + 3] for i in range(0, len(request), 3)], 0.33, 20)
     assert seconds < 4.5 and got == b"", (seconds, got)  # 2 s deadline; closed without an answer
     assert strict_server.live()
+
+
+def _request(text: str) -> bytes:
+    body = json.dumps({"texts": [text]}).encode()
+    return (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """One whole HTTP response from `sock` (headers and a Content-Length body); b"" if the server closed."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        data = sock.recv(65536)
+        if not data:
+            return got
+        got += data
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture(scope="module")
+def keepalive_server(artifacts):
+    server = Server(artifacts[0], "--header-timeout", "1", "--idle-timeout", "4")
+    yield server
+    assert server.stop() == 0
+
+
+def test_a_keep_alive_connection_lasts_the_idle_timeout_not_the_header_deadline(keepalive_server):
+    """Between requests only the idle timeout counts: a pool reusing a connection after a pause shorter than it
+    gets an answer, not a connection the server is closing (the CI failure of stop 28: httpx ReadError)."""
+    with _raw(keepalive_server) as sock:
+        sock.sendall(_request("first"))
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(2)  # twice the header deadline, half the idle timeout
+        sock.sendall(_request("after a pause"))
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        seconds, got = _closed_after(sock, [], 0.25, 20)  # then silence: closed at the idle timeout
+    assert 2 < seconds < 8 and got == b"", (seconds, got)
+
+
+def test_a_next_request_trickling_its_headers_is_closed_at_the_header_deadline(keepalive_server):
+    request = _request("slow")
+    with _raw(keepalive_server) as sock:
+        sock.sendall(request)
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        head = request.split(b"\r\n\r\n")[0]
+        seconds, got = _closed_after(sock, [head[i:i + 3] for i in range(0, len(head), 3)], 0.25, 20)
+    assert seconds < 3.5 and got == b"", (seconds, got)  # 1 s from its first byte; the idle timeout is 4 s
+    assert keepalive_server.live()
+
+
+def test_the_default_idle_timeout_outlasts_httpx_pooled_connections():
+    from minilm_deploy.serve.config import ServeConfig
+
+    assert ServeConfig().idle_timeout_s > httpx.Limits().keepalive_expiry
 
 
 def test_a_client_trickling_its_body_gets_408_at_the_body_deadline(strict_server):

@@ -18,9 +18,11 @@ class ServeConfig:
     max_request_texts: int = 256  # texts in one request; beyond it: 400
     max_body_bytes: int = 1 << 20  # request body limit; beyond it: 413
     timeout_s: float = 30.0  # per request, queueing included; beyond it: 504
-    header_timeout_s: float = 10.0  # a request's headers must arrive within this of connecting (or of the last answer)
+    header_timeout_s: float = 10.0  # a request's headers must be complete within this of its first byte (or of connecting)
     body_timeout_s: float = 30.0  # a request's whole body must arrive within this of its headers; beyond it: 408
-    idle_timeout_s: float = 5.0  # a keep-alive connection silent this long is closed
+    # a keep-alive connection silent this long is closed; longer than client pools keep connections (httpx 5 s,
+    # aiohttp 15 s), so a pool never sends a request into a connection the server is closing
+    idle_timeout_s: float = 30.0
     token: str | None = None  # bearer token; None: no auth
     graceful_timeout_s: float = 30.0  # on SIGTERM/SIGINT: how long requests in flight may take to finish
 
