@@ -109,7 +109,11 @@ def _distill_cpu(records: list[dict[str, Any]]) -> str:
 
 
 def _where(cells: dict[str, dict[str, Any]]) -> str:
-    return "; ".join(sorted({part for r in cells.values() for part in r["where"].split("; ")}))
+    """Where a row's seeds ran: one entry when every task ran alike, else each task's ("trec: amx bf16")."""
+    places = {task: r["where"] for task, r in cells.items()}
+    if len(set(places.values())) <= 1:
+        return next(iter(places.values()), "–")
+    return "; ".join(f"{task}: {places[task]}" for task in TASK_ORDER if task in places)
 
 
 def markdown(rows: list[dict[str, Any]], distills: dict[DistillKey, list[dict[str, Any]]]) -> str:

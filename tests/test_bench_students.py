@@ -128,6 +128,18 @@ def test_a_student_distilled_once_per_seed_shows_the_mean_cpu_and_each_row_says_
     assert next(r for r in summary if r["variant"] == "teacher")["seeds"] == [1]
 
 
+def test_a_row_whose_tasks_ran_on_different_machines_says_where_each_ran(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    records = [_record("3x384", "c1", "0", 1, 0.80), {**_record("3x384", "c1", "0", 2, 0.81), "cpu_class": "amx", "bf16": True},
+               {**_record("3x384", "c1", "0", 1, 0.90), "task": "trec", "cpu_class": "amx", "bf16": True}]
+    for i, record in enumerate(records):
+        (runs / f"{i}.json").write_text(json.dumps(record))
+    students_table.write_all(runs, tmp_path)
+    row = next(line for line in (tmp_path / "students.md").read_text().splitlines() if "| c1:" in line)
+    assert row.endswith("| rotten-tomatoes: amx bf16; avx2 fp32; trec: amx bf16 |")
+
+
 def test_variants_say_once_what_each_is() -> None:
     assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
         "teacher", "c", "c1", "c1-kd", "t1", "t1-kd"]
