@@ -343,10 +343,11 @@ def test_a_client_trickling_its_headers_is_closed_at_the_header_deadline(strict_
     assert strict_server.live()
 
 
-def _request(text: str) -> bytes:
+def _request(text: str) -> tuple[bytes, bytes]:
+    """A /v1/predict request for one text, as (head with its closing blank line, body)."""
     body = json.dumps({"texts": [text]}).encode()
     return (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            f"Content-Length: {len(body)}\r\n\r\n").encode(), body
 
 
 def _answer(sock: socket.socket) -> bytes:
@@ -375,21 +376,21 @@ def test_a_keep_alive_connection_lasts_the_idle_timeout_not_the_header_deadline(
     """Between requests only the idle timeout counts: a pool reusing a connection after a pause shorter than it
     gets an answer, not a connection the server is closing (the CI failure of stop 28: httpx ReadError)."""
     with _raw(keepalive_server) as sock:
-        sock.sendall(_request("first"))
+        sock.sendall(b"".join(_request("first")))
         assert _answer(sock).startswith(b"HTTP/1.1 200")
         time.sleep(2)  # twice the header deadline, half the idle timeout
-        sock.sendall(_request("after a pause"))
+        sock.sendall(b"".join(_request("after a pause")))
         assert _answer(sock).startswith(b"HTTP/1.1 200")
         seconds, got = _closed_after(sock, [], 0.25, 20)  # then silence: closed at the idle timeout
     assert 2 < seconds < 8 and got == b"", (seconds, got)
 
 
 def test_a_next_request_trickling_its_headers_is_closed_at_the_header_deadline(keepalive_server):
-    request = _request("slow")
+    head, body = _request("slow")
     with _raw(keepalive_server) as sock:
-        sock.sendall(request)
+        sock.sendall(head + body)
         assert _answer(sock).startswith(b"HTTP/1.1 200")
-        head = request.split(b"\r\n\r\n")[0]
+        head = head.removesuffix(b"\r\n\r\n")  # never finished
         seconds, got = _closed_after(sock, [head[i:i + 3] for i in range(0, len(head), 3)], 0.25, 20)
     assert seconds < 3.5 and got == b"", (seconds, got)  # 1 s from its first byte; the idle timeout is 4 s
     assert keepalive_server.live()
@@ -402,10 +403,9 @@ def test_the_default_idle_timeout_outlasts_httpx_pooled_connections():
 
 
 def test_a_client_trickling_its_body_gets_408_at_the_body_deadline(strict_server):
-    body = json.dumps({"texts": ["a slow client sends this text three bytes at a time"]}).encode()
-    head = f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    head, body = _request("a slow client sends this text three bytes at a time")
     with _raw(strict_server) as sock:
-        sock.sendall(head.encode())
+        sock.sendall(head)
         seconds, got = _closed_after(sock, [body[i:i + 3] for i in range(0, len(body), 3)], 0.33, 20)
     assert seconds < 4.5 and got.startswith(b"HTTP/1.1 408"), (seconds, got[:200])
     assert strict_server.live()
