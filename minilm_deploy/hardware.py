@@ -1,7 +1,8 @@
 """What this machine's CPU can do, read once from /proc/cpuinfo: its class and whether bf16 pays.
 
 One place for these facts: the bench environment record, the CI gate's CPU-class comparison,
-`train.bf16: auto` (distillation and fine-tuning) and the export backends all read them here.
+`train.bf16: auto` (distillation and fine-tuning), `quantization.reduce_range: auto` and the export and
+runtime backends all read them here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 # The classes our machines come in, most capable first; a CPU is the first class whose flag it has.
 # INT8 and bf16 speed differ between them, so figures are compared only within one class.
 CPU_CLASSES = (("amx", "amx_int8"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"), ("avx2", "avx2"))
+# The classes whose INT8 dot products accumulate in int32 (AMX tiles, VNNI's vpdpbusd): no saturation.
+INT32_DOT_CLASSES = ("amx", "avx512_vnni", "avx_vnni")
 # Native bf16 matrix products: AMX tiles or AVX512-BF16 (elsewhere bf16 autocast is slower than fp32).
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -44,6 +47,17 @@ def cpu_name() -> str:
 def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
     flags = cpu_flags() if flags is None else flags
     return any(flag in flags for flag in BF16_FLAGS)
+
+
+def int8_saturates(flags: frozenset[str] | None = None, machine: str | None = None) -> bool:
+    """Whether INT8 matrix products can saturate on this CPU: x86 without VNNI or AMX, where ONNX Runtime and
+    OpenVINO multiply u8 activations by s8 weights with vpmaddubsw, which adds pairs of products in int16
+    (255·127·2 > 32767). Their workaround is 7-bit weights (ORT's reduce_range, NNCF's overflow fix).
+    all-mpnet-base-v2 fine-tuned on rotten-tomatoes, 8-bit weights, on an AVX2-only EPYC: ORT dynamic INT8
+    agreed with PyTorch on 48% of dev, NNCF INT8 on 55% (on an AMX Xeon ORT INT8 of the teacher fine-tuned there: 94.5%)."""
+    flags = cpu_flags() if flags is None else flags
+    machine = (platform.machine() if machine is None else machine).lower()
+    return machine in ("x86_64", "amd64") and cpu_class(flags) not in INT32_DOT_CLASSES
 
 
 def bf16_autocast(setting: bool | str, device_type: str) -> bool:

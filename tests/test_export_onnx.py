@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import typing
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,12 +17,14 @@ import torch
 
 from minilm_deploy.artifact import load_manifest, verify_files
 from minilm_deploy.cli.main import main
+from minilm_deploy.config import from_dict
 from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError, MinilmError, ValidationFailed
 from minilm_deploy.export import build, optimize, triton
 from minilm_deploy.export.profile import ExportProfile, Quantization, Tolerance, Validation, with_overrides
 from minilm_deploy.export.samples import PAIRS, SENTENCES
 from minilm_deploy.export.work import Work
+from minilm_deploy.runtime import Predictor
 
 WORDS = sorted({w.strip(".,!?:'%") for w in " ".join(SENTENCES + tuple(a + " " + b for a, b in PAIRS)).lower().split()} - {""})
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?%:'-")
@@ -196,6 +199,50 @@ def test_int8_dynamic_within_tolerance_and_smaller(models, tmp_path):
     cos = manifest.validation["int8"]["outputs"]["sentence_embedding"]["min_cosine"]
     assert cos >= 0.95
     assert manifest.variants["int8"]["bytes"] < manifest.variants["fp32"]["bytes"]
+
+
+def _int8_weight_bound(path: Path) -> int:
+    """The largest |w| among the graph's INT8 weight initialisers (127: all 8 bits; 64: 7-bit weights)."""
+    weights = [onnx.numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
+               if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
+    assert weights
+    return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+
+
+@pytest.mark.parametrize(("saturates", "bound"), [(True, 64), (False, 127)])
+def test_int8_takes_7_bit_weights_where_the_cpu_saturates_and_records_it(models, tmp_path, monkeypatch, saturates,
+                                                                        bound):
+    from minilm_deploy import hardware
+
+    monkeypatch.setattr(hardware, "int8_saturates", lambda: saturates)
+    out = tmp_path / "int8"
+    profile = with_overrides(ExportProfile(), precision="int8")
+    assert profile.quantization.reduce_range == "auto"
+    build.export_model(str(models["bert"]), profile, output=out)
+    assert load_manifest(out).profile["quantization"]["reduce_range"] is saturates  # decided, not "auto"
+    assert _int8_weight_bound(out / "model.onnx") == bound
+    with pytest.raises(InputError, match="reduce_range"):
+        from_dict(ExportProfile, {"quantization": {"reduce_range": "sometimes"}}, source="p.yaml")
+
+
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_an_8_bit_int8_artifact_warns_where_the_cpu_saturates(models, tmp_path, monkeypatch, reduce_range):
+    from minilm_deploy import hardware
+
+    out = tmp_path / "int8"
+    profile = with_overrides(ExportProfile(), precision="int8")
+    build.export_model(str(models["bert"]), replace(profile, quantization=replace(
+        profile.quantization, reduce_range=reduce_range)), output=out)
+    monkeypatch.setattr(hardware, "int8_saturates", lambda: True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Predictor.load(out, threads=1) as predictor:
+            predictor.predict(["a sentence"])
+    said = [str(w.message) for w in caught if "saturate" in str(w.message)]
+    if reduce_range:
+        assert not said
+    else:
+        assert len(said) == 1 and "--profile onnx-cpu-fp32 --int8" in said[0] and f"-o {out}" in said[0]
 
 
 def test_fp16_keeps_layernorm_and_softmax_in_fp32(models, tmp_path):

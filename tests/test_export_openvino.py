@@ -72,12 +72,19 @@ def test_an_fp32_ir_computed_in_bf16_is_held_to_the_bf16_gates_not_the_fp32_atol
     assert not (tmp_path / "strict-bf16").exists()
 
 
-def test_int8_ir_is_calibrated_on_the_task_and_task_checked(models, tmp_path):
+@pytest.mark.parametrize(("saturates", "overflow_fix"), [(True, "enable"), (False, "first_layer_only")])
+def test_int8_ir_is_calibrated_on_the_task_and_task_checked(models, tmp_path, monkeypatch, saturates, overflow_fix):
+    from minilm_deploy import hardware
+
+    monkeypatch.setattr(hardware, "int8_saturates", lambda: saturates)
     out = tmp_path / "int8"
     profile = _profile("openvino-cpu-int8", validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5)))
-    summary = build_with_task(models["cls"], profile, out)
+    summary = build_with_task(models["cls"], build.decided_here(profile), out)
     manifest = load_manifest(out)
     assert manifest.openvino["precision"] == "int8" and manifest.openvino["nncf"]["model_type"] == "transformer"
+    # where INT8 products saturate, NNCF's overflow fix halves every MatMul's weight range (7-bit weights)
+    assert manifest.openvino["nncf"]["overflow_fix"] == overflow_fix
+    assert manifest.profile["quantization"]["reduce_range"] is saturates
     assert manifest.openvino["nncf"]["calibration_batches"] >= 1
     assert set(summary["validation"]["task_check"]["variants"]) == {"fp32", "int8"}
     xml = (out / "openvino" / "model.xml").read_text()

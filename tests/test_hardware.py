@@ -33,3 +33,15 @@ def test_this_machine_is_read_from_proc_cpuinfo() -> None:
     assert hardware.cpu_class() == hardware.cpu_class(flags)
     assert hardware.bf16_autocast("auto", "cpu") == hardware.cpu_has_fast_bf16(flags)
     assert isinstance(hardware.cpu_name(), str) and hardware.cpu_name()
+
+
+@pytest.mark.parametrize(("flags", "machine", "expected"), [
+    ({"avx", "avx2"}, "x86_64", True),  # AVX2 only: vpmaddubsw adds u8·s8 pairs in int16
+    ({"avx2", "avx512bw"}, "x86_64", True),  # AVX-512 without VNNI saturates the same way
+    ({"avx2", "avx512_vnni"}, "x86_64", False),
+    ({"avx2", "avx_vnni"}, "AMD64", False),
+    ({"avx2", "avx512_vnni", "amx_int8"}, "x86_64", False),
+    (set(), "aarch64", False),  # Arm's int8 dot products accumulate in int32
+])
+def test_int8_saturates_on_x86_without_vnni_or_amx(flags: set[str], machine: str, expected: bool) -> None:
+    assert hardware.int8_saturates(frozenset(flags), machine) is expected

@@ -26,7 +26,7 @@ from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export import optimize, triton, trt_engine
 from minilm_deploy.export.backends import export_backend
 from minilm_deploy.export.onnx_export import export_onnx, graph_opset
-from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeRanges
+from minilm_deploy.export.profile import DimRange, ExportProfile, ShapeRanges, decided_here
 from minilm_deploy.export.reference import load_reference
 from minilm_deploy.export.taskcheck import task_check
 from minilm_deploy.export.validate import Graph, reference_batches, torch_outputs
@@ -54,7 +54,7 @@ def export_model(model: str | Path, profile: ExportProfile, *, output: Path | No
         raise InputError(f"{output} already exists; choose another --output or pass --overwrite")
     check_writable(output)
     source = load_reference(path, max_length=profile.max_length)
-    profile = fit_trt_shape_ranges(fit_shapes(profile, source.max_length), source.max_length)
+    profile = decided_here(fit_trt_shape_ranges(fit_shapes(profile, source.max_length), source.max_length))
     task_spec = task or profile.calibration.task
     task_data = load_task(task_spec) if task_spec else None
     if why := export_backend(profile.backend).missing():

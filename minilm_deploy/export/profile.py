@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from minilm_deploy import hardware
 from minilm_deploy.config import from_dict, load_yaml
 
 Precision = Literal["fp32", "int8", "fp16"]
@@ -50,7 +51,10 @@ class ShapeRanges:
 class Quantization:
     mode: Literal["dynamic", "static"] = "dynamic"  # static needs calibration data
     per_channel: bool = True  # per-tensor lost accuracy on all-MiniLM-L6-v2 (min cosine 0.86 vs 0.97)
-    reduce_range: bool = False  # 7-bit weights: only for CPUs without VNNI
+    # 7-bit weights, so that INT8 products cannot saturate on x86 CPUs without VNNI or AMX (see
+    # hardware.int8_saturates); auto: where the exporting CPU is such a CPU. ORT's reduce_range; for the openvino
+    # backend NNCF's overflow fix on every MatMul (else NNCF's default: the first layer only). Not for TensorRT.
+    reduce_range: bool | Literal["auto"] = "auto"
     # also quantise the embedding tables: all-MiniLM-L6-v2 56 → 22 MiB; worst-case cosine 0.966 → 0.948 on the
     # validation batches (a 256-token text, a one-word text), 0.982 → 0.981 on 256 rotten-tomatoes sentences
     embeddings: bool = False
@@ -63,6 +67,10 @@ class Quantization:
         if set(self.float_matmuls) - roles:
             raise ValueError(f"quantization.float_matmuls: {sorted(set(self.float_matmuls) - roles)} unknown; "
                              f"choose from {sorted(roles)}")
+
+    def seven_bit_weights(self) -> bool:
+        """`reduce_range` resolved for a CPU backend on this machine."""
+        return hardware.int8_saturates() if self.reduce_range == "auto" else self.reduce_range
 
     @property
     def op_types(self) -> list[str]:
@@ -192,6 +200,12 @@ def load_profile(path: str | Path) -> ExportProfile:
     data = load_yaml(path)
     data.setdefault("name", path.stem)
     return from_dict(ExportProfile, data, source=path.name)
+
+
+def decided_here(profile: ExportProfile) -> ExportProfile:
+    """The profile with `quantization.reduce_range: auto` decided for this machine's CPU, so that the manifest
+    records what the export did (and the runtime can warn where an artifact's INT8 products may saturate)."""
+    return replace(profile, quantization=replace(profile.quantization, reduce_range=profile.quantization.seven_bit_weights()))
 
 
 def with_overrides(profile: ExportProfile, *, precision: Precision | None = None, trt: bool = False) -> ExportProfile:

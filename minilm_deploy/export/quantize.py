@@ -48,7 +48,8 @@ def quantize_dynamic(src: Path, target: Path, options: Quantization, *, float_no
     kept = [n for n, role in matmul_roles(src).items() if role in options.float_matmuls] if options.float_matmuls else []
     kept += [n for n in float_nodes if n not in kept]
     with quiet_root_logger():
-        ort_quantize_dynamic(str(src), str(target), per_channel=options.per_channel, reduce_range=options.reduce_range,
+        ort_quantize_dynamic(str(src), str(target), per_channel=options.per_channel,
+                             reduce_range=options.seven_bit_weights(),
                              weight_type=QuantType.QInt8, op_types_to_quantize=options.op_types, nodes_to_exclude=kept,
                              # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
@@ -151,7 +152,7 @@ def quantize_static(source: ReferenceModel, src: Path, target: Path, options: Qu
                 # TensorRT dequantises INT8 only: biases stay float (no int32 bias Q/DQ)
                 extra |= {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
             ort_quantize_static(str(src), str(target), reader, quant_format=QuantFormat.QDQ, per_channel=options.per_channel,
-                                reduce_range=options.reduce_range,
+                                reduce_range=not symmetric and options.seven_bit_weights(),  # GPUs: no saturation
                                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, calibrate_method=method, op_types_to_quantize=["MatMul", "Gemm"],
                                 nodes_to_exclude=tensorrt_exclusions(src) if symmetric else [], extra_options=extra)

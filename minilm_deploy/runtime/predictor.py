@@ -105,10 +105,27 @@ def cpu_class_warning(source: ModelFolder) -> str | None:
     here = cpu_class()
     if not auto or auto.get("cpu_class") in (None, here):
         return None
-    model = (source.manifest.get("source") or {}).get("path", "MODEL")
     return (f"{source.path}: its backend ({auto.get('chosen')}) was picked on a {auto['cpu_class']} CPU and this one is "
-            f"{here}; the fastest path may differ here: minilm export {model} --profile auto --task TASK --overwrite "
-            f"-o {source.path}")
+            f"{here}; the fastest path may differ here: {_export_again(source, 'auto')}")
+
+
+def saturation_warning(source: ModelFolder, backend: str) -> str | None:
+    """An INT8 artifact with 8-bit weights run where INT8 products saturate (hardware.int8_saturates): say so."""
+    from minilm_deploy.hardware import cpu_class, int8_saturates
+
+    profile = source.manifest.get("profile") or {}
+    int8 = (backend == "onnxruntime" and source.precision == "int8") or (
+        backend == "openvino" and (source.manifest.get("openvino") or {}).get("precision") == "int8")
+    if not int8 or (profile.get("quantization") or {}).get("reduce_range") is True or not int8_saturates():
+        return None
+    return (f"{source.path}: its INT8 weights use all 8 bits, which this CPU ({cpu_class()}, no VNNI or AMX) can "
+            f"saturate, losing accuracy; export it again on this CPU class (quantization.reduce_range: auto picks "
+            f"7-bit weights here): {_export_again(source, profile.get('name', 'onnx-cpu-int8') + ' --int8')}")
+
+
+def _export_again(source: ModelFolder, profile: str) -> str:
+    model = (source.manifest.get("source") or {}).get("path", "MODEL")
+    return f"minilm export {model} --profile {profile} --task TASK --overwrite -o {source.path}"
 
 
 class Predictor:
@@ -130,6 +147,8 @@ class Predictor:
         if device == "cpu" and (warning := cpu_class_warning(source)):
             warnings.warn(warning, stacklevel=2)
         name = choose_backend(source, device) if backend == "auto" else backend
+        if device == "cpu" and (warning := saturation_warning(source, name)):
+            warnings.warn(warning, stacklevel=2)
         klass = runner_class(name)
         why = klass.unsupported(source, device)
         if why:

@@ -44,8 +44,10 @@ def missing() -> str | None:
 
 
 def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Feeds], *, smooth_quant: bool = False,
-             fast_bias_correction: bool = True) -> dict[str, Any]:
-    """Write the IR of `fp32_onnx` at `precision` (fp32 | int8) to `target` (…/model.xml); returns its record."""
+             fast_bias_correction: bool = True, seven_bit_weights: bool = False) -> dict[str, Any]:
+    """Write the IR of `fp32_onnx` at `precision` (fp32 | int8) to `target` (…/model.xml); returns its record.
+    `seven_bit_weights`: NNCF's overflow fix on every MatMul (for CPUs whose INT8 products saturate), else on the
+    first layer only (NNCF's default)."""
     import openvino as ov
 
     model = ov.Core().read_model(str(fp32_onnx))
@@ -55,16 +57,22 @@ def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Fe
             raise InputError("OpenVINO INT8 is calibrated on the task's training texts: export with --task T "
                              "(or set calibration.task in the profile)")
         import nncf
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedQuantizationParameters,
+            AdvancedSmoothQuantParameters,
+            OverflowFix,
+        )
 
-        advanced = None if smooth_quant else AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))  # -1: SmoothQuant off
+        overflow_fix = OverflowFix.ENABLE if seven_bit_weights else OverflowFix.FIRST_LAYER
+        advanced = AdvancedQuantizationParameters(overflow_fix=overflow_fix, **({} if smooth_quant else {
+            "smooth_quant_alphas": AdvancedSmoothQuantParameters(matmul=-1)}))  # -1: SmoothQuant off
         with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout is for --json
             model = nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
                                   model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
                                   fast_bias_correction=fast_bias_correction, advanced_parameters=advanced)
         record["nncf"] = {"version": nncf.__version__, "preset": "mixed", "model_type": "transformer",
                           "smooth_quant": smooth_quant, "fast_bias_correction": fast_bias_correction,
+                          "overflow_fix": str(overflow_fix.value),
                           "calibration_batches": len(calibration)}
     elif precision != "fp32":
         raise InputError(f"the openvino backend writes fp32 or int8 IRs, not {precision}; for bf16 inference set "
@@ -84,7 +92,8 @@ def build(work: Work, graphs: dict[str, Path]) -> dict[str, Path | Graph]:
                                    "reason": "backend openvino: OpenVINO compiles the standard-ops graph and fuses it itself"}
     target = work.scratch / IR_DIR / IR_FILE
     built = build_ir(work.raw_graph, target, prec, calibration_feeds(work) if prec == "int8" else [],
-                     smooth_quant=options.smooth_quant, fast_bias_correction=options.fast_bias_correction)
+                     smooth_quant=options.smooth_quant, fast_bias_correction=options.fast_bias_correction,
+                     seven_bit_weights=work.profile.quantization.seven_bit_weights())
     graph = Graph(target, RUNNER, inference_precision(options.inference_precision))
     figures = check(work, graph, prec)
     work.record["openvino"] = {**built, "model_file": f"{IR_DIR}/{IR_FILE}",
