@@ -225,21 +225,21 @@ def test_int8_takes_7_bit_weights_where_the_cpu_saturates_and_records_it(models,
         from_dict(ExportProfile, {"quantization": {"reduce_range": "sometimes"}}, source="p.yaml")
 
 
-@pytest.mark.parametrize("reduce_range", [True, False])
-def test_an_8_bit_int8_artifact_warns_where_the_cpu_saturates(models, tmp_path, monkeypatch, reduce_range):
+@pytest.mark.parametrize(("reduce_range", "saturates"), [(True, True), (False, True), (False, False)])
+def test_an_8_bit_int8_artifact_warns_where_the_cpu_saturates(models, tmp_path, monkeypatch, reduce_range, saturates):
     from minilm_deploy import hardware
 
     out = tmp_path / "int8"
     profile = with_overrides(ExportProfile(), precision="int8")
     build.export_model(str(models["bert"]), replace(profile, quantization=replace(
         profile.quantization, reduce_range=reduce_range)), output=out)
-    monkeypatch.setattr(hardware, "int8_saturates", lambda: True)
+    monkeypatch.setattr(hardware, "int8_saturates", lambda: saturates)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with Predictor.load(out, threads=1) as predictor:
             predictor.predict(["a sentence"])
     said = [str(w.message) for w in caught if "saturate" in str(w.message)]
-    if reduce_range:
+    if reduce_range or not saturates:
         assert not said
     else:
         assert len(said) == 1 and "--profile onnx-cpu-fp32 --int8" in said[0] and f"-o {out}" in said[0]

@@ -17,6 +17,7 @@ from minilm_deploy.export import build
 from minilm_deploy.export.profile import Tolerance, Validation, load_profile
 from minilm_deploy.export.samples import SENTENCES
 from minilm_deploy.runtime import Predictor
+from minilm_deploy.runtime.backends.openvino_runner import compile_file
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -55,6 +56,8 @@ def test_fp32_ir_matches_onnx_runtime_and_is_what_the_openvino_backend_loads(mod
         assert ort.info["backend"] == "onnxruntime"  # model.onnx is the plain fp32 graph, for ORT and Triton
         np.testing.assert_allclose(ov.predict(list(SENTENCES)).embeddings, ort.predict(list(SENTENCES)).embeddings,
                                    atol=1e-3)
+    compiled = compile_file(out / "openvino" / "model.xml", "f32", threads=1)  # what the runner and the gates run
+    assert compiled.get_property("CPU_DENORMALS_OPTIMIZATION") is True  # denormals flushed to zero (speed)
 
 
 def test_an_fp32_ir_computed_in_bf16_is_held_to_the_bf16_gates_not_the_fp32_atol(models, tmp_path):

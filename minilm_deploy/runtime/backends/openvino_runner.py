@@ -57,10 +57,14 @@ def read_model(core, path):
 
 
 def compile_file(path: Path, hint: str, threads: int | None = None):
-    """An IR or ONNX file compiled for the CPU (latency hint, `hint` = f32 | bf16, `threads` intra-op threads)."""
+    """An IR or ONNX file compiled for the CPU (latency hint, `hint` = f32 | bf16, `threads` intra-op threads),
+    denormals flushed to zero: a fine-tuned all-mpnet-base-v2 6×768 copy in bf16 on AMX ran 9% faster with it (24.2
+    against 26.7 ms at b1×128, 1 thread), as fast as the pretrained copy, whose speed it did not change. Export
+    validation and the task check compile through here too, so the gates judge what is served."""
     import openvino as ov
 
-    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint,
+                                 "CPU_DENORMALS_OPTIMIZATION": True}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     core = ov.Core()
