@@ -4,8 +4,9 @@
     .venv/bin/python -m bench.cpu_paths --model runs/quickstart/student --threads 1,2
 
 PyTorch runs as fp32 eager (the reference) and under bf16 autocast (`--backend torch-bf16`). Exports the
-model with each CPU profile (onnx-cpu-fp32, onnx-cpu-int8, onnx-cpu-int8-attention, openvino-cpu-fp32,
-openvino-cpu-int8: each validated as every export is) and with `--profile auto`, then runs `minilm
+model with each of `--profile auto`'s candidate profiles (onnx-cpu-fp32, onnx-cpu-int8, onnx-cpu-int8-attention,
+openvino-cpu-fp32, openvino-cpu-int8, openvino-cpu-int8-ffn-out-float: each validated as every export is) and with
+`--profile auto`, then runs `minilm
 bench`'s harness over all of them against PyTorch fp32 eager: p50 at batch 1 and 32 × 128 tokens,
 the task's real texts at batch 1 and 32 (tokenisation included), task accuracy (an embedding model:
 the nearest-centroid probe) and each export's worst cosine to PyTorch, for each thread count. Run
@@ -30,19 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
+from minilm_deploy.export.auto import CANDIDATES
 
 RESULTS = harness.RESULTS / "cpu_paths"
 DEFAULT_MODEL = "zoo:all-minilm-l6-v2"
 WORK = harness.WORK / "cpu_paths"
-# row name → (export profile, runtime backend); "auto" is `--profile auto`'s pick
-PATHS = {
-    "ort-fp32": ("onnx-cpu-fp32", "onnxruntime"),
-    "ort-int8": ("onnx-cpu-int8", "onnxruntime"),
-    "ort-int8-attention": ("onnx-cpu-int8-attention", "onnxruntime"),
-    "openvino-fp32": ("openvino-cpu-fp32", "openvino"),
-    "openvino-int8": ("openvino-cpu-int8", "openvino"),
-    "auto": ("auto", None),
-}
+# row name → (export profile, runtime backend): `--profile auto`'s candidates (the rows' names as the committed
+# tables spell them: ort- for onnxruntime-), and "auto", its pick
+PATHS = {name.replace("onnxruntime-", "ort-"): spec for name, spec in CANDIDATES.items()} | {"auto": ("auto", None)}
 
 
 def export_all(model: str, task: str, folder: Path) -> dict[str, dict[str, Any]]:

@@ -98,6 +98,41 @@ def test_int8_ir_is_calibrated_on_the_task_and_task_checked(models, tmp_path, mo
     assert json.loads((out / "manifest.json").read_text())["variants"]["int8"]["bytes"] > 0
 
 
+def _int8_weight_matmuls(xml: Path) -> set[str]:
+    """The names of an IR's MatMuls whose weight is stored in INT8 (a constant of type i8 behind its dequantisation)."""
+    import openvino as ov
+
+    def int8_source(node, depth: int = 0) -> bool:
+        if node.get_type_name() == "Constant":
+            return node.get_element_type() == ov.Type.i8
+        return depth < 4 and any(int8_source(node.input_value(i).get_node(), depth + 1) for i in range(node.get_input_size()))
+
+    model = ov.Core().read_model(str(xml))
+    return {op.get_friendly_name() for op in model.get_ops()
+            if op.get_type_name() == "MatMul" and int8_source(op.input_value(1).get_node())}
+
+
+def test_int8_ir_keeps_the_profiles_float_matmul_roles_unquantised(models, tmp_path):
+    from minilm_deploy.export.quantize import matmul_roles
+
+    out = tmp_path / "ffn-out-float"
+    profile = _profile("openvino-cpu-int8-ffn-out-float",
+                       validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5)))
+    build_with_task(models["cls"], profile, out)
+    manifest = load_manifest(out)
+    roles = matmul_roles(out / "model.onnx")  # the fp32 graph the IR was converted from: the same node names
+    ffn_out = {name for name, role in roles.items() if role == "ffn-out"}
+    assert len(ffn_out) == 2  # the tiny BERT's two layers
+    assert manifest.openvino["nncf"]["float_matmuls"] == {"roles": ["ffn-out"], "count": 2}
+    weighted = {name for name, role in roles.items() if role != "attention-product"}  # the MatMuls with weights
+    # of the encoder's weight MatMuls, all but the FFN output projections keep INT8 weights
+    assert _int8_weight_matmuls(out / "openvino" / "model.xml") & weighted == weighted - ffn_out
+    full = tmp_path / "full"
+    build_with_task(models["cls"], replace(profile, quantization=replace(profile.quantization, float_matmuls=())), full)
+    assert _int8_weight_matmuls(full / "openvino" / "model.xml") >= weighted
+    assert load_manifest(full).openvino["nncf"]["float_matmuls"] == {"roles": [], "count": 0}
+
+
 def test_an_int8_ir_that_misses_its_tolerance_is_refused_and_nothing_is_written(models, tmp_path):
     out = tmp_path / "strict"
     profile = _profile("openvino-cpu-int8", validation=Validation(int8=Tolerance(min_cosine=0.9999999)))
@@ -148,7 +183,8 @@ def test_profile_auto_builds_validates_and_times_every_candidate_and_keeps_the_f
     candidates = record["candidates"]
     assert set(candidates) == set(auto.CANDIDATES)
     assert candidates["onnxruntime-int8"]["status"] == "rejected" and "min cosine" in candidates["onnxruntime-int8"]["reason"]
-    assert candidates["openvino-int8"] == {"status": "skipped", "reason": "needs --task (calibration texts)"}
+    for nncf_int8 in ("openvino-int8", "openvino-int8-ffn-out-float"):
+        assert candidates[nncf_int8] == {"status": "skipped", "reason": "needs --task (calibration texts)"}
     passed = {n: c for n, c in candidates.items() if c["status"] == "passed"}
     assert {"onnxruntime-fp32", "openvino-fp32"} <= set(passed) <= {"onnxruntime-fp32", "openvino-fp32",
                                                                     "onnxruntime-int8-attention"}

@@ -4,7 +4,7 @@ machine, keep the fastest that passed.
 Candidates (one export profile each, from `exporters/`): ONNX Runtime fp32, INT8 and INT8 on the attention
 projections only (the FFN in fp32), and where the
 `openvino` extra is installed OpenVINO fp32 (inference precision bf16 where the CPU has AMX or
-AVX512-BF16) and INT8 (NNCF, needs the task's texts). Each is a complete export, validated as
+AVX512-BF16), INT8 and INT8 with the FFN's output projections in float (NNCF, both need the task's texts). Each is a complete export, validated as
 every export is; one that misses its tolerances, or whose worst embedding cosine to PyTorch is under
 auto's own gate (0.99; the sentence embedding's where the model has one, else the token states'), is recorded
 as rejected, with the reason. The
@@ -28,7 +28,7 @@ import numpy as np
 
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.export.backends import export_backend
-from minilm_deploy.export.profile import load_profile
+from minilm_deploy.export.profile import ExportProfile, load_profile
 from minilm_deploy.hardware import cpu_class, cpu_name
 from minilm_deploy.paths import atomic_directory
 
@@ -39,6 +39,7 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "onnxruntime-int8-attention": ("onnx-cpu-int8-attention", "onnxruntime"),
     "openvino-fp32": ("openvino-cpu-fp32", "openvino"),
     "openvino-int8": ("openvino-cpu-int8", "openvino"),
+    "openvino-int8-ffn-out-float": ("openvino-cpu-int8-ffn-out-float", "openvino"),
 }
 TIMING_BATCHES = (1, 32)
 MIN_COSINE = 0.99  # auto's accuracy gate: a candidate whose worst embedding cosine to PyTorch is lower is not chosen
@@ -46,14 +47,19 @@ GRID_LENGTH = 128
 REAL_TEXTS = 256  # real texts drawn for timing
 
 
+def needs_calibration(profile: ExportProfile) -> bool:
+    """Whether exporting with `profile` needs the task's texts: NNCF's INT8 is calibrated on them."""
+    return profile.backend == "openvino" and profile.precision == "int8"
+
+
 def candidate_names(has_task: bool) -> tuple[list[str], dict[str, str]]:
     """The candidates this machine can build, and why the others are left out."""
     skipped: dict[str, str] = {}
     names = []
-    for name, (_, backend) in CANDIDATES.items():
+    for name, (profile, backend) in CANDIDATES.items():
         if why := export_backend(backend).missing():
             skipped[name] = why
-        elif name == "openvino-int8" and not has_task:
+        elif needs_calibration(load_profile(profile)) and not has_task:
             skipped[name] = "needs --task (calibration texts)"
         else:
             names.append(name)

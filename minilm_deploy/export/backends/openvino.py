@@ -3,7 +3,8 @@
 From the unfused fp32 graph (OpenVINO compiles standard ONNX ops; it cannot read ONNX Runtime's
 fused contrib ops): `fp32` converts it as it is; `int8` quantises it with NNCF's post-training
 quantisation (transformer model type, the mixed preset: symmetric weights, asymmetric activations;
-SmoothQuant as the profile says, off by default), calibrated on the task's training texts. Either is validated against PyTorch like
+SmoothQuant as the profile says, off by default), calibrated on the task's training texts; the MatMul roles in
+`quantization.float_matmuls` stay in float (NNCF's ignored scope; bf16 on AMX). Either is validated against PyTorch like
 every export before it is kept. The inference precision (f32, or bf16 where the CPU has AMX or
 AVX512-BF16) is a compile-time hint, recorded in the manifest and applied when the IR is loaded.
 """
@@ -44,10 +45,11 @@ def missing() -> str | None:
 
 
 def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Feeds], *, smooth_quant: bool = False,
-             fast_bias_correction: bool = True, seven_bit_weights: bool = False) -> dict[str, Any]:
+             fast_bias_correction: bool = True, seven_bit_weights: bool = False,
+             float_matmuls: tuple[str, ...] = ()) -> dict[str, Any]:
     """Write the IR of `fp32_onnx` at `precision` (fp32 | int8) to `target` (…/model.xml); returns its record.
     `seven_bit_weights`: NNCF's overflow fix on every MatMul (for CPUs whose INT8 products saturate), else on the
-    first layer only (NNCF's default)."""
+    first layer only (NNCF's default). `float_matmuls`: MatMul roles (`quantize.matmul_roles`) left unquantised."""
     import openvino as ov
 
     model = ov.Core().read_model(str(fp32_onnx))
@@ -63,17 +65,25 @@ def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Fe
             OverflowFix,
         )
 
+        from minilm_deploy.export.quantize import matmul_roles
+
+        kept = [name for name, role in matmul_roles(fp32_onnx).items() if role in float_matmuls]
+        if float_matmuls and not kept:
+            raise InputError(f"quantization.float_matmuls {list(float_matmuls)}: no MatMul of {fp32_onnx.name} has "
+                             "these roles; leave float_matmuls empty for this model")
+        scope = {"ignored_scope": nncf.IgnoredScope(names=kept)} if kept else {}  # ONNX node names survive conversion
         overflow_fix = OverflowFix.ENABLE if seven_bit_weights else OverflowFix.FIRST_LAYER
         advanced = AdvancedQuantizationParameters(overflow_fix=overflow_fix, **({} if smooth_quant else {
             "smooth_quant_alphas": AdvancedSmoothQuantParameters(matmul=-1)}))  # -1: SmoothQuant off
         with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout is for --json
             model = nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
                                   model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
-                                  fast_bias_correction=fast_bias_correction, advanced_parameters=advanced)
+                                  fast_bias_correction=fast_bias_correction, advanced_parameters=advanced, **scope)
         record["nncf"] = {"version": nncf.__version__, "preset": "mixed", "model_type": "transformer",
                           "smooth_quant": smooth_quant, "fast_bias_correction": fast_bias_correction,
                           "overflow_fix": str(overflow_fix.value),
-                          "calibration_batches": len(calibration)}
+                          "calibration_batches": len(calibration),
+                          "float_matmuls": {"roles": list(float_matmuls), "count": len(kept)}}
     elif precision != "fp32":
         raise InputError(f"the openvino backend writes fp32 or int8 IRs, not {precision}; for bf16 inference set "
                          "openvino.inference_precision: bf16 with precision: fp32")
@@ -93,7 +103,8 @@ def build(work: Work, graphs: dict[str, Path]) -> dict[str, Path | Graph]:
     target = work.scratch / IR_DIR / IR_FILE
     built = build_ir(work.raw_graph, target, prec, calibration_feeds(work) if prec == "int8" else [],
                      smooth_quant=options.smooth_quant, fast_bias_correction=options.fast_bias_correction,
-                     seven_bit_weights=work.profile.quantization.seven_bit_weights())
+                     seven_bit_weights=work.profile.quantization.seven_bit_weights(),
+                     float_matmuls=work.profile.quantization.float_matmuls)
     graph = Graph(target, RUNNER, inference_precision(options.inference_precision))
     figures = check(work, graph, prec)
     work.record["openvino"] = {**built, "model_file": f"{IR_DIR}/{IR_FILE}",
