@@ -225,6 +225,19 @@ def test_int8_takes_7_bit_weights_where_the_cpu_saturates_and_records_it(models,
         from_dict(ExportProfile, {"quantization": {"reduce_range": "sometimes"}}, source="p.yaml")
 
 
+@pytest.mark.parametrize("saturates", [True, False])
+def test_the_recorded_reduce_range_is_what_the_export_applied(monkeypatch, saturates):
+    from minilm_deploy import hardware
+    from minilm_deploy.export.profile import decided_here, load_profile
+
+    monkeypatch.setattr(hardware, "int8_saturates", lambda: saturates)
+    for name in ("onnx-cpu-int8", "onnx-cpu-int8-attention", "openvino-cpu-int8", "openvino-cpu-int8-ffn-out-float"):
+        assert decided_here(load_profile(name)).quantization.reduce_range is saturates, name  # 7-bit where it saturates
+    # TensorRT's INT8 graph is symmetric with 8-bit weights (GPUs do not saturate) beside an fp32 model.onnx
+    for name in ("trt-int8", "onnx-cpu-fp32", "openvino-cpu-fp32"):
+        assert decided_here(load_profile(name)).quantization.reduce_range is False, name
+
+
 @pytest.mark.parametrize(("reduce_range", "saturates"), [(True, True), (False, True), (False, False)])
 def test_an_8_bit_int8_artifact_warns_where_the_cpu_saturates(models, tmp_path, monkeypatch, reduce_range, saturates):
     from minilm_deploy import hardware

@@ -205,9 +205,12 @@ def load_profile(path: str | Path) -> ExportProfile:
 
 
 def decided_here(profile: ExportProfile) -> ExportProfile:
-    """The profile with `quantization.reduce_range: auto` decided for this machine's CPU, so that the manifest
-    records what the export did (and the runtime can warn where an artifact's INT8 products may saturate)."""
-    return replace(profile, quantization=replace(profile.quantization, reduce_range=profile.quantization.seven_bit_weights()))
+    """The profile with `quantization.reduce_range` as the export applies it on this machine's CPU, so that the
+    manifest records what the export did (and the runtime can warn where an artifact's INT8 products may saturate):
+    `auto` decided for this CPU where the CPU model file is INT8 (ONNX Runtime's or OpenVINO's), else false (an fp32
+    model file has no INT8 weights; a TensorRT INT8 graph never takes 7-bit weights)."""
+    seven_bit = profile.precision == "int8" and profile.quantization.seven_bit_weights()
+    return replace(profile, quantization=replace(profile.quantization, reduce_range=seven_bit))
 
 
 def with_overrides(profile: ExportProfile, *, precision: Precision | None = None, trt: bool = False) -> ExportProfile:
