@@ -5,7 +5,7 @@
 
 PyTorch runs as fp32 eager (the reference) and under bf16 autocast (`--backend torch-bf16`). Exports the
 model with each of `--profile auto`'s candidate profiles (onnx-cpu-fp32, onnx-cpu-int8, onnx-cpu-int8-attention,
-openvino-cpu-fp32, openvino-cpu-int8, openvino-cpu-int8-ffn-out-float: each validated as every export is) and with
+openvino-cpu-fp32, openvino-cpu-int8, openvino-cpu-int8-smoothquant: each validated as every export is) and with
 `--profile auto`, then runs `minilm
 bench`'s harness over all of them against PyTorch fp32 eager: p50 at batch 1 and 32 × 128 tokens,
 the task's real texts at batch 1 and 32 (tokenisation included), task accuracy (an embedding model:

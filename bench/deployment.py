@@ -39,7 +39,7 @@ FORMATS = {"onnx-cpu-fp32": ("-onnx-fp32", "ONNX fp32", "s"), "onnx-cpu-int8": (
            "onnx-cpu-int8-attention": ("-onnx-int8-attention", "ONNX INT8 attention", "v"),
            "openvino-cpu-fp32": ("-openvino", "OpenVINO (bf16 where the CPU has it)", "D"),
            "openvino-cpu-int8": ("-openvino-int8", "OpenVINO INT8", "P"),
-           "openvino-cpu-int8-ffn-out-float": ("-openvino-int8-ffn-out-float", "OpenVINO INT8, FFN out in float", "X")}
+           "openvino-cpu-int8-smoothquant": ("-openvino-int8-smoothquant", "OpenVINO INT8, SmoothQuant", "X")}
 
 
 def export(name: str, model: Path, profile: str, out: Path, task: str) -> Path:

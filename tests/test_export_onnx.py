@@ -231,7 +231,7 @@ def test_the_recorded_reduce_range_is_what_the_export_applied(monkeypatch, satur
     from minilm_deploy.export.profile import decided_here, load_profile
 
     monkeypatch.setattr(hardware, "int8_saturates", lambda: saturates)
-    for name in ("onnx-cpu-int8", "onnx-cpu-int8-attention", "openvino-cpu-int8", "openvino-cpu-int8-ffn-out-float"):
+    for name in ("onnx-cpu-int8", "onnx-cpu-int8-attention", "openvino-cpu-int8", "openvino-cpu-int8-smoothquant"):
         assert decided_here(load_profile(name)).quantization.reduce_range is saturates, name  # 7-bit where it saturates
     # TensorRT's INT8 graph is symmetric with 8-bit weights (GPUs do not saturate) beside an fp32 model.onnx
     for name in ("trt-int8", "onnx-cpu-fp32", "openvino-cpu-fp32"):

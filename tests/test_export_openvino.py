@@ -116,8 +116,8 @@ def test_int8_ir_keeps_the_profiles_float_matmul_roles_unquantised(models, tmp_p
     from minilm_deploy.export.quantize import matmul_roles
 
     out = tmp_path / "ffn-out-float"
-    profile = _profile("openvino-cpu-int8-ffn-out-float",
-                       validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5)))
+    base = _profile("openvino-cpu-int8", validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5)))
+    profile = replace(base, quantization=replace(base.quantization, float_matmuls=("ffn-out",)))
     build_with_task(models["cls"], profile, out)
     manifest = load_manifest(out)
     roles = matmul_roles(out / "model.onnx")  # the fp32 graph the IR was converted from: the same node names
@@ -131,6 +131,19 @@ def test_int8_ir_keeps_the_profiles_float_matmul_roles_unquantised(models, tmp_p
     build_with_task(models["cls"], replace(profile, quantization=replace(profile.quantization, float_matmuls=())), full)
     assert _int8_weight_matmuls(full / "openvino" / "model.xml") >= weighted
     assert load_manifest(full).openvino["nncf"]["float_matmuls"] == {"roles": [], "count": 0}
+
+
+def test_the_smoothquant_profile_smooths_before_quantising_and_records_it(models, tmp_path):
+    out = tmp_path / "smoothquant"
+    profile = _profile("openvino-cpu-int8-smoothquant",
+                       validation=Validation(int8=Tolerance(min_cosine=0.9, min_agreement=0.5)))
+    build_with_task(models["cls"], profile, out)
+    record = load_manifest(out).openvino["nncf"]
+    assert record["smooth_quant"] is True and record["float_matmuls"] == {"roles": [], "count": 0}
+    assert "nncf_smooth_quant" in (out / "openvino" / "model.xml").read_text()  # NNCF's per-channel scales
+    plain = tmp_path / "plain"  # openvino-cpu-int8: SmoothQuant off
+    build_with_task(models["cls"], replace(profile, openvino=replace(profile.openvino, smooth_quant=False)), plain)
+    assert "nncf_smooth_quant" not in (plain / "openvino" / "model.xml").read_text()
 
 
 def test_an_int8_ir_that_misses_its_tolerance_is_refused_and_nothing_is_written(models, tmp_path):
@@ -183,7 +196,7 @@ def test_profile_auto_builds_validates_and_times_every_candidate_and_keeps_the_f
     candidates = record["candidates"]
     assert set(candidates) == set(auto.CANDIDATES)
     assert candidates["onnxruntime-int8"]["status"] == "rejected" and "min cosine" in candidates["onnxruntime-int8"]["reason"]
-    for nncf_int8 in ("openvino-int8", "openvino-int8-ffn-out-float"):
+    for nncf_int8 in ("openvino-int8", "openvino-int8-smoothquant"):
         assert candidates[nncf_int8] == {"status": "skipped", "reason": "needs --task (calibration texts)"}
     passed = {n: c for n, c in candidates.items() if c["status"] == "passed"}
     assert {"onnxruntime-fp32", "openvino-fp32"} <= set(passed) <= {"onnxruntime-fp32", "openvino-fp32",

@@ -4,7 +4,7 @@ machine, keep the fastest that passed.
 Candidates (one export profile each, from `exporters/`): ONNX Runtime fp32, INT8 and INT8 on the attention
 projections only (the FFN in fp32), and where the
 `openvino` extra is installed OpenVINO fp32 (inference precision bf16 where the CPU has AMX or
-AVX512-BF16), INT8 and INT8 with the FFN's output projections in float (NNCF, both need the task's texts). Each is a complete export, validated as
+AVX512-BF16), INT8 without and with SmoothQuant (NNCF, both need the task's texts). Each is a complete export, validated as
 every export is; one that misses its tolerances, or whose worst embedding cosine to PyTorch is under
 auto's own gate (0.99; the sentence embedding's where the model has one, else the token states'), is recorded
 as rejected, with the reason. The
@@ -39,7 +39,7 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "onnxruntime-int8-attention": ("onnx-cpu-int8-attention", "onnxruntime"),
     "openvino-fp32": ("openvino-cpu-fp32", "openvino"),
     "openvino-int8": ("openvino-cpu-int8", "openvino"),
-    "openvino-int8-ffn-out-float": ("openvino-cpu-int8-ffn-out-float", "openvino"),
+    "openvino-int8-smoothquant": ("openvino-cpu-int8-smoothquant", "openvino"),
 }
 TIMING_BATCHES = (1, 32)
 MIN_COSINE = 0.99  # auto's accuracy gate: a candidate whose worst embedding cosine to PyTorch is lower is not chosen
