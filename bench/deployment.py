@@ -35,11 +35,14 @@ SUITE = BenchSuite(name="deployment", task="zoo:rotten-tomatoes", split="test", 
 
 PROFILES = ("onnx-cpu-fp32", "onnx-cpu-int8")  # the default exports of every model
 # How each profile's rows are named (model name + suffix) and drawn; a row with no suffix is PyTorch.
+# Markers: matplotlib's codes, each with the glyph the plot's title shows for it (MARKER_GLYPHS)
 FORMATS = {"onnx-cpu-fp32": ("-onnx-fp32", "ONNX fp32", "s"), "onnx-cpu-int8": ("-onnx-int8", "ONNX INT8", "^"),
            "onnx-cpu-int8-attention": ("-onnx-int8-attention", "ONNX INT8 attention", "v"),
            "openvino-cpu-fp32": ("-openvino", "OpenVINO (bf16 where the CPU has it)", "D"),
            "openvino-cpu-int8": ("-openvino-int8", "OpenVINO INT8", "P"),
-           "openvino-cpu-int8-smoothquant": ("-openvino-int8-smoothquant", "OpenVINO INT8, SmoothQuant", "X")}
+           "openvino-cpu-int8-smoothquant": ("-openvino-int8-smoothquant", "OpenVINO INT8+SQ", "X")}
+
+MARKER_GLYPHS = {"o": "○", "s": "□", "^": "△", "v": "▽", "D": "◇", "P": "✚", "X": "✖"}
 
 
 def export(name: str, model: Path, profile: str, out: Path, task: str) -> Path:
@@ -162,8 +165,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("speed-up vs the teacher in PyTorch (batch 1 × 128, 1 thread; log scale)")
     ax.set_ylabel("task accuracy retained (%)")
     shown = dict.fromkeys(row_format(r["model"]) for r in points)
-    marks = {"o": "○", "s": "□", "^": "△", "v": "▽", "D": "◇", "P": "✚"}
-    ax.set_title("Deployment: " + "  ".join(f"{marks[m]} {label}" for label, m in shown), fontsize=9)
+    ax.set_title("Deployment: " + "  ".join(f"{MARKER_GLYPHS[m]} {label}" for label, m in shown), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

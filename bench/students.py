@@ -9,6 +9,7 @@ A run is GROUP:VARIANT:TOKENS:TASK:SEED. Groups (teacher → student shape):
 
   3x384, 4x384     zoo:all-minilm-l6-v2 (6x384) → 3 or 4 layers x 384
   mpnet-6x768      zoo:all-mpnet-base-v2 (12x768) → 6 layers x 768 (the new picks)
+  mpnet-7x768      zoo:all-mpnet-base-v2 (12x768) → 7 layers x 768 (the new picks: [0, 2, 4, 5, 7, 9, 11])
   mpnet-6x384      zoo:all-mpnet-base-v2 (12x768) → 6 layers x 384 (random init; hidden-state parts through
                    the learned projection 384 → 768)
 
@@ -65,6 +66,7 @@ GROUPS = {
     "4x384": Group("zoo:all-minilm-l6-v2", "minilm-6x384", 4, 384),
     "mpnet-6x768": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, 768),
     "mpnet-6x384": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, 384),
+    "mpnet-7x768": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 7, 768),
 }
 @dataclass(frozen=True)
 class Variant:

@@ -227,6 +227,8 @@ def test_deployment_rows_are_named_and_drawn_by_their_export_profile() -> None:
 
     for profile in deployment.FORMATS:  # every name is a profile the project ships
         load_profile(profile)
+    # every format's marker has the glyph the plot's title shows (a new profile once crashed the plot after timing)
+    assert {marker for _, _, marker in deployment.FORMATS.values()} | {"o"} <= set(deployment.MARKER_GLYPHS)
 
 
 def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy_machine(tmp_path) -> None:
