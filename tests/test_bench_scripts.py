@@ -250,3 +250,23 @@ def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy
     quiet = {**result, "machine": {**result["machine"], "load_average_start": [0.2, 0.5, 1.0]}}
     distill_throughput.report(quiet, stem)
     assert "load average at start (" not in stem.with_suffix(".md").read_text()
+
+
+def test_openvino_int8_variants_are_valid_profiles_settings_and_the_table_reads_the_record() -> None:
+    from dataclasses import replace
+
+    from bench import openvino_int8
+    from minilm_deploy.export.profile import Quantization
+
+    for variant in openvino_int8.VARIANTS.values():  # every role a variant keeps in float is one the profile takes
+        replace(Quantization(), float_matmuls=variant.float_matmuls)
+    record = {"cpu": "Some CPU", "cpu_class": "amx", "openvino": "x", "nncf": "y", "inference_precision": "bf16",
+              "rounds": 3, "model": "m", "task": "t", "command": "python -m bench.openvino_int8 --model m",
+              "pytorch": {"dev_accuracy": 84.25, "test_accuracy": 85.58},
+              "variants": {"bf16": {"dev_agreement": 100.0, "ms": 30.0, "rounds_ms": [30.0]},
+                           "int8-smoothquant": {"dev_agreement": 99.02, "test_accuracy": 85.67, "ms": 20.0,
+                                                "rounds_ms": [19.0, 20.0, 21.0]}}}
+    text = openvino_int8.table(record)
+    assert "Some CPU (amx)" in text and "dev 84.25, test 85.58" in text
+    row = next(line for line in text.splitlines() if line.startswith("| int8-smoothquant:"))
+    assert "| 99.02 |" in row and "| 85.67 |" in row and "20.0 (19.0, 20.0, 21.0)" in row and row.endswith("| 1.50x |")
