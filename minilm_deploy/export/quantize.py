@@ -45,7 +45,7 @@ def quantize_dynamic(src: Path, target: Path, options: Quantization, *, float_no
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-    kept = [n for n, role in matmul_roles(src).items() if role in options.float_matmuls] if options.float_matmuls else []
+    kept = nodes_with_roles(src, options.float_matmuls)
     kept += [n for n in float_nodes if n not in kept]
     with quiet_root_logger():
         ort_quantize_dynamic(str(src), str(target), per_channel=options.per_channel,
@@ -78,6 +78,12 @@ def token_batches(source: ReferenceModel, texts: Sequence[str], batch_size: int,
         enc = source.tokenizer(list(texts[start : start + batch_size]), truncation=True, max_length=length,
                                padding="max_length" if pad_to else True, return_tensors="np")
         yield {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in source.inputs}
+
+
+def nodes_with_roles(path: Path, roles: Sequence[str]) -> list[str]:
+    """The names of the MatMuls of `path` whose role (`matmul_roles`) is one of `roles`: what a profile's
+    `quantization.float_matmuls` keeps in float (the graph is not read when `roles` is empty)."""
+    return [name for name, role in matmul_roles(path).items() if role in roles] if roles else []
 
 
 GELU_OPS = ("Erf", "Gelu", "FastGelu", "BiasGelu", "Tanh")  # what a GELU exports as (exact, fused, tanh approximation)

@@ -65,9 +65,9 @@ def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Fe
             OverflowFix,
         )
 
-        from minilm_deploy.export.quantize import matmul_roles
+        from minilm_deploy.export.quantize import nodes_with_roles
 
-        kept = [name for name, role in matmul_roles(fp32_onnx).items() if role in float_matmuls]
+        kept = nodes_with_roles(fp32_onnx, float_matmuls)
         if float_matmuls and not kept:
             raise InputError(f"quantization.float_matmuls {list(float_matmuls)}: no MatMul of {fp32_onnx.name} has "
                              "these roles; leave float_matmuls empty for this model")
