@@ -549,6 +549,31 @@ def test_matmul_roles_are_read_from_the_graph_and_float_matmuls_stay_float(model
         Quantization(float_matmuls=("ffn",))
 
 
+def relu_ffn_graph(path: Path) -> Path:
+    """A two-MatMul ReLU feed-forward graph: no GELU, so no MatMul has an FFN role (both are projections)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), name) for name in ("w1", "w2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="up"), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="out")]
+    graph = helper.make_graph(nodes, "relu-ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_float_matmul_roles_that_match_no_matmul_are_refused_and_nothing_is_written(tmp_path):
+    from minilm_deploy.export.quantize import matmul_roles, nodes_with_roles, quantize_dynamic
+
+    graph = relu_ffn_graph(tmp_path / "relu.onnx")
+    assert matmul_roles(graph) == {"up": "projection", "out": "projection"}
+    assert nodes_with_roles(graph, ("projection",)) == ["up", "out"] and nodes_with_roles(graph, ()) == []
+    with pytest.raises(InputError, match=r"float_matmuls \['ffn-out'\]: no MatMul of relu.onnx has these roles") as info:
+        quantize_dynamic(graph, tmp_path / "int8.onnx", Quantization(float_matmuls=("ffn-out",)))
+    assert "\n" not in str(info.value) and not (tmp_path / "int8.onnx").exists()
+
+
 def test_named_float_nodes_stay_float_next_to_the_float_roles(models, tmp_path):
     from minilm_deploy.export.quantize import matmul_roles, quantize_dynamic
 

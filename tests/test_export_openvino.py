@@ -133,6 +133,18 @@ def test_int8_ir_keeps_the_profiles_float_matmul_roles_unquantised(models, tmp_p
     assert load_manifest(full).openvino["nncf"]["float_matmuls"] == {"roles": [], "count": 0}
 
 
+def test_float_matmul_roles_that_match_no_matmul_stop_the_ir_before_it_is_written(tmp_path):
+    from test_export_onnx import relu_ffn_graph
+
+    from minilm_deploy.export.backends.openvino import build_ir
+
+    target = tmp_path / "ir" / "model.xml"
+    feeds = [{"x": np.ones((1, 8), dtype=np.float32)}]
+    with pytest.raises(InputError, match=r"float_matmuls \['ffn-up'\]: no MatMul of relu.onnx"):
+        build_ir(relu_ffn_graph(tmp_path / "relu.onnx"), target, "int8", feeds, float_matmuls=("ffn-up",))
+    assert not target.parent.exists()
+
+
 def test_the_smoothquant_profile_smooths_before_quantising_and_records_it(models, tmp_path):
     out = tmp_path / "smoothquant"
     profile = _profile("openvino-cpu-int8-smoothquant",

@@ -82,8 +82,15 @@ def token_batches(source: ReferenceModel, texts: Sequence[str], batch_size: int,
 
 def nodes_with_roles(path: Path, roles: Sequence[str]) -> list[str]:
     """The names of the MatMuls of `path` whose role (`matmul_roles`) is one of `roles`: what a profile's
-    `quantization.float_matmuls` keeps in float (the graph is not read when `roles` is empty)."""
-    return [name for name, role in matmul_roles(path).items() if role in roles] if roles else []
+    `quantization.float_matmuls` keeps in float (the graph is not read when `roles` is empty). Roles that match
+    no MatMul are refused: the profile would otherwise quantise what it asked to keep in float, unnoticed."""
+    if not roles:
+        return []
+    kept = [name for name, role in matmul_roles(path).items() if role in roles]
+    if not kept:
+        raise InputError(f"quantization.float_matmuls {list(roles)}: no MatMul of {path.name} has these roles; "
+                         "leave float_matmuls empty for this model")
+    return kept
 
 
 GELU_OPS = ("Erf", "Gelu", "FastGelu", "BiasGelu", "Tanh")  # what a GELU exports as (exact, fused, tanh approximation)

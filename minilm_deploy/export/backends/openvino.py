@@ -67,10 +67,7 @@ def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Fe
 
         from minilm_deploy.export.quantize import nodes_with_roles
 
-        kept = nodes_with_roles(fp32_onnx, float_matmuls)
-        if float_matmuls and not kept:
-            raise InputError(f"quantization.float_matmuls {list(float_matmuls)}: no MatMul of {fp32_onnx.name} has "
-                             "these roles; leave float_matmuls empty for this model")
+        kept = nodes_with_roles(fp32_onnx, float_matmuls)  # refuses roles that match no MatMul
         scope = {"ignored_scope": nncf.IgnoredScope(names=kept)} if kept else {}  # ONNX node names survive conversion
         overflow_fix = OverflowFix.ENABLE if seven_bit_weights else OverflowFix.FIRST_LAYER
         advanced = AdvancedQuantizationParameters(overflow_fix=overflow_fix, **({} if smooth_quant else {
