@@ -57,7 +57,7 @@ def _setup(args):
     docs = shuffled_documents(read_corpus(args.corpus), 0)
     need = (args.steps + args.warmup) * args.batch * args.seq_len
     blocks = pack_blocks(docs, teacher.tokenizer, args.seq_len, max_tokens=need)
-    student = build_student(teacher.model, StudentSpec(layers=args.layers, hidden=args.hidden, dropout=0.0), seed=0)
+    student, _ = build_student(teacher.model, StudentSpec(layers=args.layers, hidden=args.hidden, dropout=0.0), seed=0)
     if attn:
         student.config._attn_implementation = attn
     device = torch.device(args.device)

@@ -23,6 +23,9 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
   c1-both     c1 + relations + hidden-state alignment
   c1-both-rt  c1-both on a corpus mixture: half zoo:corpus-en, half rotten-tomatoes' own training texts
   rand-both   random initialisation + relations + hidden-state alignment
+  p1          width-pruned copy of the new picks (Minitron: the residual channels, heads and FFN neurons most active
+              on the corpus kept; `init: teacher-pruned`), no distillation: for the narrower groups (mpnet-6x384)
+  p1-both     p1 + relations + hidden-state alignment
   c1-kd       c1, fine-tuned with task distillation: the fine-tuned teacher of the same task and seed gives soft
               targets next to the hard labels (finetune.distill: T 2, weight 0.5); the teacher is fine-tuned first
   c1-both-kd  c1-both, fine-tuned the same way
@@ -75,7 +78,7 @@ class Variant:
 
     description: str
     loss: tuple[str, ...] = ()  # "relations" (MiniLM's attention + value KL), "alignment" (hidden + embedding)
-    init: str = "teacher-layers"  # or "random"
+    init: str = "teacher-layers"  # or "random", or "teacher-pruned" (the picked layers narrowed to the group's width)
     old_picks: bool = False  # the picks the project used before issue 14 (every k-th layer from 0)
     corpus: str = "general"  # "general": corpus-en; "general+rt": half corpus-en, half RT's training texts; "task"
     task_teacher: bool = False  # copied from and distilled from the fine-tuned teacher of the run's task and seed
@@ -100,6 +103,8 @@ def student_variant(name: str) -> str:
 _BOTH = ("relations", "alignment")
 _C1 = Variant("layer copy, new picks (first and last kept), no distillation")
 _C1_BOTH = Variant("c1 + relations + hidden-state alignment", _BOTH)
+_P1 = Variant("width-pruned layer copy, new picks: the channels, heads and FFN neurons most active on the corpus kept "
+              "(Minitron), no distillation", init="teacher-pruned")
 _T1 = Variant("layer copy, new picks, of the fine-tuned teacher (same task and seed), no distillation", task_teacher=True)
 _T1_BOTH = Variant("t1 + relations + hidden-state alignment to that teacher on the task's training texts", _BOTH,
                    corpus="task", task_teacher=True)
@@ -112,6 +117,8 @@ VARIANTS: dict[str, Variant] = {
     "c1-both": _C1_BOTH,
     "c1-both-rt": Variant("c1-both on corpus-en + rotten-tomatoes training texts (half each)", _BOTH, corpus="general+rt"),
     "rand-both": Variant("random init + relations + hidden-state alignment", _BOTH, init="random"),
+    "p1": _P1,
+    "p1-both": Variant("p1 + relations + hidden-state alignment", _BOTH, init="teacher-pruned"),
     "c1-kd": _kd(_C1, "c1, fine-tuned with task distillation from the fine-tuned teacher (same seed)", "c1"),
     "c1-both-kd": _kd(_C1_BOTH, "c1-both, fine-tuned with task distillation from the fine-tuned teacher (same seed)",
                       "c1-both"),
@@ -125,7 +132,10 @@ TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_3
 CORPUS = "zoo:corpus-en"
 TRAIN = {"batch_size": 32, "max_length": 64, "warmup": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "checkpoint_every": 50,
          "log_every": 25}
-LR = {"teacher-layers": 1.0e-4, "random": 1.0e-3}  # the copied layers are pretrained: 1e-3 undid them (ablation i)
+LR = {"teacher-layers": 1.0e-4, "teacher-pruned": 1.0e-4, "random": 1.0e-3}  # copied layers are pretrained: 1e-3 undid them
+# A pruned student has fewer heads than its teacher (heads keep their size): its relations are compared after
+# re-splitting both models' Q/K/V into this many relation heads (MiniLMv2's way), which divides every group's width.
+PRUNED_RELATION_HEADS = 12
 RELATIONS = {"attention": 1.0, "value": 1.0}
 ALIGNMENT = {"hidden": 1.0, "embedding": 1.0}
 FINETUNE = {"max_length": 64, "batch_size": 32, "lr": 1.0e-4, "epochs": 3, "keep_best": True, "eval_splits": ["test"]}
@@ -241,7 +251,8 @@ def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
     return {
         "name": f"students-{run.student_key}", "teacher": teacher, "seed": 0,
         "output_dir": str(WORK / run.student_key),
-        "distill": {"corpus": corpus, "student": student, "loss": {"kind": "minilm", "weights": weights},
+        "distill": {"corpus": corpus, "student": student, "loss": {"kind": "minilm", "weights": weights, **(
+                        {"relation_heads": PRUNED_RELATION_HEADS} if variant.init == "teacher-pruned" else {})},
                     "train": {**TRAIN, "tokens": TOKENS[run.tokens], "lr": LR[variant.init]}},
     }
 

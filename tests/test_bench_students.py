@@ -29,6 +29,9 @@ def test_variants_map_to_the_recipes_the_docstring_describes() -> None:
     assert both.loss.active_parts() == ("attention", "value", "hidden", "embedding")
     assert both.train.total_steps() == 500 and both.train.lr == 1e-4  # 1,024,000 tokens at 32 x 64
     assert recipe("rand-both").student.init == "random" and recipe("rand-both").train.lr == 1e-3
+    pruned, pruned_both = recipe("p1", "0"), recipe("p1-both")
+    assert pruned.student.init == pruned_both.student.init == "teacher-pruned" and pruned_both.train.lr == 1e-4
+    assert pruned_both.loss.relation_heads == students.PRUNED_RELATION_HEADS and c1.loss.relation_heads is None
     mixture = recipe("c1-both-rt").corpus_parts()
     assert [(p.source, p.weight) for p in mixture] == [("zoo:corpus-en", 0.5), ("zoo:rotten-tomatoes", 0.5)]
 
@@ -142,7 +145,7 @@ def test_a_row_whose_tasks_ran_on_different_machines_says_where_each_ran(tmp_pat
 
 def test_variants_say_once_what_each_is() -> None:
     assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
-        "teacher", "c", "c1", "c1-kd", "t1", "t1-kd"]
+        "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd"]
     for name, variant in students.VARIANTS.items():
         assert variant.kd == name.endswith("-kd") and variant.task_teacher == name.startswith("t1")
         base = students.VARIANTS[variant.student] if variant.kd else variant

@@ -4,6 +4,7 @@ gradient accumulation, teacher assistant, bad input."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -200,7 +201,7 @@ def test_checkpoint_round_trip_is_safetensors_and_json(tmp_path, teacher_dir, co
     teacher = load_encoder(teacher_dir)
     blocks = pack_blocks(corpus.read_text().splitlines(), teacher.tokenizer, 32)
     spec = TrainSpec(steps=7, batch_size=4, checkpoint_every=5, keep_checkpoints=5)
-    student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
+    student, _ = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
     stage = TrainingJob(teacher.model, student, LossSpec(), spec, blocks, 0, tmp_path / "work")
     progress = train_stage(stage, D.DistInfo(), torch.device("cpu"), resume=False)
     assert progress.step == 7 and progress.samples == 28
@@ -208,7 +209,7 @@ def test_checkpoint_round_trip_is_safetensors_and_json(tmp_path, teacher_dir, co
     assert [p.name for p in found] == ["step-0000005", "step-0000007"]
     names = sorted(p.name for p in found[-1].iterdir())
     assert names == ["files.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"]
-    fresh = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=99)
+    fresh, _ = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=99)
     trains = {n: p.requires_grad for n, p in student.named_parameters()}  # the trainer froze the unreached
     assert not all(trains.values()) and any(trains.values())
     for name, param in fresh.named_parameters():
@@ -290,7 +291,7 @@ def test_resume_restores_the_projection(tmp_path, teacher_dir, corpus) -> None:
 
     def run(work: Path, resume: bool) -> torch.nn.Module:
         work.mkdir(exist_ok=True)
-        student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
+        student, _ = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
         spec = TrainSpec(steps=6, batch_size=4, checkpoint_every=3, keep_checkpoints=5, log_every=1)
         train_stage(TrainingJob(teacher.model, student, loss, spec, blocks, 0, work), D.DistInfo(), torch.device("cpu"),
                     resume=resume)
@@ -492,3 +493,37 @@ def test_resume_accepts_a_recipe_saved_under_the_old_key_names(tmp_path, teacher
     (work / RECIPE_FILE).write_text(yaml.safe_dump(saved))
     with pytest.raises(InputError, match="the recipe's distill changed"):
         _check_workdir(recipe, work, True, DistInfo())
+
+
+def test_a_width_pruned_student_distils_through_a_projection_that_starts_as_its_channel_selection(
+        tmp_path, teacher_dir, corpus, monkeypatch) -> None:
+    """init: teacher-pruned (32 → 16 wide: 2 of the 4 heads of 8; the FFN 4 × 16 = all 64 neurons) with the
+    hidden-state parts: the projection starts by mapping each student channel onto the teacher channel it came from."""
+    from minilm_deploy.distill import trainer
+    from minilm_deploy.distill.objective import MiniLMObjective, make_projection
+    from minilm_deploy.distill.recipe import LossSpec
+
+    given = []
+
+    def recording(objective, student_width, teacher_width, channels=None):
+        given.append(channels)
+        return make_projection(objective, student_width, teacher_width, channels)
+
+    monkeypatch.setattr(trainer, "make_projection", recording)
+    recipe = write_recipe(tmp_path, teacher_dir, corpus, student={"layers": 2, "hidden": 16, "init": "teacher-pruned"},
+                          loss={"relation_heads": 4, "weights": {"hidden": 1.0, "embedding": 1.0}},
+                          train={"steps": 4, "log_every": 1})
+    assert main(["distill", str(recipe)]) == 0
+    out = tmp_path / "run" / "student"
+    pruned = json.loads((out / "run.json").read_text())["init"]["pruned"]
+    assert pruned["heads"] == "2 of 4 per layer" and pruned["ffn"] == "64 of 64"
+    channels = pruned["kept_channels"]
+    assert len(channels) == 16 and channels == sorted(channels) and given == [channels]
+    assert all(math.isfinite(r["loss"]) for r in metrics(out)) and len(metrics(out)) == 4
+
+    projection = make_projection(MiniLMObjective(LossSpec(relation_heads=4, weights={"hidden": 1.0}), 4, 2), 16, 32,
+                                 channels)
+    x = torch.randn(3, 16)
+    expected = torch.zeros(3, 32)
+    expected[:, channels] = x
+    assert torch.equal(projection(x), expected)

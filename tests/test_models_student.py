@@ -17,7 +17,7 @@ from minilm_deploy.models.teacher import load_encoder
 
 def test_student_shape_defaults_and_save_load(tiny_bert_factory, tmp_path: Path) -> None:
     teacher = load_encoder(tiny_bert_factory("t", num_hidden_layers=4))
-    student = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
+    student, _ = build_student(teacher.model, StudentSpec(layers=2, hidden=16), seed=0)
     assert attention_shape(student.config) == (2, 16, 4)  # heads default to the teacher's
     assert student.config.intermediate_size == 64  # 4 × hidden
     assert student.config.vocab_size == teacher.model.config.vocab_size
@@ -31,9 +31,9 @@ def test_student_shape_defaults_and_save_load(tiny_bert_factory, tmp_path: Path)
 
 def test_random_init_is_seeded(tiny_bert_session_dir: Path) -> None:
     teacher = load_encoder(tiny_bert_session_dir)
-    a = build_student(teacher.model, StudentSpec(layers=1, hidden=16, heads=2, ffn=24, dropout=0.0), seed=3)
-    b = build_student(teacher.model, StudentSpec(layers=1, hidden=16, heads=2, ffn=24, dropout=0.0), seed=3)
-    c = build_student(teacher.model, StudentSpec(layers=1, hidden=16, heads=2, ffn=24, dropout=0.0), seed=4)
+    a, _ = build_student(teacher.model, StudentSpec(layers=1, hidden=16, heads=2, ffn=24, dropout=0.0), seed=3)
+    b, _ = build_student(teacher.model, StudentSpec(layers=1, hidden=16, heads=2, ffn=24, dropout=0.0), seed=3)
+    c, _ = build_student(teacher.model, StudentSpec(layers=1, hidden=16, heads=2, ffn=24, dropout=0.0), seed=4)
     assert a.config.intermediate_size == 24 and a.config.hidden_dropout_prob == 0.0
     wa, wb, wc = (m.embeddings.word_embeddings.weight for m in (a, b, c))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
@@ -63,9 +63,9 @@ def _assert_copied(student, teacher, picks: list[int]) -> None:
 
 def test_teacher_layers_init_copies_the_picked_layers(tiny_bert_factory) -> None:
     teacher = load_encoder(tiny_bert_factory("t", num_hidden_layers=4))
-    default = build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers"), seed=0)
+    default, _ = build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers"), seed=0)
     _assert_copied(default, teacher.model, [0, 3])
-    given = build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers", init_layers=(1, 2)), 0)
+    given, _ = build_student(teacher.model, StudentSpec(layers=2, hidden=32, init="teacher-layers", init_layers=(1, 2)), 0)
     _assert_copied(given, teacher.model, [1, 2])
 
 

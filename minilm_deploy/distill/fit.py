@@ -6,6 +6,7 @@ so the two give the same verdicts.
 Per stage, against the model it distils from:
 - at most as deep and as wide;
 - `init: teacher-layers`: the same width, and `init_layers` (or the default picks) valid for the teacher;
+- `init: teacher-pruned`: the same picks rule, and a width the teacher's heads fit (`models.prune.pruned_shape`);
 - heads dividing the width (`models.student.student_config`);
 - the loss's heads rule (`MiniLMObjective`: v1 losses compare head by head unless `relation_heads` is set);
 - the loss's layers: `teacher_layer` inside the teacher, `student_layer` the student's last (no untrained layers).
@@ -43,12 +44,12 @@ def check_fits(spec: DistillRecipe, teacher_config: Any) -> None:
             raise InputError(f"{what} has more layers than its teacher ({layers}); a student must be at most as deep")
         if student.hidden > hidden:
             raise InputError(f"{what} is wider than its teacher ({hidden}); a student must be at most as wide")
-        if student.init == "teacher-layers":
-            if student.hidden != hidden:
-                raise InputError(f"{what}: init teacher-layers copies layers, so hidden must equal the teacher's "
-                                 f"({hidden}); use init: random for another width")
+        if student.init == "teacher-layers" and student.hidden != hidden:
+            raise InputError(f"{what}: init teacher-layers copies layers, so hidden must equal the teacher's "
+                             f"({hidden}); use init: teacher-pruned (or random) for another width")
+        if student.copies_layers:
             student_layer_picks(student, layers)
-        next_config = student_config(config, student)  # heads must divide the width
+        next_config = student_config(config, student)  # heads must divide the width; a pruned width fits its teacher
         own_heads = attention_shape(next_config)[2]
         MiniLMObjective(loss, heads, own_heads)  # the loss's heads rule
         resolve_layer(loss.teacher_layer, layers, what="distill.loss.teacher_layer")

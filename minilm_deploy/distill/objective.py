@@ -9,8 +9,10 @@ saved in it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from minilm_deploy.distill.capture import RelationStates
@@ -121,9 +123,17 @@ class MiniLMObjective:
         return max(getattr(counts, ALIGNMENTS[part][1]), 1.0)
 
 
-def make_projection(objective: MiniLMObjective, student_width: int, teacher_width: int) -> nn.Module | None:
+def make_projection(objective: MiniLMObjective, student_width: int, teacher_width: int,
+                    channels: Sequence[int] | None = None) -> nn.Module | None:
     """The learned map of the student's hidden states to the teacher's width, where the alignment
-    parts need one (a bias-free linear layer, initialised like any nn.Linear); else None."""
+    parts need one (a bias-free linear layer, initialised like any nn.Linear); else None.
+    `channels`: the teacher channel each student channel was pruned from (`init: teacher-pruned`):
+    the map then starts as that selection, so the alignment compares like with like from step 0."""
     if not objective.alignments or student_width == teacher_width:
         return None
-    return nn.Linear(student_width, teacher_width, bias=False)
+    projection = nn.Linear(student_width, teacher_width, bias=False)  # weight (teacher, student)
+    if channels is not None:
+        with torch.no_grad():
+            projection.weight.zero_()
+            projection.weight[torch.as_tensor(list(channels)), torch.arange(student_width)] = 1.0
+    return projection

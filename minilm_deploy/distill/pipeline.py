@@ -17,13 +17,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minilm_deploy.config import to_dict
 from minilm_deploy.distill import distributed as D
 from minilm_deploy.distill.recipe import DistillRecipe, LossSpec, StudentSpec, TrainSpec
 from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable, os_error_line
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 RUN_FILE = "run.json"
 
@@ -122,9 +125,11 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
     advice = assistant_advice(teacher.shape, stage.student, bool(spec.assistants))
     if advice and stage.name == "student":
         notes.append(advice)
-    student = build_student(teacher.model, stage.student, seed)
     blocks, corpus_report = _blocks(spec, stage.train, teacher.tokenizer, seed)
-    job = TrainingJob(teacher.model, student, stage.loss, stage.train, blocks, seed, work, label=stage.name)
+    calibration = _calibration(spec, stage.train, teacher.tokenizer, seed) if stage.student.init == "teacher-pruned" else []
+    student, init = build_student(teacher.model, stage.student, seed, calibration)
+    job = TrainingJob(teacher.model, student, stage.loss, stage.train, blocks, seed, work, label=stage.name,
+                      pruned_channels=init.get("pruned", {}).get("kept_channels"))
     check_stage(job, info.world)
     fresh = not work.exists()
     _check_workdir(recipe, work, resume, info)
@@ -136,11 +141,7 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
         raise
     from minilm_deploy.distill.trainer import use_bf16
     from minilm_deploy.hardware import cpu_class, cpu_name
-    from minilm_deploy.models.student import student_layer_picks
 
-    init: dict[str, Any] = {"init": stage.student.init}
-    if stage.student.init == "teacher-layers":
-        init["teacher_layers"] = student_layer_picks(stage.student, teacher.shape[0])
     record = {
         "stage": stage.name,
         "teacher": {"source": teacher_spec, "path": str(teacher.path), "parameters": count_parameters(teacher.model)},
@@ -213,6 +214,21 @@ def _blocks(spec: DistillRecipe, train: TrainSpec, tokenizer, seed: int):
         return blocks, [{"source": parts[0].source, "share": 1.0, "blocks": len(blocks), "distinct_blocks": len(blocks),
                          "repeated": False}]
     return mix_blocks(pieces, train.total_steps() * train.batch_size)
+
+
+CALIBRATION_BLOCKS, CALIBRATION_BATCH = 256, 32  # what init: teacher-pruned ranks the teacher's width on
+
+
+def _calibration(spec: DistillRecipe, train: TrainSpec, tokenizer, seed: int) -> list[tuple[Tensor, Tensor]]:
+    """The batches `init: teacher-pruned` measures the teacher on: the first CALIBRATION_BLOCKS blocks of the
+    corpus's first source, shuffled with the run's seed, whatever the token budget (0 included)."""
+    from minilm_deploy.distill.data import pack_blocks, shuffled_documents
+    from minilm_deploy.sources import read_corpus
+
+    docs = shuffled_documents(read_corpus(spec.corpus_parts()[0].source), seed, spec.max_documents)
+    blocks = pack_blocks(docs, tokenizer, train.max_length, max_tokens=CALIBRATION_BLOCKS * (train.max_length - 2))
+    return [(blocks.input_ids[i : i + CALIBRATION_BATCH], blocks.attention_mask[i : i + CALIBRATION_BATCH])
+            for i in range(0, min(len(blocks), CALIBRATION_BLOCKS), CALIBRATION_BATCH)]
 
 
 def _prune(teacher, spec: DistillRecipe, seed: int):

@@ -55,6 +55,8 @@ class TrainingJob:
     seed: int
     workdir: Path  # checkpoints/ and metrics.jsonl
     label: str = "distill"
+    # a width-pruned student: the teacher channel each of its channels came from (the projection's starting map)
+    pruned_channels: list[int] | None = None
 
 
 def lr_at(step: int, spec: TrainSpec) -> float:
@@ -143,7 +145,7 @@ def train_stage(stage: TrainingJob, info: D.DistInfo, device: torch.device, *, r
     objective = MiniLMObjective(stage.loss, _heads(stage.teacher), _heads(stage.student))
     parts = objective.captured_parts()
     torch.manual_seed(stage.seed)
-    projection = make_projection(objective, _width(stage.student), _width(stage.teacher))
+    projection = make_projection(objective, _width(stage.student), _width(stage.teacher), stage.pruned_channels)
     teacher = CaptureModel(stage.teacher.to(device), stage.loss.teacher_layer, parts,
                            want_bias=objective.use_bias, what="distill.loss.teacher_layer")
     student = CaptureModel(stage.student.to(device), stage.loss.student_layer, parts,

@@ -25,6 +25,11 @@ class Adapter:
     query: str  # paths relative to one layer
     key: str
     value: str
+    # The modules width pruning (`models/prune.py`) slices by head or by FFN neuron, relative to one layer:
+    # the attention output projection (its input is the heads' concatenated context) and the FFN's two Linears.
+    attention_output: str
+    ffn_in: str
+    ffn_out: str
     # An additive attention-score bias shared by all layers (MPNet's relative positions):
     # the module whose output it is, and how to turn that output into (H, T, T) or (B, H, T, T).
     score_bias: str | None = None
@@ -38,9 +43,10 @@ class Adapter:
     layers_attr: str = "num_hidden_layers"
 
 
-_BERT = Adapter("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value")
-_ROBERTA = Adapter("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value",
-                   position_offset=2)
+_BERT_LAYER = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+               "intermediate.dense", "output.dense")
+_BERT = Adapter("encoder.layer", *_BERT_LAYER)
+_ROBERTA = Adapter("encoder.layer", *_BERT_LAYER, position_offset=2)
 
 ADAPTERS: dict[str, Adapter] = {
     "bert": _BERT,  # BERT, all-MiniLM, multilingual-e5 (loaded as BERT)
@@ -53,6 +59,9 @@ ADAPTERS: dict[str, Adapter] = {
         "attention.attn.q",
         "attention.attn.k",
         "attention.attn.v",
+        "attention.attn.o",
+        "intermediate.dense",
+        "output.dense",
         score_bias="encoder.relative_attention_bias",
         score_bias_view=lambda out: out.permute(2, 0, 1),  # (T, T, H) → (H, T, T)
         position_offset=2,
@@ -62,6 +71,9 @@ ADAPTERS: dict[str, Adapter] = {
         "attention.q_lin",
         "attention.k_lin",
         "attention.v_lin",
+        "attention.out_lin",
+        "ffn.lin1",
+        "ffn.lin2",
         heads_attr="n_heads",
         hidden_attr="dim",
         ffn_attr="hidden_dim",

@@ -3,18 +3,22 @@
 `init: random` is the paper's choice; `init: teacher-layers` copies the embeddings and some of
 the teacher's layers (the DistilBERT-style baseline; needs equal widths): by default spread over
 the teacher with its first and last layer kept (DistilBERT's and sentence-transformers' layer
-reduction), or the 0-based layers `student.init_layers` names.
+reduction), or the 0-based layers `student.init_layers` names. `init: teacher-pruned` copies the same
+layers narrowed to the student's width (`models/prune.py`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 from minilm_deploy.errors import InputError
 from minilm_deploy.models.adapters import adapter_for, attention_shape, layer_list, model_config
+from minilm_deploy.models.prune import Batch, prune_into, pruned_shape
 from minilm_deploy.models.student_spec import StudentSpec
 
 
@@ -22,7 +26,12 @@ def student_config(teacher_config, spec: StudentSpec):
     """The teacher's config with the student's layers, hidden size, heads, FFN size and dropout."""
     adapter = adapter_for(teacher_config.model_type)
     _, _, teacher_heads = attention_shape(teacher_config)
-    heads = spec.heads or teacher_heads
+    heads, ffn = spec.heads or teacher_heads, spec.ffn_size
+    if spec.init == "teacher-pruned":  # heads keep the teacher's size; the FFN narrows to ffn (4 × hidden by default)
+        shape = pruned_shape(teacher_config, spec.hidden, spec.ffn_size, spec.heads)
+        heads, ffn = shape.heads, shape.ffn
+    elif spec.init == "teacher-layers" and spec.ffn is None:  # copied layers keep the teacher's FFN
+        ffn = getattr(teacher_config, adapter.ffn_attr)
     if spec.hidden % heads:
         raise InputError(
             f"distill.student.hidden={spec.hidden} is not divisible by {heads} heads; "
@@ -32,8 +41,7 @@ def student_config(teacher_config, spec: StudentSpec):
     setattr(config, adapter.layers_attr, spec.layers)
     setattr(config, adapter.hidden_attr, spec.hidden)
     setattr(config, adapter.heads_attr, heads)
-    copies = spec.init == "teacher-layers" and spec.ffn is None  # copied layers keep the teacher's FFN
-    setattr(config, adapter.ffn_attr, getattr(teacher_config, adapter.ffn_attr) if copies else spec.ffn_size)
+    setattr(config, adapter.ffn_attr, ffn)
     if spec.dropout is not None:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
             if hasattr(config, name):
@@ -43,17 +51,26 @@ def student_config(teacher_config, spec: StudentSpec):
     return config
 
 
-def build_student(teacher: nn.Module, spec: StudentSpec, seed: int) -> nn.Module:
-    """A new base encoder shaped by `spec`, initialised at random (seeded) or from the teacher."""
+def build_student(teacher: nn.Module, spec: StudentSpec, seed: int,
+                  calibration: Iterable[Batch] = ()) -> tuple[nn.Module, dict[str, Any]]:
+    """A new base encoder shaped by `spec`, initialised at random (seeded) or from the teacher, and a record of how
+    (for run.json). `calibration`: the (input_ids, attention_mask) batches `init: teacher-pruned` ranks the
+    teacher's channels, heads and neurons on."""
     from transformers import AutoModel
 
     config = student_config(teacher.config, spec)
     torch.manual_seed(seed)
     student = AutoModel.from_config(config)
     student.config.architectures = [type(student).__name__]
-    if spec.init == "teacher-layers":
-        copy_teacher_layers(teacher, student, student_layer_picks(spec, attention_shape(teacher.config)[0]))
-    return student
+    record: dict[str, Any] = {"init": spec.init}
+    if spec.copies_layers:
+        picks = student_layer_picks(spec, attention_shape(teacher.config)[0])
+        record["teacher_layers"] = picks
+        if spec.init == "teacher-pruned":
+            record["pruned"] = prune_into(teacher, student, picks, calibration)
+        else:
+            copy_teacher_layers(teacher, student, picks)
+    return student, record
 
 
 def teacher_layer_picks(teacher_layers: int, student_layers: int) -> list[int]:
@@ -62,7 +79,7 @@ def teacher_layer_picks(teacher_layers: int, student_layers: int) -> list[int]:
     layer copies the teacher's last one: a last-layer loss then starts where it aims."""
     if student_layers > teacher_layers:
         raise InputError(
-            f"init: teacher-layers needs at most the teacher's {teacher_layers} layers, got {student_layers}; "
+            f"init: teacher-layers or teacher-pruned needs at most the teacher's {teacher_layers} layers, got {student_layers}; "
             "use init: random"
         )
     if student_layers == 1:

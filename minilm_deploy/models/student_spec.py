@@ -13,9 +13,12 @@ class StudentSpec:
     hidden: int = 384
     heads: int | None = None  # default: the teacher's head count (MiniLM v1 needs it equal)
     ffn: int | None = None  # default: 4 × hidden
-    init: Literal["random", "teacher-layers"] = "random"
-    # teacher-layers: the 0-based teacher layers to copy, one per student layer, increasing (e.g. [0, 2, 5]);
-    # default: spread over the teacher with its first and last layer kept
+    # random (the paper's); teacher-layers: copies of some teacher layers (equal widths); teacher-pruned: copies
+    # of some teacher layers narrowed to the student's width, keeping the residual channels, heads and FFN
+    # neurons most active on the distillation corpus (Minitron's width pruning; `models/prune.py`)
+    init: Literal["random", "teacher-layers", "teacher-pruned"] = "random"
+    # teacher-layers, teacher-pruned: the 0-based teacher layers to copy, one per student layer, increasing
+    # (e.g. [0, 2, 5]); default: spread over the teacher with its first and last layer kept
     init_layers: tuple[int, ...] | None = None
     dropout: float | None = None  # hidden and attention dropout; default: the teacher's
 
@@ -29,11 +32,17 @@ class StudentSpec:
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"student.dropout must be in [0, 1), got {self.dropout}")
         if self.init_layers is not None:
-            if self.init != "teacher-layers":
-                raise ValueError("student.init_layers picks the teacher layers to copy: it needs init: teacher-layers")
+            if not self.copies_layers:
+                raise ValueError("student.init_layers picks the teacher layers to copy: it needs init: teacher-layers "
+                                 "or teacher-pruned")
             if len(self.init_layers) != self.layers:
                 raise ValueError(f"student.init_layers={list(self.init_layers)}: give one teacher layer per student "
                                  f"layer ({self.layers}), 0-based")
+
+    @property
+    def copies_layers(self) -> bool:
+        """Whether the student starts from copies of teacher layers (whole or pruned to its width)."""
+        return self.init != "random"
 
     @property
     def ffn_size(self) -> int:

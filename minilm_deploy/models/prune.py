@@ -1,0 +1,235 @@
+"""Width pruning: a student narrower than its teacher, started from copies of teacher layers (`init: teacher-pruned`).
+
+What Minitron (Muralidharan et al. 2024, "Compact Language Models via Pruning and Knowledge Distillation") does to
+width, applied to an encoder: run the teacher on a few batches of the distillation corpus, rank
+
+- each residual channel by its mean |activation| at the outputs of the LayerNorms the student keeps (the
+  embedding's and those of the copied layers), summed over them: one ranking for the whole model, since the
+  residual stream is shared;
+- each attention head by the mean L2 norm of its context vector (the input of the attention output projection);
+- each FFN neuron by its mean |activation| after the non-linearity (the input of the FFN's second Linear);
+
+and keep the top ones, in their original order. Every weight of the student is the teacher's, indexed: a
+channel-sized axis by the kept channels, a Q/K/V output or attention-output input axis by the kept heads' dims, an
+FFN-sized axis by the kept neurons, the score-bias table (MPNet's relative positions) by the kept heads. Heads keep
+the teacher's size, so the student has hidden / head-size heads. Where the heads share a score bias, one set of
+heads is kept in every layer (the table is shared); otherwise each layer keeps its own.
+
+Pruning to the teacher's own width keeps every weight: the student then computes exactly the teacher's copied
+layers (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from minilm_deploy.errors import InputError
+from minilm_deploy.models.adapters import Adapter, adapter_for, attention_shape, base_model, layer_list, model_config
+
+Batch = tuple[Tensor, Tensor]  # input_ids (B, T), attention_mask (B, T)
+
+
+@dataclass(frozen=True)
+class PrunedShape:
+    heads: int
+    ffn: int
+
+
+def pruned_shape(teacher_config, hidden: int, ffn: int, heads: int | None) -> PrunedShape:
+    """The student's heads and FFN size when pruned from `teacher_config` to `hidden` wide; one-line errors that name
+    the key to change. Heads keep the teacher's head size."""
+    adapter = adapter_for(teacher_config.model_type)
+    _, t_hidden, t_heads = attention_shape(teacher_config)
+    head_size, t_ffn = t_hidden // t_heads, int(getattr(teacher_config, adapter.ffn_attr))
+    what = f"init: teacher-pruned ({hidden} wide, from a teacher {t_hidden} wide with {t_heads} heads of {head_size})"
+    if hidden > t_hidden or hidden % head_size:
+        raise InputError(f"{what}: distill.student.hidden must be a multiple of the head size {head_size}, at most "
+                         f"{t_hidden}")
+    if heads is not None and heads * head_size != hidden:
+        raise InputError(f"{what}: heads keep their size, so distill.student.heads must be {hidden // head_size} "
+                         "(or left out)")
+    if ffn > t_ffn:
+        raise InputError(f"{what}: distill.student.ffn={ffn} is more than the teacher's {t_ffn} FFN neurons")
+    return PrunedShape(heads=hidden // head_size, ffn=ffn)
+
+
+@dataclass(frozen=True)
+class Importance:
+    """Activation statistics of the teacher on the calibration batches."""
+
+    embedding_channels: Tensor  # (hidden,): Σ over the LayerNorms outside the layers of mean |activation|
+    channels: list[Tensor]  # per teacher layer, (hidden,): Σ over its LayerNorms of mean |activation|
+    heads: list[Tensor]  # per teacher layer, (heads,): mean L2 norm of each head's context vector
+    neurons: list[Tensor]  # per teacher layer, (ffn,): mean |activation| after the FFN's non-linearity
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a pruned student keeps, in the teacher's order: residual channels, and per student layer, heads and
+    FFN neurons."""
+
+    channels: Tensor
+    heads: list[Tensor]
+    neurons: list[Tensor]
+
+
+@torch.no_grad()
+def measure_importance(teacher: nn.Module, batches: Iterable[Batch]) -> Importance:
+    """Run `teacher` on `batches` with hooks; the statistics are means over real tokens."""
+    adapter = adapter_for(model_config(teacher).model_type)
+    _, hidden, heads = attention_shape(model_config(teacher))
+    layers = layer_list(teacher)
+    sums: dict[str, Tensor] = {}
+    tokens = {"real": torch.zeros(())}
+    mask_now: dict[str, Tensor] = {}
+
+    def add(key: str, values: Tensor) -> None:  # values (B, T, N) → Σ over real tokens, (N,)
+        real = mask_now["mask"].to(values.dtype)[..., None]
+        total = (values.float() * real).sum(dim=(0, 1))
+        sums[key] = sums[key] + total if key in sums else total
+
+    def norms(module: nn.Module) -> list[nn.Module]:
+        return [m for m in module.modules() if isinstance(m, nn.LayerNorm) and m.normalized_shape == (hidden,)]
+
+    handles = []
+    inside = {id(m) for layer in layers for m in norms(layer)}
+    for norm in norms(base_model(teacher)):
+        if id(norm) not in inside:
+            handles.append(norm.register_forward_hook(lambda m, i, out: add("channels", out.abs())))
+    for index, layer in enumerate(layers):
+        for norm in norms(layer):
+            handles.append(norm.register_forward_hook(lambda m, i, out, index=index: add(f"channels.{index}", out.abs())))
+        def context(module, args, index=index):  # (B, T, heads·d) → per-head L2 norms (B, T, heads)
+            x = args[0]
+            add(f"heads.{index}", x.float().view(*x.shape[:-1], heads, -1).norm(dim=-1))
+
+        def neurons(module, args, index=index):
+            add(f"neurons.{index}", args[0].abs())
+
+        handles.append(layer.get_submodule(adapter.attention_output).register_forward_pre_hook(context))
+        handles.append(layer.get_submodule(adapter.ffn_out).register_forward_pre_hook(neurons))
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        for ids, mask in batches:
+            mask_now["mask"] = mask
+            tokens["real"] = tokens["real"] + mask.sum()
+            teacher(input_ids=ids, attention_mask=mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+        teacher.train(was_training)
+    count = tokens["real"].clamp(min=1).float()
+    if not sums:
+        raise InputError("init: teacher-pruned ranks the teacher's channels on calibration text, and none was given")
+    return Importance(embedding_channels=sums.get("channels", torch.zeros(hidden)) / count,
+                      channels=[sums[f"channels.{i}"] / count for i in range(len(layers))],
+                      heads=[sums[f"heads.{i}"] / count for i in range(len(layers))],
+                      neurons=[sums[f"neurons.{i}"] / count for i in range(len(layers))])
+
+
+def top(scores: Tensor, keep: int) -> Tensor:
+    """The indices of the `keep` largest scores, in ascending index order (ties: the lower index)."""
+    order = torch.argsort(-scores, stable=True)[:keep]
+    return torch.sort(order).values
+
+
+def choose(importance: Importance, picks: Sequence[int], hidden: int, shape: PrunedShape, shared_heads: bool) -> Kept:
+    """The channels, heads and neurons a student of `hidden` × `shape` keeps from teacher layers `picks`."""
+    head_scores = [importance.heads[p] for p in picks]
+    if shared_heads:  # one head set for every layer: Σ of the picked layers' scores
+        common = top(torch.stack(head_scores).sum(dim=0), shape.heads)
+        heads = [common] * len(picks)
+    else:
+        heads = [top(scores, shape.heads) for scores in head_scores]
+    channels = importance.embedding_channels + sum(importance.channels[p] for p in picks)
+    return Kept(channels=top(channels, hidden), heads=heads,
+                neurons=[top(importance.neurons[p], shape.ffn) for p in picks])
+
+
+def head_dims(heads: Tensor, head_size: int) -> Tensor:
+    """The Q/K/V output dims of `heads`: (h·d … h·d + d−1) for each kept head h, in order."""
+    return (heads[:, None] * head_size + torch.arange(head_size)[None, :]).reshape(-1)
+
+
+def layer_axes(adapter: Adapter, name: str, channels: Tensor, dims: Tensor, neurons: Tensor) -> list[Tensor | None]:
+    """For a parameter of one layer (`name` relative to it): the index kept along each axis (None: not a width
+    axis; decided by shape below)."""
+    module, _, kind = name.rpartition(".")
+    weight = kind == "weight"
+    if module in (adapter.query, adapter.key, adapter.value):
+        return [dims, channels] if weight else [dims]
+    if module == adapter.attention_output:
+        return [channels, dims] if weight else [channels]
+    if module == adapter.ffn_in:
+        return [neurons, channels] if weight else [neurons]
+    if module == adapter.ffn_out:
+        return [channels, neurons] if weight else [channels]
+    return []
+
+
+def sliced(tensor: Tensor, target: torch.Size, axes: list[Tensor | None], channels: Tensor, teacher_hidden: int,
+           name: str) -> Tensor:
+    """`tensor` indexed along each axis to `target`: by `axes[i]` where given, else by the kept channels where the
+    axis is the teacher's width; an axis that would have to shrink any other way is an error (a parameter this
+    module does not know how to prune)."""
+    out = tensor
+    for axis, size in enumerate(target):
+        index = axes[axis] if axis < len(axes) else None
+        if index is None and out.shape[axis] == size:
+            continue
+        if index is None and out.shape[axis] == teacher_hidden:
+            index = channels
+        if index is None or len(index) != size:
+            raise InputError(f"init: teacher-pruned cannot narrow {name} {tuple(tensor.shape)} to {tuple(target)}; "
+                             "use init: random for this architecture")
+        out = out.index_select(axis, index.to(out.device))
+    return out.clone()
+
+
+def copy_pruned(teacher: nn.Module, student: nn.Module, picks: Sequence[int], kept: Kept) -> None:
+    """Load into `student` the teacher's embeddings and layers `picks`, narrowed to what `kept` keeps."""
+    config = model_config(teacher)
+    adapter = adapter_for(config.model_type)
+    _, t_hidden, t_heads = attention_shape(config)
+    head_size = t_hidden // t_heads
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    prefix = adapter.layers + "."
+    bias_table = f"{adapter.score_bias}.weight" if adapter.score_bias else None
+    new: dict[str, Tensor] = {}
+    for name, target in s_state.items():
+        axes: list[Tensor | None] = []
+        source = name
+        if name.startswith(prefix):
+            index, _, rest = name[len(prefix):].partition(".")
+            s_layer = int(index)
+            source = f"{prefix}{picks[s_layer]}.{rest}"
+            axes = layer_axes(adapter, rest, kept.channels, head_dims(kept.heads[s_layer], head_size),
+                              kept.neurons[s_layer])
+        elif name == bias_table:  # (buckets, heads): one column per head, the same heads in every layer
+            axes = [None, kept.heads[0]]
+        if source not in t_state:
+            raise InputError(f"init: teacher-pruned: the teacher has no {source} for the student's {name}")
+        new[name] = sliced(t_state[source], target.shape, axes, kept.channels, t_hidden, name)
+    student.load_state_dict(new, strict=True)
+
+
+def prune_into(teacher: nn.Module, student: nn.Module, picks: Sequence[int], calibration: Iterable[Batch]) -> dict:
+    """Measure the teacher on `calibration`, choose what `student`'s width keeps, copy it; returns a record of the
+    choice (for run.json)."""
+    config = model_config(teacher)
+    adapter = adapter_for(config.model_type)
+    _, hidden, heads = attention_shape(model_config(student))
+    shape = PrunedShape(heads=heads, ffn=int(getattr(model_config(student), adapter.ffn_attr)))
+    importance = measure_importance(teacher, calibration)
+    kept = choose(importance, picks, hidden, shape, shared_heads=adapter.score_bias is not None)
+    copy_pruned(teacher, student, picks, kept)
+    _, t_hidden, t_heads = attention_shape(config)
+    return {"channels": f"{hidden} of {t_hidden}", "heads": f"{heads} of {t_heads} per layer",
+            "ffn": f"{shape.ffn} of {getattr(config, adapter.ffn_attr)}",
+            "kept_heads": [k.tolist() for k in kept.heads], "shared_heads": adapter.score_bias is not None,
+            "kept_channels": kept.channels.tolist()}
