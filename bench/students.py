@@ -34,6 +34,8 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
   t1-both     t1 + relations + hidden-state alignment to that fine-tuned teacher on the task's own training
               texts (task-specific distillation, TinyBERT's second stage without its data augmentation);
               t1-kd and t1-both-kd are fine-tuned with task distillation as c1-kd
+  t1-pruned   p1 of the fine-tuned teacher of the same task and seed, ranked on the task's training texts
+              (task-specific width pruning); t1-pruned-kd fine-tuned with task distillation as c1-kd
 
 Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
 Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
@@ -108,6 +110,8 @@ _P1 = Variant("width-pruned layer copy, new picks: the channels, heads and FFN n
 _T1 = Variant("layer copy, new picks, of the fine-tuned teacher (same task and seed), no distillation", task_teacher=True)
 _T1_BOTH = Variant("t1 + relations + hidden-state alignment to that teacher on the task's training texts", _BOTH,
                    corpus="task", task_teacher=True)
+_T1_PRUNED = Variant("width-pruned layer copy, new picks, of the fine-tuned teacher (same task and seed), ranked on "
+                     "the task's training texts, no distillation", init="teacher-pruned", corpus="task", task_teacher=True)
 VARIANTS: dict[str, Variant] = {
     "teacher": Variant("the teacher, fine-tuned"),
     "c": Variant("layer copy, old picks (every k-th from 0), no distillation", old_picks=True),
@@ -126,6 +130,8 @@ VARIANTS: dict[str, Variant] = {
     "t1-kd": _kd(_T1, "t1, fine-tuned with task distillation from that teacher", "t1"),
     "t1-both": _T1_BOTH,
     "t1-both-kd": _kd(_T1_BOTH, "t1-both, fine-tuned with task distillation from that teacher", "t1-both"),
+    "t1-pruned": _T1_PRUNED,
+    "t1-pruned-kd": _kd(_T1_PRUNED, "t1-pruned, fine-tuned with task distillation from that teacher", "t1-pruned"),
 }
 TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_384_000}

@@ -71,6 +71,12 @@ def test_task_teacher_variants_copy_and_distill_the_fine_tuned_teacher_of_their_
     assert students.Run.parse("3x384:t1-both:1M:trec:3").student_key != both.student_key
     copy = recipe_from_dict(students.distill_recipe(students.Run.parse("3x384:t1:0:rotten-tomatoes:1"), 6)).distill
     assert copy.train.total_steps() == 0
+    pruned = students.Run.parse("mpnet-6x384:t1-pruned:0:rotten-tomatoes:2")
+    recipe = students.distill_recipe(pruned, 12)
+    assert recipe["teacher"] == str(students.Run.parse("mpnet-6x384:teacher:0:rotten-tomatoes:2").output)
+    distill = recipe_from_dict(recipe).distill
+    assert distill.student.init == "teacher-pruned" and (distill.student.layers, distill.student.hidden) == (6, 384)
+    assert [p.source for p in distill.corpus_parts()] == ["zoo:rotten-tomatoes"]  # ranked on the task's training texts
     assert not students.Run.parse("3x384:c1-both:1M:trec:2").task_teacher
     with pytest.raises(SystemExit, match="take 0 tokens"):
         students.Run.parse("3x384:t1:1M:rotten-tomatoes:1")
@@ -145,7 +151,7 @@ def test_a_row_whose_tasks_ran_on_different_machines_says_where_each_ran(tmp_pat
 
 def test_variants_say_once_what_each_is() -> None:
     assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
-        "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd"]
+        "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd", "t1-pruned", "t1-pruned-kd"]
     for name, variant in students.VARIANTS.items():
         assert variant.kd == name.endswith("-kd") and variant.task_teacher == name.startswith("t1")
         base = students.VARIANTS[variant.student] if variant.kd else variant
