@@ -35,7 +35,8 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               texts (task-specific distillation, TinyBERT's second stage without its data augmentation);
               t1-kd and t1-both-kd are fine-tuned with task distillation as c1-kd
   t1-pruned   p1 of the fine-tuned teacher of the same task and seed, ranked on the task's training texts
-              (task-specific width pruning); t1-pruned-kd fine-tuned with task distillation as c1-kd
+              (task-specific width pruning); t1-pruned-kd fine-tuned with task distillation as c1-kd;
+              t1-pruned-both(-kd): t1-pruned distilled as t1-both (then fine-tuned as t1-both-kd)
 
 Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
 Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
@@ -112,6 +113,8 @@ _T1_BOTH = Variant("t1 + relations + hidden-state alignment to that teacher on t
                    corpus="task", task_teacher=True)
 _T1_PRUNED = Variant("width-pruned layer copy, new picks, of the fine-tuned teacher (same task and seed), ranked on "
                      "the task's training texts, no distillation", init="teacher-pruned", corpus="task", task_teacher=True)
+_T1_PRUNED_BOTH = replace(_T1_PRUNED, description="t1-pruned + relations + hidden-state alignment to that teacher on "
+                          "the task's training texts", loss=_BOTH)
 VARIANTS: dict[str, Variant] = {
     "teacher": Variant("the teacher, fine-tuned"),
     "c": Variant("layer copy, old picks (every k-th from 0), no distillation", old_picks=True),
@@ -132,6 +135,9 @@ VARIANTS: dict[str, Variant] = {
     "t1-both-kd": _kd(_T1_BOTH, "t1-both, fine-tuned with task distillation from that teacher", "t1-both"),
     "t1-pruned": _T1_PRUNED,
     "t1-pruned-kd": _kd(_T1_PRUNED, "t1-pruned, fine-tuned with task distillation from that teacher", "t1-pruned"),
+    "t1-pruned-both": _T1_PRUNED_BOTH,
+    "t1-pruned-both-kd": _kd(_T1_PRUNED_BOTH, "t1-pruned-both, fine-tuned with task distillation from that teacher",
+                             "t1-pruned-both"),
 }
 TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_384_000}
