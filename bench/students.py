@@ -172,6 +172,8 @@ PLAN: list[str] = (
     + [f"4x384:{v}:1M:rotten-tomatoes:1" for v in ("rand-both", "c1-minilm", "c1-hidden")]
     + ["mpnet-6x768:teacher:0:rotten-tomatoes:1", "mpnet-6x768:c1:0:rotten-tomatoes:1",
        "mpnet-6x768:c1-both:1M:rotten-tomatoes:1", "mpnet-6x384:rand-both:1M:rotten-tomatoes:1"]
+    + ["mpnet-7x768:c1:0:rotten-tomatoes:1", "mpnet-6x384:p1:0:rotten-tomatoes:1", "mpnet-6x384:p1-both:1M:rotten-tomatoes:1",
+       "mpnet-6x384:t1-pruned-kd:0:rotten-tomatoes:1", "mpnet-6x384:t1-pruned-both-kd:1M:rotten-tomatoes:1"]
 )
 
 
