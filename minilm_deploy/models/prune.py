@@ -188,7 +188,7 @@ def sliced(tensor: Tensor, target: torch.Size, axes: list[Tensor | None], channe
             raise InputError(f"init: teacher-pruned cannot narrow {name} {tuple(tensor.shape)} to {tuple(target)}; "
                              "use init: random for this architecture")
         out = out.index_select(axis, index.to(out.device))
-    return out.clone()
+    return out  # load_state_dict copies it into the student: no clone needed
 
 
 def copy_pruned(teacher: nn.Module, student: nn.Module, picks: Sequence[int], kept: Kept) -> None:
