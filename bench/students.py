@@ -36,7 +36,10 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               t1-kd and t1-both-kd are fine-tuned with task distillation as c1-kd
   t1-pruned   p1 of the fine-tuned teacher of the same task and seed, ranked on the task's training texts
               (task-specific width pruning); t1-pruned-kd fine-tuned with task distillation as c1-kd;
-              t1-pruned-both(-kd): t1-pruned distilled as t1-both (then fine-tuned as t1-both-kd)
+              t1-pruned-both(-kd): t1-pruned distilled as t1-both (then fine-tuned as t1-both-kd);
+              t1-pruned-kd-e8: t1-pruned-kd for 8 epochs; t1-pruned-kd-aug: t1-pruned-kd on the training texts
+              plus 3 word-swapped copies of each, soft targets only (finetune.distill.augment: 3), 2 epochs: the
+              same optimizer steps as -e8
 
 Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
 Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
@@ -48,7 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +90,25 @@ class Variant:
     task_teacher: bool = False  # copied from and distilled from the fine-tuned teacher of the run's task and seed
     kd: bool = False  # fine-tuned with task distillation from the fine-tuned teacher of the same task and seed
     student: str = ""  # a -kd variant: the variant whose student it fine-tunes (itself otherwise)
+    tag: str = ""  # the fine-tuning folder's suffix (<task>-s<seed>-<tag>): "kd" for task distillation
+    finetune: dict[str, Any] = field(default_factory=dict)  # over FINETUNE (epochs, ...)
+    task_distill: dict[str, Any] = field(default_factory=dict)  # over TASK_DISTILL (augment, ...)
 
     @property
     def distilled(self) -> bool:
         return bool(self.loss)
 
 
-def _kd(base: Variant, description: str, name: str) -> Variant:
-    """`base`'s student fine-tuned with task distillation."""
-    return replace(base, description=description, kd=True, student=name)
+FINETUNE = {"max_length": 64, "batch_size": 32, "lr": 1.0e-4, "epochs": 3, "keep_best": True, "eval_splits": ["test"]}
+TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
+
+
+def _kd(base: Variant, description: str, name: str, tag: str = "kd", **finetune: Any) -> Variant:
+    """`base`'s student fine-tuned with task distillation (`finetune`: what differs from FINETUNE and
+    TASK_DISTILL, each key where it belongs)."""
+    return replace(base, description=description, kd=True, student=name, tag=tag,
+                   finetune={k: v for k, v in finetune.items() if k in FINETUNE},
+                   task_distill={k: v for k, v in finetune.items() if k not in FINETUNE})
 
 
 def student_variant(name: str) -> str:
@@ -135,11 +148,15 @@ VARIANTS: dict[str, Variant] = {
     "t1-both-kd": _kd(_T1_BOTH, "t1-both, fine-tuned with task distillation from that teacher", "t1-both"),
     "t1-pruned": _T1_PRUNED,
     "t1-pruned-kd": _kd(_T1_PRUNED, "t1-pruned, fine-tuned with task distillation from that teacher", "t1-pruned"),
+    "t1-pruned-kd-e8": _kd(_T1_PRUNED, "t1-pruned, fine-tuned with task distillation from that teacher for 8 epochs",
+                           "t1-pruned", "kd-e8", epochs=8),
+    "t1-pruned-kd-aug": _kd(_T1_PRUNED, "t1-pruned, fine-tuned with task distillation on its training texts plus 3 "
+                            "word-swapped copies of each labelled by that teacher (TinyBERT's augmentation), 2 epochs",
+                            "t1-pruned", "kd-aug", epochs=2, augment=3),
     "t1-pruned-both": _T1_PRUNED_BOTH,
     "t1-pruned-both-kd": _kd(_T1_PRUNED_BOTH, "t1-pruned-both, fine-tuned with task distillation from that teacher",
                              "t1-pruned-both"),
 }
-TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 TOKENS = {"0": 0, "250k": 256_000, "1M": 1_024_000, "4M": 4_096_000, "16M": 16_384_000}
 CORPUS = "zoo:corpus-en"
 TRAIN = {"batch_size": 32, "max_length": 64, "warmup": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "checkpoint_every": 50,
@@ -150,7 +167,6 @@ LR = {"teacher-layers": 1.0e-4, "teacher-pruned": 1.0e-4, "random": 1.0e-3}  # c
 PRUNED_RELATION_HEADS = 12
 RELATIONS = {"attention": 1.0, "value": 1.0}
 ALIGNMENT = {"hidden": 1.0, "embedding": 1.0}
-FINETUNE = {"max_length": 64, "batch_size": 32, "lr": 1.0e-4, "epochs": 3, "keep_best": True, "eval_splits": ["test"]}
 TASKS = {"rotten-tomatoes": "zoo:rotten-tomatoes", "trec": "zoo:trec"}
 
 # The default plan, most decisive first: every objective at seed 1, then the seeds that decide the claim,
@@ -225,7 +241,8 @@ class Run:
 
     @property
     def output(self) -> Path:
-        return WORK / self.student_key / f"{self.task}-s{self.seed}{'-kd' if self.kd else ''}"
+        tag = VARIANTS[self.variant].tag
+        return WORK / self.student_key / f"{self.task}-s{self.seed}{'-' + tag if tag else ''}"
 
     def base(self) -> Run:
         """The same run without task distillation (the student it fine-tunes)."""
@@ -327,7 +344,9 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
         finetune(run.teacher_run(), needed_as_teacher=True)
         teacher = run.teacher_run().output
     model = ensure_student(run.base())
-    options = {"task": TASKS[run.task], "models": ["student"], **FINETUNE} | ({"distill": TASK_DISTILL} if run.kd else {})
+    variant = VARIANTS[run.variant]
+    ft_options, kd_options = FINETUNE | variant.finetune, TASK_DISTILL | variant.task_distill
+    options = {"task": TASKS[run.task], "models": ["student"], **ft_options} | ({"distill": kd_options} if run.kd else {})
     ft = from_dict(FinetuneRecipe, options, source="students")
     print(f"students: fine-tuning {run.student_key} on {run.task}, seed {run.seed}"
           + (f", task distillation from {teacher}" if teacher else ""), file=sys.stderr)
@@ -341,7 +360,7 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
         "test": metrics["splits"]["test"], "dev": metrics["splits"]["dev"], "best_epoch": metrics["runs"][0]["best_epoch"],
         "train_seconds": metrics["train_seconds"], "wall_seconds": metrics["wall_seconds"],
         "cpu_seconds": round(harness.cpu_seconds() - cpu, 1), "cpu_class": cpu_class(), "device": device_label(), "bf16": metrics["runs"][0]["bf16"],
-        "finetune": {**FINETUNE, "distill": TASK_DISTILL if run.kd else None},
+        "finetune": {**ft_options, "distill": kd_options if run.kd else None},
         "model": model, "data": metrics.get("data"), "student_made_on": _made_on(Path(model)),
     })
 

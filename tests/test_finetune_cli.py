@@ -106,8 +106,10 @@ def test_recipe_mode_fine_tunes_teacher_then_distils_into_student(tmp_path: Path
         "  batch_size: 16\n  max_length: 32\n  distill: {temperature: 2.0, weight: 0.5}\n",
         encoding="utf-8",
     )
-    result = run_json(["finetune", "--recipe", str(recipe), "--set", "epochs=5"], capsys)
+    result = run_json(["finetune", "--recipe", str(recipe), "--set", "epochs=5", "--set", "finetune.distill.augment=1"], capsys)
     teacher, student = result["models"]  # the teacher first: the student distils from it
+    assert student["data"]["sizes"]["train_augmented"] == student["data"]["sizes"]["train"]  # one copy each
+    assert "train_augmented" not in teacher["data"]["sizes"]  # the teacher has no teacher: no copies
     assert teacher["output"] == str(run / "teacher-task") and teacher["distill_teacher"] is None
     assert student["output"] == str(run / "student-task") and student["distill_teacher"] == str(run / "teacher-task")
     assert student["splits"]["test"]["accuracy"] > 0.9

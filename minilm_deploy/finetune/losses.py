@@ -49,10 +49,18 @@ def task_loss(
     teacher_logits: torch.Tensor | None = None,
     temperature: float = 1.0,
     weight: float = 0.0,
+    labelled: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """(total, parts): the hard loss, mixed with the soft loss when teacher logits are given."""
+    """(total, parts): the hard loss, mixed with the soft loss when teacher logits are given. `labelled` (B,)
+    bool: the rows that have a hard label (augmented copies have soft targets only); the hard loss is their
+    mean (0 when the batch has none), the soft loss the mean over every row."""
     hard_fn, soft_fn = LOSSES[kind]
-    hard = hard_fn(logits, labels)
+    if labelled is None:
+        hard = hard_fn(logits, labels)
+    elif bool(labelled.any()):
+        hard = hard_fn(logits[labelled], labels[labelled])  # (B_labelled, K), (B_labelled,)
+    else:
+        hard = logits.sum() * 0.0  # keeps the graph: a batch of copies only
     if teacher_logits is None:
         return hard, {"hard": float(hard.detach())}
     soft = soft_fn(logits, teacher_logits.to(logits.dtype), temperature)

@@ -5,10 +5,14 @@ fails here, before any training step."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from minilm_deploy.data.metrics import METRICS, metric_name
-from minilm_deploy.data.types import TaskData
+from minilm_deploy.data.types import Example, TaskData
 from minilm_deploy.errors import InputError
+from minilm_deploy.finetune import augment as A
 from minilm_deploy.finetune import data as D
 from minilm_deploy.finetune.evaluate import check_kind, predict_logits
 from minilm_deploy.finetune.model import TaskHead, load_task_model
@@ -62,18 +66,41 @@ def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None 
         ft.dev_split: D.targets(task, ft.dev_split, dev_rows, label2id),
         **{s: D.targets(task, s, rows, label2id) for s, rows in eval_rows.items()},
     }
-    soft = teacher_logits(teacher, task, head, train_rows, ft) if teacher is not None else None
-    info = {
+    info: dict[str, Any] = {
         "task": task.name, "dev": dev_from, "train_limit": ft.train_limit, "dev_limit": ft.dev_limit,
         "sizes": {"train": len(train_rows), "dev": len(dev_rows), **{s: len(r) for s, r in eval_rows.items()}},
     }
+    soft, labelled = None, None
+    if teacher is not None:
+        copies = augmented_rows(teacher, train_rows, ft)  # () without finetune.distill.augment
+        soft = teacher_logits(teacher, task, head, train_rows + copies, ft)
+        if copies:  # the copies train on soft targets only; their `labels` entries repeat their row's (unused)
+            labelled = np.arange(len(train_rows) + len(copies)) < len(train_rows)
+            labels["train"] = np.concatenate([labels["train"], np.repeat(labels["train"], len(copies) // len(train_rows))])
+            train_rows = train_rows + copies
+            info["sizes"] |= {"train_augmented": len(copies)}
     return Prepared(
         head=head, metric=metric,
         train=D.encode(tokenizer, train_rows, labels["train"], ft.max_length),
         dev=D.encode(tokenizer, dev_rows, labels[ft.dev_split], ft.max_length),
         evals={s: D.encode(tokenizer, rows, labels[s], ft.max_length) for s, rows in eval_rows.items()},
-        pad_id=tokenizer.pad_token_id, teacher_logits=soft, info=info,
+        pad_id=tokenizer.pad_token_id, teacher_logits=soft, labelled=labelled, info=info,
     )
+
+
+def augmented_rows(folder: Path, rows: tuple[Example, ...], ft: FinetuneRecipe) -> tuple[Example, ...]:
+    """`finetune.distill.augment` word-swapped copies of each training row (see `augment`), the neighbours taken
+    from the teacher's input embeddings; () when augmentation is off."""
+    distill = ft.distill
+    if distill is None or distill.augment == 0:
+        return ()
+    model, tokenizer, _ = load_task_model(folder)
+    texts = [t for row in rows for t in (row.text, row.text_pair) if t]
+    table = A.neighbour_table(tokenizer, model.get_input_embeddings().weight, texts)
+    if not table:
+        raise InputError(f"distill.augment: no word of the training texts is a whole word of the teacher's "
+                         f"vocabulary ({folder}), so nothing can be swapped; set distill.augment to 0")
+    return A.augment(rows, table, distill.augment, distill.augment_rate, seed=D.SAMPLE_SEED)
 
 
 def teacher_logits(folder: Path, task: TaskData, head: TaskHead, rows, ft: FinetuneRecipe):

@@ -22,6 +22,8 @@ finetune:
     teacher: ""                    # "" = <run_dir>/teacher-task
     temperature: 2.0
     weight: 0.5
+    augment: 0                     # > 0: this many word-swapped copies of each training text, labelled by the
+    augment_rate: 0.4              #   teacher only (TinyBERT's augmentation); the share of words swapped
 ```
 """
 
@@ -35,13 +37,20 @@ ROLES = ("teacher", "student")  # model roles a recipe can name; anything else i
 
 @dataclass(frozen=True)
 class TaskDistillRecipe:
-    """Soft targets from a fine-tuned teacher: loss = (1 - weight) * hard + weight * T² · KL(teacher_T ‖ student_T)."""
+    """Soft targets from a fine-tuned teacher: loss = (1 - weight) * hard + weight * T² · KL(teacher_T ‖ student_T),
+    the hard part over the labelled rows of a batch only (augmented copies have soft targets alone)."""
 
     teacher: str = ""  # a fine-tuned task model (folder, zoo:NAME, hub id); "" = <run_dir>/teacher-task
     temperature: float = 2.0
     weight: float = 0.5
+    augment: int = 0  # word-swapped copies of each training text, soft targets only (`finetune.augment`)
+    augment_rate: float = 0.4  # the chance that a swappable word is swapped (TinyBERT's p_t)
 
     def __post_init__(self) -> None:
+        if self.augment < 0:
+            raise ValueError(f"distill.augment must be >= 0 (copies of each training text), got {self.augment}")
+        if not 0.0 < self.augment_rate <= 1.0:
+            raise ValueError(f"distill.augment_rate must be in (0, 1], got {self.augment_rate}")
         if self.temperature <= 0:
             raise ValueError(f"distill.temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.weight <= 1.0:

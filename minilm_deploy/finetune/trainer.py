@@ -46,6 +46,7 @@ class Prepared:
     evals: dict[str, D.Encoded]  # splits scored after training
     pad_id: int
     teacher_logits: np.ndarray | None = None  # (N_train, K) soft targets for task distillation
+    labelled: np.ndarray | None = None  # (N_train,) bool: rows with a hard label (None: all; False: augmented copies)
     info: dict[str, Any] = field(default_factory=dict)  # split sizes and how dev was made
 
 
@@ -88,15 +89,16 @@ def make_optimizer(model: torch.nn.Module, ft: FinetuneRecipe, total: int):
 
 
 def train_step(model: torch.nn.Module, optimizer, lr: float, batch: dict[str, torch.Tensor], labels: torch.Tensor,
-               soft: torch.Tensor | None, kind: str, ft: FinetuneRecipe, bf16: bool = False) -> float:
-    """One optimizer step at learning rate `lr` on one padded batch (the forward under bf16 autocast if `bf16`);
-    returns the loss."""
+               soft: torch.Tensor | None, kind: str, ft: FinetuneRecipe, bf16: bool = False,
+               labelled: torch.Tensor | None = None) -> float:
+    """One optimizer step at learning rate `lr` on one padded batch (the forward under bf16 autocast if `bf16`;
+    the hard loss over the `labelled` rows only if given); returns the loss."""
     distill = ft.distill
     device = labels.device.type
     with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
         logits = model(**batch).logits  # (B, K)
     loss, _ = task_loss(kind, logits.float(), labels, soft, distill.temperature if distill else 1.0,
-                        distill.weight if distill else 0.0)  # float32, outside autocast
+                        distill.weight if distill else 0.0, labelled)  # float32, outside autocast
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if ft.max_grad_norm > 0:
@@ -142,6 +144,7 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     optimizer, lr_at = make_optimizer(model, ft, total)
     teacher = None if prep.teacher_logits is None else torch.from_numpy(prep.teacher_logits)
     labels = torch.from_numpy(prep.train.labels)
+    labelled = None if prep.labelled is None else torch.from_numpy(prep.labelled)
     name = f"{label} seed {seed}".strip()
     state, best_state = SeedState(), None
     found = resume_point(work) if work is not None else None
@@ -177,7 +180,8 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
                 batch = {k: v.to(device) for k, v in D.collate(feats, prep.pad_id).items()}
                 soft = None if teacher is None else teacher[idx].to(device)
                 state.losses.append(train_step(model, optimizer, lr_at(state.step), batch, labels[idx].to(device), soft,
-                                               prep.head.kind, ft, bf16))
+                                               prep.head.kind, ft, bf16,
+                                               None if labelled is None else labelled[idx].to(device)))
                 state.step += 1
                 state.batches_done += 1
                 if work is not None and ft.checkpoint_every and state.step % ft.checkpoint_every == 0:

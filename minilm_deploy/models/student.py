@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from minilm_deploy.errors import InputError
-from minilm_deploy.models.adapters import adapter_for, attention_shape, layer_list, model_config
-from minilm_deploy.models.prune import Batch, prune_into, pruned_shape
+from minilm_deploy.models.adapters import adapter_for, attention_shape, model_config
+from minilm_deploy.models.prune import Batch, Kept, copy_pruned, prune_into, pruned_shape
 from minilm_deploy.models.student_spec import StudentSpec
 
 
@@ -110,7 +110,7 @@ def student_layer_picks(spec: StudentSpec, teacher_layers: int) -> list[int]:
 
 def copy_teacher_layers(teacher: nn.Module, student: nn.Module, picks: list[int]) -> None:
     """Copy every parameter outside the layers (embeddings, shared biases) and teacher layer
-    `picks[i]` into student layer i."""
+    `picks[i]` into student layer i: a width pruning that keeps every channel, head and neuron."""
     t_layers, t_hidden, t_heads = attention_shape(teacher.config)
     s_layers, s_hidden, s_heads = attention_shape(student.config)
     adapter = adapter_for(model_config(teacher).model_type)
@@ -121,10 +121,6 @@ def copy_teacher_layers(teacher: nn.Module, student: nn.Module, picks: list[int]
             f"init: teacher-layers needs the teacher's hidden size, heads and FFN size ({t_hidden}, {t_heads}, "
             f"{t_ffn}), got ({s_hidden}, {s_heads}, {s_ffn}); use init: random"
         )
-    prefix = adapter.layers + "."
-    t_state = teacher.state_dict()
-    own = {k: v for k, v in t_state.items() if not k.startswith(prefix) and k in student.state_dict()}
-    student.load_state_dict(own, strict=False)
-    teacher_list, student_list = layer_list(teacher), layer_list(student)
-    for s_index, t_index in enumerate(check_layer_picks(picks, t_layers, s_layers)):
-        student_list[s_index].load_state_dict(teacher_list[t_index].state_dict())
+    everything = Kept(channels=torch.arange(t_hidden), heads=[torch.arange(t_heads)] * s_layers,
+                      neurons=[torch.arange(t_ffn)] * s_layers)
+    copy_pruned(teacher, student, check_layer_picks(picks, t_layers, s_layers), everything)
