@@ -69,9 +69,9 @@ def test_hard_loss_counts_the_labelled_rows_only() -> None:
     total, parts = task_loss("classification", logits, labels, teacher, 2.0, 0.25, labelled)
     hard = float(cross_entropy(logits[[0, 2]], labels[[0, 2]]).detach())
     assert parts["hard"] == pytest.approx(hard) and parts["soft"] == pytest.approx(float(soft_kl(logits.detach(), teacher, 2.0)))
-    assert float(total) == pytest.approx(0.75 * hard + 0.25 * parts["soft"])
+    assert float(total.detach()) == pytest.approx(0.75 * hard + 0.25 * parts["soft"])
     none, parts = task_loss("classification", logits, labels, teacher, 2.0, 0.25, torch.zeros(3, dtype=torch.bool))
-    assert parts["hard"] == 0.0 and float(none) == pytest.approx(0.25 * parts["soft"])
+    assert parts["hard"] == 0.0 and float(none.detach()) == pytest.approx(0.25 * parts["soft"])
     none.backward()  # a batch of copies only still has a loss to step on
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
@@ -117,3 +117,18 @@ def test_augment_is_off_by_default_and_rejects_bad_settings(tiny_bert_session_di
     with pytest.raises(InputError, match="nothing can be swapped"):
         prepare(numbers, load_tokenizer(tiny_bert_session_dir),
                 replace(ft, eval_splits=(), distill=TaskDistillRecipe(teacher=str(teacher), augment=1)), teacher)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["zoo:all-minilm-l6-v2", "zoo:multilingual-e5-small"])
+def test_real_teachers_give_synonyms_as_neighbours(spec: str) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    from minilm_deploy.sources import resolve_model
+
+    folder = resolve_model(spec)  # WordPiece (uncased) and sentencepiece (cased, 250k pieces)
+    model, tokenizer = AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    table = A.neighbour_table(tokenizer, model.get_input_embeddings().weight, ["A good movie, a great film."])
+    assert "great" in table["good"] and "films" in table["film"] and "movies" in table["movie"]
+    assert all(w.lower() != word.lower() for word, near in table.items() for w in near)  # no case variants
+    assert "A" not in table and "a" not in table  # one letter: never swapped

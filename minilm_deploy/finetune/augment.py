@@ -42,8 +42,8 @@ def whole_words(tokenizer) -> dict[int, str]:
 def neighbour_table(tokenizer, embeddings: torch.Tensor, texts: Sequence[str], k: int = NEIGHBOURS,
                     chunk: int = 1024) -> dict[str, list[str]]:
     """word (as written in `texts`, lowercased when the tokenizer lowercases) → its `k` nearest whole words by
-    the cosine of their rows in `embeddings` (V, H), nearest first, the word itself excluded; for every word
-    of `texts` that is a whole-word entry."""
+    the cosine of their rows in `embeddings` (V, H), nearest first, the word itself in any case excluded ("Film"
+    is no swap for "film" in a cased vocabulary); for every word of `texts` that is a whole-word entry."""
     vocab = whole_words(tokenizer)
     seen = sorted({w for text in texts for w in WORD.findall(text)})
     if not seen or len(vocab) <= k:
@@ -62,9 +62,10 @@ def neighbour_table(tokenizer, embeddings: torch.Tensor, texts: Sequence[str], k
         ids = torch.tensor([queries[w] for w in part])  # (Q,)
         sims = unit[ids] @ candidates.T  # (Q, C)
         sims[candidate_ids[None, :] == ids[:, None]] = -2.0  # never the word itself
-        nearest = sims.topk(k, dim=-1).indices  # (Q, k)
+        nearest = sims.topk(min(2 * k, len(vocab)), dim=-1).indices  # (Q, 2k): room for the word's other cases
         for word, row in zip(part, nearest.tolist(), strict=True):
-            table[word] = [vocab[int(candidate_ids[j])] for j in row]
+            others = [w for w in (vocab[int(candidate_ids[j])] for j in row) if w.lower() != word.lower()]
+            table[word] = others[:k]
     return table
 
 
