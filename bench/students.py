@@ -190,6 +190,7 @@ PLAN: list[str] = (
        "mpnet-6x768:c1-both:1M:rotten-tomatoes:1", "mpnet-6x384:rand-both:1M:rotten-tomatoes:1"]
     + ["mpnet-7x768:c1:0:rotten-tomatoes:1", "mpnet-6x384:p1:0:rotten-tomatoes:1", "mpnet-6x384:p1-both:1M:rotten-tomatoes:1",
        "mpnet-6x384:t1-pruned-kd:0:rotten-tomatoes:1", "mpnet-6x384:t1-pruned-both-kd:1M:rotten-tomatoes:1"]
+    + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2) for v in ("t1-pruned-kd-e8", "t1-pruned-kd-aug")]
 )
 
 
