@@ -8,8 +8,8 @@ so the neighbours of a word are the words nearest to it in the teacher's input e
 among the vocabulary entries that are whole words by themselves.
 
 A word is a run of letters ("three-hour" is two, "it's" is "it" and "s"); it is swapped only when it is a
-single whole-word entry of the vocabulary (other words, numbers, punctuation and spacing stay); each such word is swapped with probability `rate` for one of its `neighbours` nearest
-words, drawn uniformly. The copies depend on the texts, the teacher and `seed` only.
+single whole-word entry of the vocabulary (other words, numbers, punctuation and spacing stay); each such word
+is swapped with probability `rate` for one of its `NEIGHBOURS` nearest words, drawn uniformly. The copies depend on the texts, the teacher and `seed` only.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def whole_words(tokenizer) -> dict[int, str]:
 
 def neighbour_table(tokenizer, embeddings: torch.Tensor, texts: Sequence[str], k: int = NEIGHBOURS,
                     chunk: int = 1024) -> dict[str, list[str]]:
-    """word (as written in `texts`, lowercased when the tokenizer lowercases) → its `k` nearest whole words by
+    """word (as written in `texts`: "Bad" and "bad" are two keys) → its `k` nearest whole words by
     the cosine of their rows in `embeddings` (V, H), nearest first, the word itself in any case excluded ("Film"
     is no swap for "film" in a cased vocabulary); for every word of `texts` that is a whole-word entry."""
     vocab = whole_words(tokenizer)
