@@ -72,8 +72,9 @@ def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None 
     }
     soft, labelled = None, None
     if teacher is not None:
-        copies = augmented_rows(teacher, train_rows, ft)  # () without finetune.distill.augment
-        soft = teacher_logits(teacher, task, head, train_rows + copies, ft)
+        loaded = load_task_model(teacher)  # (model, tokenizer, head), loaded once for the copies and the targets
+        copies = augmented_rows(teacher, loaded, train_rows, ft)  # () without finetune.distill.augment
+        soft = teacher_logits(teacher, loaded, task, head, train_rows + copies, ft)
         if copies:  # the copies train on soft targets only; their `labels` entries repeat their row's (unused)
             labelled = np.arange(len(train_rows) + len(copies)) < len(train_rows)
             labels["train"] = np.concatenate([labels["train"], np.repeat(labels["train"], len(copies) // len(train_rows))])
@@ -88,13 +89,14 @@ def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None 
     )
 
 
-def augmented_rows(folder: Path, rows: tuple[Example, ...], ft: FinetuneRecipe) -> tuple[Example, ...]:
+def augmented_rows(folder: Path, loaded: tuple[Any, Any, TaskHead], rows: tuple[Example, ...],
+                   ft: FinetuneRecipe) -> tuple[Example, ...]:
     """`finetune.distill.augment` word-swapped copies of each training row (see `augment`), the neighbours taken
     from the teacher's input embeddings; () when augmentation is off."""
     distill = ft.distill
     if distill is None or distill.augment == 0:
         return ()
-    model, tokenizer, _ = load_task_model(folder)
+    model, tokenizer, _ = loaded
     texts = [t for row in rows for t in (row.text, row.text_pair) if t]
     table = A.neighbour_table(tokenizer, model.get_input_embeddings().weight, texts)
     if not table:
@@ -103,9 +105,11 @@ def augmented_rows(folder: Path, rows: tuple[Example, ...], ft: FinetuneRecipe) 
     return A.augment(rows, table, distill.augment, distill.augment_rate, seed=D.SAMPLE_SEED)
 
 
-def teacher_logits(folder: Path, task: TaskData, head: TaskHead, rows, ft: FinetuneRecipe):
-    """(N_train, K) logits of a fine-tuned teacher on the training rows, with its own tokenizer."""
-    model, tokenizer, teacher_head = load_task_model(folder)
+def teacher_logits(folder: Path, loaded: tuple[Any, Any, TaskHead], task: TaskData, head: TaskHead, rows,
+                   ft: FinetuneRecipe):
+    """(N_train, K) logits of the fine-tuned teacher in `folder` (`loaded`: its model, tokenizer and head) on the
+    training rows, with its own tokenizer."""
+    model, tokenizer, teacher_head = loaded
     check_kind(task, teacher_head, f"distill.teacher {folder}")
     if teacher_head.label_names != head.label_names:
         raise InputError(
