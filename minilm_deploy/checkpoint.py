@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from torch import nn
 
 from minilm_deploy.artifact import sha256_file
 from minilm_deploy.errors import InputError
-from minilm_deploy.paths import atomic_directory
+from minilm_deploy.paths import atomic_directory, remove_tree
 
 FILES = "files.json"
 
@@ -116,7 +115,7 @@ def save_checkpoint(
         listing = {f.name: {"bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in sorted(tmp.iterdir())}
         (tmp / FILES).write_text(json.dumps(listing, indent=1), encoding="utf-8")  # last: it vouches for the rest
     for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)
     return final
 
 

@@ -7,7 +7,9 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,12 +79,40 @@ def atomic_directory(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             final.rename(old)
             tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)
         else:
             tmp.rename(final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, then deliver the first one that came.
+
+    For cleanup that must not stop half-way: Python 3.11's `shutil.rmtree` closes a directory's descriptor
+    and only then records it closed, so a KeyboardInterrupt raised between the two makes its `finally`
+    close it again, and the interrupt surfaces as "OSError: bad file descriptor"."""
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set in the main thread
+        yield
+        return
+    came: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, frame: came.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)  # None: set outside Python
+        if came:
+            signal.raise_signal(came[0])
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove `folder` and everything in it, whole even when interrupted; a missing folder is no error."""
+    with interrupts_held():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

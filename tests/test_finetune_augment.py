@@ -114,7 +114,7 @@ def test_augment_is_off_by_default_and_rejects_bad_settings(tiny_bert_session_di
             TaskDistillRecipe(**bad)
     numbers = TaskData("n", "classification", {"train": (Example("1 2", None, "neg"), Example("3", None, "pos")),
                                                "dev": (Example("4", None, "neg"),)}, ("neg", "pos"), "accuracy")
-    with pytest.raises(InputError, match="nothing can be swapped"):
+    with pytest.raises(InputError, match=r"nothing can be swapped; set finetune\.distill\.augment to 0"):
         prepare(numbers, load_tokenizer(tiny_bert_session_dir),
                 replace(ft, eval_splits=(), distill=TaskDistillRecipe(teacher=str(teacher), augment=1)), teacher)
 

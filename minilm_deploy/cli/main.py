@@ -59,6 +59,21 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("MINILM_DEBUG") == "1"
 
 
+INTERRUPTED = ("minilm: interrupted; no half-written output is left: run the same command again to resume "
+               "(distill and finetune: with --resume)\n")
+
+
+def raised_during_an_interrupt(exc: BaseException) -> bool:
+    """Whether `exc` was raised while a KeyboardInterrupt was being handled (in an `except` or `finally`)."""
+    context, seen = exc.__context__, set()
+    while context is not None and id(context) not in seen:
+        if isinstance(context, KeyboardInterrupt):
+            return True
+        seen.add(id(context))
+        context = context.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (also used by tests in-process).
 
@@ -71,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if code == 130:
-            sys.stderr.write("minilm: interrupted; no half-written output is left: run the same command again to resume "
-                             "(distill and finetune: with --resume)\n")
+            sys.stderr.write(INTERRUPTED)
         return code
     except MinilmError as exc:
         if _debug_requested(args):
@@ -82,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # disk full, permission denied, a file where a folder was expected, …
         if _debug_requested(args):
             raise
+        if raised_during_an_interrupt(exc):  # cleanup that Ctrl-C broke: the interrupt is what happened
+            sys.stderr.write(INTERRUPTED)
+            return 130
         from minilm_deploy.paths import os_error_line
 
         sys.stderr.write(f"minilm: error: {' '.join(os_error_line(exc).split())}\n")

@@ -23,7 +23,7 @@ from minilm_deploy.config import to_dict
 from minilm_deploy.distill import distributed as D
 from minilm_deploy.distill.recipe import DistillRecipe, LossSpec, StudentSpec, TrainSpec
 from minilm_deploy.errors import InputError, MinilmError
-from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable, os_error_line
+from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable, os_error_line, remove_tree
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -137,7 +137,7 @@ def run_stage(recipe, stage: StagePlan, teacher_spec: str, *, first: bool, resum
         progress = train_stage(job, info, device, resume=resume)
     except BaseException:
         if fresh and info.is_main and not any((work / "checkpoints").glob("step-*")):
-            shutil.rmtree(work, ignore_errors=True)  # nothing worth resuming: leave no trace
+            remove_tree(work)  # nothing worth resuming: leave no trace
         raise
     from minilm_deploy.distill.trainer import use_bf16
     from minilm_deploy.hardware import cpu_class, cpu_name
@@ -269,4 +269,4 @@ def _write_output(folder: Path, work: Path, student, tokenizer, record: dict, re
         if metrics.is_file():
             shutil.copyfile(metrics, tmp / "metrics.jsonl")
         atomic_write_text(tmp / RUN_FILE, json.dumps(record, indent=2, default=str))
-    shutil.rmtree(work, ignore_errors=True)
+    remove_tree(work)

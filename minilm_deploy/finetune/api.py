@@ -43,7 +43,7 @@ from minilm_deploy.finetune.prepare import prepare
 from minilm_deploy.finetune.recipe import ROLES, FinetuneRecipe
 from minilm_deploy.finetune.trainer import SeedRun, train_seed
 from minilm_deploy.models.loading import check_vocabulary, load_config, load_tokenizer
-from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable, os_error_line
+from minilm_deploy.paths import atomic_directory, atomic_write_text, check_writable, os_error_line, remove_tree
 from minilm_deploy.progress import make_progress
 
 METRICS_FILE, RUN_FILE, PARTIAL = "metrics.json", "run.json", ".partial"
@@ -83,9 +83,9 @@ def finetune_model(
                               label=label, record=record, teacher=teacher, start=start, wall=wall)
     except BaseException:  # an interruption keeps what --resume continues; nothing worth it, no folder to trip over
         if not any(work.glob("seed-*/step-*")) and not any(work.glob("seed-*.json")):
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
         raise
-    shutil.rmtree(work, ignore_errors=True)
+    remove_tree(work)
     return metrics
 
 
@@ -105,7 +105,7 @@ def train_seeds(spec: str, folder: Path, tokenizer: Any, task: TaskData, prep: A
                     with atomic_directory(work / "best", overwrite=True) as best_tmp:
                         save_model(model, tokenizer, best_tmp)
                 atomic_write_text(done, json.dumps(vars(run), indent=1) + "\n")
-                shutil.rmtree(work / f"seed-{seed}", ignore_errors=True)
+                remove_tree(work / f"seed-{seed}")
                 runs.append(run)
                 del model
         for file in (work / "best").iterdir():

