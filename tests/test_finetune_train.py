@@ -250,6 +250,22 @@ def test_task_distillation_lowers_kl_to_the_teacher(tmp_path: Path, tiny_bert_se
     assert kd < 0.5 * plain, (kd, plain)
 
 
+def test_the_teachers_soft_targets_follow_finetune_bf16(tiny_bert_session_dir: Path, tiny_bert_factory) -> None:
+    teacher = tiny_bert_factory("teacher", architecture="BertForSequenceClassification", seed=7,
+                                id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1}, initializer_range=0.5)
+    task, tokenizer = synthetic_task(n_train=64), load_tokenizer(tiny_bert_session_dir)
+    ft = replace(FAST, train_limit=64, distill=TaskDistillRecipe(teacher=str(teacher)))
+    full, half = (prepare(task, tokenizer, replace(ft, bf16=bf16), teacher) for bf16 in (False, True))
+    assert (full.info["teacher_bf16"], half.info["teacher_bf16"]) == (False, True)
+    model, teacher_tokenizer, _ = load_task_model(teacher)
+    expected = predict_logits(model, full.train, 64, teacher_tokenizer.pad_token_id)  # float32, outside autocast
+    assert full.teacher_logits is not None and half.teacher_logits is not None
+    np.testing.assert_allclose(full.teacher_logits, expected, atol=1e-5)
+    assert half.teacher_logits.dtype == np.float32 and not np.array_equal(half.teacher_logits, expected)  # bf16 ran
+    probabilities = [torch.softmax(torch.from_numpy(x) / 2.0, -1) for x in (half.teacher_logits, expected)]  # T = 2
+    assert float((probabilities[0] - probabilities[1]).abs().max()) < 0.02
+
+
 def test_distillation_through_the_library_records_the_teacher(tmp_path: Path, tiny_bert_session_dir: Path) -> None:
     task = synthetic_task()
     teacher = tmp_path / "teacher-task"

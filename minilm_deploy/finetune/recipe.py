@@ -16,7 +16,7 @@ finetune:
   seeds: [1, 2, 3]                 # each seed trains once; metrics.json reports mean ± std
   eval_splits: [test]              # cross-lingual: [test, test-fr, test-nl, test-de]
   freeze_embeddings: false         # true: word embeddings stay fixed (multilingual zero-shot transfer)
-  bf16: auto                       # autocast training to bf16: auto = CUDA with bf16, or a CPU with AMX/AVX512-BF16
+  bf16: auto                       # autocast training (and distill's soft targets) to bf16: auto = CUDA with bf16, or a CPU with AMX/AVX512-BF16
   checkpoint_every: 200            # steps between checkpoints in <output>.partial/ (0: only on SIGTERM); --resume continues
   distill:                         # optional task distillation from a fine-tuned teacher
     teacher: ""                    # "" = <run_dir>/teacher-task
@@ -74,7 +74,8 @@ class FinetuneRecipe:
     max_grad_norm: float = 1.0  # 0 = no clipping
     freeze_embeddings: bool = False  # keep the word embeddings fixed (large multilingual vocabularies: faster,
     #                                  and words unseen in training stay aligned across languages)
-    bf16: bool | Literal["auto"] = "auto"  # training forward passes under bf16 autocast (the loss in float32)
+    bf16: bool | Literal["auto"] = "auto"  # training and the distillation teacher's forwards under bf16 autocast
+    #                                         (the loss in float32; evaluation always in float32)
     checkpoint_every: int = 200  # optimizer steps between checkpoints (0: only when stopped by SIGTERM)
     epochs: int = 3
     steps: int = 0  # > 0: train exactly this many optimizer steps (evaluating at each epoch end and at the last step)
