@@ -39,7 +39,7 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               t1-pruned-both(-kd): t1-pruned distilled as t1-both (then fine-tuned as t1-both-kd);
               t1-pruned-kd-e8: t1-pruned-kd for 8 epochs; t1-pruned-kd-aug: t1-pruned-kd on the training texts
               plus 3 word-swapped copies of each, soft targets only (finetune.distill.augment: 3), 2 epochs: the
-              same optimizer steps as -e8; t1-pruned-kd-aug9: 9 copies, 1 epoch (the same steps again)
+              same optimizer steps as -e8; t1-pruned-kd-aug7: 7 copies, 1 epoch (the same steps again)
 
 Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
 Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
@@ -153,8 +153,8 @@ VARIANTS: dict[str, Variant] = {
     "t1-pruned-kd-aug": _kd(_T1_PRUNED, "t1-pruned, fine-tuned with task distillation on its training texts plus 3 "
                             "word-swapped copies of each labelled by that teacher (TinyBERT's augmentation), 2 epochs",
                             "t1-pruned", "kd-aug", epochs=2, augment=3),
-    "t1-pruned-kd-aug9": _kd(_T1_PRUNED, "t1-pruned-kd-aug with 9 copies of each text for 1 epoch (the same steps, "
-                             "3x the distinct texts)", "t1-pruned", "kd-aug9", epochs=1, augment=9),
+    "t1-pruned-kd-aug7": _kd(_T1_PRUNED, "t1-pruned-kd-aug with 7 copies of each text for 1 epoch (the same steps, "
+                             "twice the distinct texts)", "t1-pruned", "kd-aug7", epochs=1, augment=7),
     "t1-pruned-both": _T1_PRUNED_BOTH,
     "t1-pruned-both-kd": _kd(_T1_PRUNED_BOTH, "t1-pruned-both, fine-tuned with task distillation from that teacher",
                              "t1-pruned-both"),
@@ -194,7 +194,7 @@ PLAN: list[str] = (
        "mpnet-6x384:t1-pruned-kd:0:rotten-tomatoes:1", "mpnet-6x384:t1-pruned-both-kd:1M:rotten-tomatoes:1"]
     + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2) for v in ("t1-pruned-kd-e8", "t1-pruned-kd-aug")]
     + ["mpnet-6x384:t1-pruned-kd-aug:0:rotten-tomatoes:3"]
-    + [f"mpnet-6x384:t1-pruned-kd-aug9:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
+    + [f"mpnet-6x384:t1-pruned-kd-aug7:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
 )
 
 
