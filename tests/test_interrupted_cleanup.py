@@ -25,36 +25,37 @@ def _tree(root: Path) -> Path:
 
 
 @contextmanager
-def _sigint_after_first_close_in_rmtree() -> Iterator[None]:
-    """Deliver SIGINT right after `shutil.rmtree` first closes a directory descriptor: the instant at which
-    Python 3.11's rmtree has closed it but not yet recorded that (its `finally` then closes it again)."""
-    sent = []
+def _sigint_after_first_close(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Deliver SIGINT right after the first `os.close` returns: the instant at which Python 3.11's rmtree has
+    closed a directory's descriptor but not yet recorded that (its `finally` then closes it again). The real
+    close runs; Python handles the signal at its next check, in the caller, as it would after a real Ctrl-C."""
+    real_close, sent = os.close, []
 
-    def hook(frame, event: str, arg) -> None:
-        if (event == "c_return" and getattr(arg, "__name__", "") == "close" and not sent
-                and frame.f_code.co_filename == shutil.__file__):
-            sent.append(True)
+    def close_then_sigint(fd: int) -> None:
+        real_close(fd)
+        if not sent:
+            sent.append(fd)
             signal.raise_signal(signal.SIGINT)
 
-    sys.setprofile(hook)
+    monkeypatch.setattr(os, "close", close_then_sigint)
     try:
         yield
     finally:
-        sys.setprofile(None)
+        monkeypatch.setattr(os, "close", real_close)
     assert sent, "rmtree closed no directory descriptor"
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="the race is in Python 3.11's shutil.rmtree")
-def test_plain_rmtree_turns_that_ctrl_c_into_bad_file_descriptor(tmp_path: Path) -> None:
+def test_plain_rmtree_turns_that_ctrl_c_into_bad_file_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stdlib behaviour remove_tree exists for; if this stops failing, the race is gone from rmtree."""
-    with pytest.raises(OSError) as caught, _sigint_after_first_close_in_rmtree():
+    with pytest.raises(OSError) as caught, _sigint_after_first_close(monkeypatch):
         shutil.rmtree(_tree(tmp_path / "run"), ignore_errors=True)
     assert caught.value.errno == 9 and raised_during_an_interrupt(caught.value)
 
 
-def test_remove_tree_removes_the_whole_folder_then_delivers_the_ctrl_c(tmp_path: Path) -> None:
+def test_remove_tree_removes_the_whole_folder_then_delivers_the_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _tree(tmp_path / "run")
-    with pytest.raises(KeyboardInterrupt), _sigint_after_first_close_in_rmtree():
+    with pytest.raises(KeyboardInterrupt), _sigint_after_first_close(monkeypatch):
         remove_tree(folder)
     assert not folder.exists()
     remove_tree(folder)  # already gone: no error
