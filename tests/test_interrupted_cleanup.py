@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ def _tree(root: Path) -> Path:
 
 
 @contextmanager
-def _sigint_after_first_close(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _sigint_after_first_close() -> Iterator[None]:
     """Deliver SIGINT right after the first `os.close` returns: the instant at which Python 3.11's rmtree has
     closed a directory's descriptor but not yet recorded that (its `finally` then closes it again). The real
     close runs; Python handles the signal at its next check, in the caller, as it would after a real Ctrl-C."""
@@ -37,31 +38,29 @@ def _sigint_after_first_close(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
             sent.append(fd)
             signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(os, "close", close_then_sigint)
+    os.close = close_then_sigint
     try:
         yield
     finally:
-        monkeypatch.setattr(os, "close", real_close)
+        os.close = real_close
     assert sent, "rmtree closed no directory descriptor"
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the race is in Python 3.11's shutil.rmtree")
-def test_plain_rmtree_turns_that_ctrl_c_into_bad_file_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stdlib behaviour remove_tree exists for; if this stops failing, the race is gone from rmtree."""
-    with pytest.raises(OSError) as caught, _sigint_after_first_close(monkeypatch):
-        shutil.rmtree(_tree(tmp_path / "run"), ignore_errors=True)
+def check_plain_rmtree(root: Path) -> None:
+    with pytest.raises(OSError) as caught, _sigint_after_first_close():
+        shutil.rmtree(_tree(root), ignore_errors=True)
     assert caught.value.errno == 9 and raised_during_an_interrupt(caught.value)
 
 
-def test_remove_tree_removes_the_whole_folder_then_delivers_the_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = _tree(tmp_path / "run")
-    with pytest.raises(KeyboardInterrupt), _sigint_after_first_close(monkeypatch):
+def check_remove_tree(root: Path) -> None:
+    folder = _tree(root)
+    with pytest.raises(KeyboardInterrupt), _sigint_after_first_close():
         remove_tree(folder)
     assert not folder.exists()
     remove_tree(folder)  # already gone: no error
 
 
-def test_interrupts_held_delivers_the_first_signal_at_the_end_and_restores_the_handlers() -> None:
+def check_interrupts_held(root: Path) -> None:
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     reached = []
     with pytest.raises(KeyboardInterrupt):
@@ -73,6 +72,29 @@ def test_interrupts_held_delivers_the_first_signal_at_the_end_and_restores_the_h
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     with interrupts_held():
         pass  # nothing came: nothing delivered
+
+
+def _in_a_fresh_process(check: str, root: Path) -> None:
+    """Signals go to a fresh interpreter: in the test session's own process (with every library the earlier
+    tests loaded), a SIGINT raised in-process crashed pytest (SIGSEGV) in CI."""
+    code = f"from pathlib import Path; from tests.test_interrupted_cleanup import {check}; {check}(Path({str(root)!r}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the race is in Python 3.11's shutil.rmtree")
+def test_plain_rmtree_turns_that_ctrl_c_into_bad_file_descriptor(tmp_path: Path) -> None:
+    """The stdlib behaviour remove_tree exists for; if this stops failing, the race is gone from rmtree."""
+    _in_a_fresh_process("check_plain_rmtree", tmp_path / "run")
+
+
+def test_remove_tree_removes_the_whole_folder_then_delivers_the_ctrl_c(tmp_path: Path) -> None:
+    _in_a_fresh_process("check_remove_tree", tmp_path / "run")
+
+
+def test_interrupts_held_delivers_the_first_signal_at_the_end_and_restores_the_handlers(tmp_path: Path) -> None:
+    _in_a_fresh_process("check_interrupts_held", tmp_path / "run")
 
 
 def _raise_in_cleanup(cleanup: Callable[[], None]) -> BaseException:
