@@ -18,6 +18,7 @@ from minilm_deploy.export.profile import Tolerance, Validation, load_profile
 from minilm_deploy.export.samples import SENTENCES
 from minilm_deploy.runtime import Predictor
 from minilm_deploy.runtime.backends.openvino_runner import compile_file
+from tests.test_openvino_signal_stack import signal_stack_is_usable  # skips this module too without openvino
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -232,6 +233,7 @@ def test_profile_auto_with_a_task_times_real_texts_and_includes_openvino_int8(mo
     assert record["points"] == ["b1 real (test)", "b12 real (test)"]  # a 12-text split: batches of 1 and of 12
     assert record["candidates"]["openvino-int8"]["status"] in ("passed", "rejected")
     assert all(c["status"] != "skipped" for c in record["candidates"].values())
+    assert signal_stack_is_usable()  # every candidate compiled and freed: a Ctrl-C now is no SIGSEGV
 
 
 def test_an_artifact_picked_on_another_cpu_class_warns_with_the_command(models, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ import pytest
 
 from minilm_deploy.cli.main import raised_during_an_interrupt
 from minilm_deploy.paths import interrupts_held, remove_tree
+from tests.fresh_process import in_a_fresh_process
 
 
 def _tree(root: Path) -> Path:
@@ -75,12 +75,7 @@ def check_interrupts_held(root: Path) -> None:
 
 
 def _in_a_fresh_process(check: str, root: Path) -> None:
-    """Signals go to a fresh interpreter: in the test session's own process (with every library the earlier
-    tests loaded), a SIGINT raised in-process crashed pytest (SIGSEGV) in CI."""
-    code = f"from pathlib import Path; from tests.test_interrupted_cleanup import {check}; {check}(Path({str(root)!r}))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    assert done.returncode == 0, done.stderr[-2000:]
+    in_a_fresh_process(__file__, check, root)  # the signal goes to a fresh interpreter, as a user's Ctrl-C does
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="the race is in Python 3.11's shutil.rmtree")

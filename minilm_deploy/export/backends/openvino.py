@@ -52,7 +52,9 @@ def build_ir(fp32_onnx: Path, target: Path, precision: str, calibration: list[Fe
     first layer only (NNCF's default). `float_matmuls`: MatMul roles (`quantize.matmul_roles`) left unquantised."""
     import openvino as ov
 
-    model = ov.Core().read_model(str(fp32_onnx))
+    from minilm_deploy.runtime.backends.openvino_core import openvino_core
+
+    model = openvino_core().read_model(str(fp32_onnx))
     record: dict[str, Any] = {"precision": precision, "openvino": ov.__version__}
     if precision == "int8":
         if not calibration:

@@ -61,13 +61,13 @@ def compile_file(path: Path, hint: str, threads: int | None = None):
     denormals flushed to zero: a fine-tuned all-mpnet-base-v2 6×768 copy in bf16 on AMX ran 9% faster with it (24.2
     against 26.7 ms at b1×128, 1 thread), as fast as the pretrained copy, whose speed it did not change. Export
     validation and the task check compile through here too, so the gates judge what is served."""
-    import openvino as ov
+    from minilm_deploy.runtime.backends.openvino_core import openvino_core
 
     config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint,
                                  "CPU_DENORMALS_OPTIMIZATION": True}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    core = ov.Core()
+    core = openvino_core()  # one for the process: a Core per model can break Ctrl-C (see openvino_core.py)
     return core.compile_model(read_model(core, path), "CPU", config)
 
 
