@@ -40,6 +40,10 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               t1-pruned-kd-e8: t1-pruned-kd for 8 epochs; t1-pruned-kd-aug: t1-pruned-kd on the training texts
               plus 3 word-swapped copies of each, soft targets only (finetune.distill.augment: 3), 2 epochs: the
               same optimizer steps as -e8; t1-pruned-kd-aug7: 7 copies, 1 epoch (the same steps again)
+  l6          not made from the teacher: zoo:all-minilm-l6-v2 itself (a 6x384 encoder its authors distilled with
+              MiniLM), fine-tuned alone: the off-the-shelf small model (mpnet-6x384 only: its shape); l6-kd and
+              l6-kd-aug: fine-tuned with task distillation from the mpnet teacher, as t1-pruned-kd(-aug) (the
+              teacher reads the texts with its own tokenizer)
 
 Fine-tuning (every variant the same): the whole task, 3 epochs, the best dev epoch kept, length 64, lr 1e-4.
 Work goes to runs/students/ (models, not committed); one JSON per finished run to bench/results/students/runs/
@@ -93,6 +97,7 @@ class Variant:
     tag: str = ""  # the fine-tuning folder's suffix (<task>-s<seed>-<tag>): "kd" for task distillation
     finetune: dict[str, Any] = field(default_factory=dict)  # over FINETUNE (epochs, ...)
     task_distill: dict[str, Any] = field(default_factory=dict)  # over TASK_DISTILL (augment, ...)
+    pretrained: str = ""  # the student is this pretrained model itself, of the group's shape, not made from the teacher
 
     @property
     def distilled(self) -> bool:
@@ -126,6 +131,8 @@ _T1_BOTH = Variant("t1 + relations + hidden-state alignment to that teacher on t
                    corpus="task", task_teacher=True)
 _T1_PRUNED = Variant("width-pruned layer copy, new picks, of the fine-tuned teacher (same task and seed), ranked on "
                      "the task's training texts, no distillation", init="teacher-pruned", corpus="task", task_teacher=True)
+_L6 = Variant("zoo:all-minilm-l6-v2 itself (6x384, MiniLM-distilled by its authors), fine-tuned alone: the "
+              "off-the-shelf small encoder a user could take instead", pretrained="zoo:all-minilm-l6-v2")
 _T1_PRUNED_BOTH = replace(_T1_PRUNED, description="t1-pruned + relations + hidden-state alignment to that teacher on "
                           "the task's training texts", loss=_BOTH)
 VARIANTS: dict[str, Variant] = {
@@ -156,6 +163,10 @@ VARIANTS: dict[str, Variant] = {
     "t1-pruned-kd-aug7": _kd(_T1_PRUNED, "t1-pruned-kd-aug with 7 copies of each text for 1 epoch (the same steps, "
                              "twice the distinct texts)", "t1-pruned", "kd-aug7", epochs=1, augment=7),
     "t1-pruned-both": _T1_PRUNED_BOTH,
+    "l6": _L6,
+    "l6-kd": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher (its own tokenizer)", "l6"),
+    "l6-kd-aug": _kd(_L6, "l6, fine-tuned as t1-pruned-kd-aug (3 word-swapped copies, 2 epochs)", "l6", "kd-aug",
+                     epochs=2, augment=3),
     "t1-pruned-both-kd": _kd(_T1_PRUNED_BOTH, "t1-pruned-both, fine-tuned with task distillation from that teacher",
                              "t1-pruned-both"),
 }
@@ -195,6 +206,7 @@ PLAN: list[str] = (
     + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2) for v in ("t1-pruned-kd-e8", "t1-pruned-kd-aug")]
     + ["mpnet-6x384:t1-pruned-kd-aug:0:rotten-tomatoes:3"]
     + [f"mpnet-6x384:t1-pruned-kd-aug7:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
+    + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for v in ("l6-kd-aug", "l6")]
 )
 
 
@@ -304,6 +316,8 @@ def ensure_student(run: Run) -> str:
     group = GROUPS[run.group]
     if run.variant == "teacher":
         return group.teacher
+    if pretrained := VARIANTS[run.variant].pretrained:
+        return _of_the_groups_shape(pretrained, run.group)
     folder = WORK / run.student_key / "student"
     if (folder / "run.json").is_file():
         return str(folder)
@@ -330,6 +344,19 @@ def ensure_student(run: Run) -> str:
         "wall_seconds_this_session": record["wall_seconds_this_session"],
     })
     return str(folder)
+
+
+def _of_the_groups_shape(model: str, group: str) -> str:
+    """`model`, after checking that its layers and width are the group's (a pretrained student is not resized)."""
+    from transformers import AutoConfig
+
+    from minilm_deploy.models.adapters import attention_shape
+    from minilm_deploy.sources import resolve_model
+
+    layers, hidden, _ = attention_shape(AutoConfig.from_pretrained(resolve_model(model)))
+    if (layers, hidden) != (GROUPS[group].layers, GROUPS[group].hidden):
+        raise SystemExit(f"students.py: {model} is {layers}x{hidden}, not a {group} student; use it with a group of its shape")
+    return model
 
 
 def finetune(run: Run, needed_as_teacher: bool = False) -> None:
