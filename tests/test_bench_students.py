@@ -152,14 +152,23 @@ def test_a_row_whose_tasks_ran_on_different_machines_says_where_each_ran(tmp_pat
 def test_variants_say_once_what_each_is() -> None:
     assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
         "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd", "t1-pruned", "t1-pruned-kd", "t1-pruned-kd-e8",
-        "t1-pruned-kd-aug", "t1-pruned-kd-aug7"]
+        "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "l6", "l6-kd", "l6-kd-aug"]
     folders = [(students.student_variant(name), v.tag) for name, v in students.VARIANTS.items()]
     assert len(set(folders)) == len(folders)  # no two variants fine-tune one student into one folder
     for name, variant in students.VARIANTS.items():
         assert variant.kd == ("-kd" in name) == bool(variant.tag) and variant.task_teacher == name.startswith("t1")
         assert set(variant.finetune) <= set(students.FINETUNE)  # overrides of known settings only
         base = students.VARIANTS[variant.student] if variant.kd else variant
-        assert (base.loss, base.corpus, base.init) == (variant.loss, variant.corpus, variant.init)
+        assert (base.loss, base.corpus, base.init, base.pretrained) == (variant.loss, variant.corpus, variant.init,
+                                                                          variant.pretrained)
+        assert not (variant.pretrained and variant.distilled)  # a pretrained student is taken as it is
+
+
+def test_a_pretrained_student_is_taken_as_it_is_where_its_shape_is_the_groups() -> None:
+    assert students.ensure_student(students.Run.parse("mpnet-6x384:l6-kd-aug:0:rotten-tomatoes:1").base()) == \
+        "zoo:all-minilm-l6-v2"
+    with pytest.raises(SystemExit, match="zoo:all-minilm-l6-v2 is 6x384, not a 3x384 student"):
+        students.ensure_student(students.Run.parse("3x384:l6:0:rotten-tomatoes:1"))
 
 
 def test_a_stop_during_the_plan_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
