@@ -165,7 +165,8 @@ VARIANTS: dict[str, Variant] = {
     "t1-pruned-both": _T1_PRUNED_BOTH,
     "l6": _L6,
     "l6-kd": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher (its own tokenizer)", "l6"),
-    "l6-kd-aug": _kd(_L6, "l6, fine-tuned as t1-pruned-kd-aug (3 word-swapped copies, 2 epochs)", "l6", "kd-aug",
+    "l6-kd-aug": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher on its training "
+                           "texts plus 3 word-swapped copies of each, 2 epochs (as t1-pruned-kd-aug)", "l6", "kd-aug",
                      epochs=2, augment=3),
     "t1-pruned-both-kd": _kd(_T1_PRUNED_BOTH, "t1-pruned-both, fine-tuned with task distillation from that teacher",
                              "t1-pruned-both"),
