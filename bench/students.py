@@ -207,7 +207,7 @@ PLAN: list[str] = (
     + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2) for v in ("t1-pruned-kd-e8", "t1-pruned-kd-aug")]
     + ["mpnet-6x384:t1-pruned-kd-aug:0:rotten-tomatoes:3"]
     + [f"mpnet-6x384:t1-pruned-kd-aug7:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
-    + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for v in ("l6-kd-aug", "l6")]
+    + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for v in ("l6-kd-aug", "l6", "l6-kd")]
 )
 
 
