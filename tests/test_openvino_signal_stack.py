@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import gc
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from minilm_deploy.runtime.backends.openvino_core import openvino_core
 from tests.fresh_process import in_a_fresh_process
 
 ov = pytest.importorskip("openvino")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack and /proc/self/maps: Linux")
 SS_DISABLE = 2  # <signal.h> on Linux
 
 
