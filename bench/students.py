@@ -322,12 +322,7 @@ def ensure_student(run: Run) -> str:
     folder = WORK / run.student_key / "student"
     if (folder / "run.json").is_file():
         return str(folder)
-    from transformers import AutoConfig
-
-    from minilm_deploy.models.adapters import attention_shape
-    from minilm_deploy.sources import resolve_model
-
-    layers = attention_shape(AutoConfig.from_pretrained(resolve_model(group.teacher)))[0]
+    layers = _shape(group.teacher)[0]
     if run.task_teacher:  # its teacher is the fine-tuned teacher of this task and seed: fine-tune that first
         finetune(run.teacher_run(), needed_as_teacher=True)
     print(f"students: distilling {run.student_key} ({VARIANTS[run.variant].description})", file=sys.stderr)
@@ -347,14 +342,19 @@ def ensure_student(run: Run) -> str:
     return str(folder)
 
 
-def _of_the_groups_shape(model: str, group: str) -> str:
-    """`model`, after checking that its layers and width are the group's (a pretrained student is not resized)."""
+def _shape(model: str) -> tuple[int, int, int]:
+    """(layers, hidden, heads) of a model reference, from its config alone."""
     from transformers import AutoConfig
 
     from minilm_deploy.models.adapters import attention_shape
     from minilm_deploy.sources import resolve_model
 
-    layers, hidden, _ = attention_shape(AutoConfig.from_pretrained(resolve_model(model)))
+    return attention_shape(AutoConfig.from_pretrained(resolve_model(model)))
+
+
+def _of_the_groups_shape(model: str, group: str) -> str:
+    """`model`, after checking that its layers and width are the group's (a pretrained student is not resized)."""
+    layers, hidden, _ = _shape(model)
     if (layers, hidden) != (GROUPS[group].layers, GROUPS[group].hidden):
         raise SystemExit(f"students.py: {model} is {layers}x{hidden}, not a {group} student; use it with a group of its shape")
     return model

@@ -74,22 +74,18 @@ def check_interrupts_held(root: Path) -> None:
         pass  # nothing came: nothing delivered
 
 
-def _in_a_fresh_process(check: str, root: Path) -> None:
-    in_a_fresh_process(__file__, check, root)  # the signal goes to a fresh interpreter, as a user's Ctrl-C does
-
-
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="the race is in Python 3.11's shutil.rmtree")
 def test_plain_rmtree_turns_that_ctrl_c_into_bad_file_descriptor(tmp_path: Path) -> None:
     """The stdlib behaviour remove_tree exists for; if this stops failing, the race is gone from rmtree."""
-    _in_a_fresh_process("check_plain_rmtree", tmp_path / "run")
+    in_a_fresh_process(__file__, "check_plain_rmtree", tmp_path / "run")
 
 
 def test_remove_tree_removes_the_whole_folder_then_delivers_the_ctrl_c(tmp_path: Path) -> None:
-    _in_a_fresh_process("check_remove_tree", tmp_path / "run")
+    in_a_fresh_process(__file__, "check_remove_tree", tmp_path / "run")
 
 
 def test_interrupts_held_delivers_the_first_signal_at_the_end_and_restores_the_handlers(tmp_path: Path) -> None:
-    _in_a_fresh_process("check_interrupts_held", tmp_path / "run")
+    in_a_fresh_process(__file__, "check_interrupts_held", tmp_path / "run")
 
 
 def _raise_in_cleanup(cleanup: Callable[[], None]) -> BaseException:
