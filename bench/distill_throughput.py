@@ -76,6 +76,7 @@ def _run_minilm(teacher, student, blocks, args, device, clock, bf16: bool = Fals
     from minilm_deploy.distill.capture import CaptureModel, capture_teacher
     from minilm_deploy.distill.objective import MiniLMObjective
     from minilm_deploy.distill.recipe import LossSpec
+    from minilm_deploy.training import training_autocast
 
     objective = MiniLMObjective(LossSpec(), 12, 12)
     t_cap, s_cap = CaptureModel(teacher, -1, objective.captured_parts()), CaptureModel(student, -1, objective.captured_parts())
@@ -84,7 +85,7 @@ def _run_minilm(teacher, student, blocks, args, device, clock, bf16: bool = Fals
     for step, ids, mask in _batches(blocks, args, device):
         record = step >= args.warmup
         clock.start()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # as the trainer does
+        with training_autocast(student, device.type, bf16):  # as the trainer does
             t_states = capture_teacher(t_cap, ids, mask)
             clock.lap("teacher_forward", record)
             s_states = s_cap(ids, mask)

@@ -7,6 +7,8 @@ The recipe knobs have one name in both sections (`distill.train.*`, `finetune.*`
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # recipes import this module for `warmup_steps`: no torch at import time
@@ -35,3 +37,16 @@ def linear_schedule(step: int, total: int, warm: int) -> float:
     if warm and step < warm:
         return (step + 1) / warm
     return max(0.0, (total - step) / max(1, total - warm))
+
+
+@contextlib.contextmanager
+def training_autocast(model: nn.Module, device_type: str, bf16: bool) -> Iterator[None]:
+    """The forward of a training step: under bf16 autocast if `bf16` (the loss and backward go outside it),
+    with `model`'s attention in float32 where its bf16 CPU backward is slow (`models.cpu_bf16_attention`)."""
+    import torch
+
+    from minilm_deploy.models.cpu_bf16_attention import training_attention
+
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16), \
+            training_attention(model, enabled=bf16 and device_type == "cpu"):
+        yield

@@ -107,3 +107,20 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("MINILM_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def sdpa_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, bool]]:
+    """(query dtype, query requires grad) of every `scaled_dot_product_attention` call in this test; the real
+    kernel still runs (and its backward in the same dtype)."""
+    import torch
+
+    calls: list[tuple[object, bool]] = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def record(query, *args, **kwargs):
+        calls.append((query.dtype, query.requires_grad))
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", record)
+    return calls

@@ -242,9 +242,12 @@ def test_mpnet_teacher_and_student_with_relative_position_bias(tmp_path, corpus)
     assert logged[-1]["loss"] < logged[0]["loss"]
 
 
-def test_bf16_autocast_trains_with_finite_float32_losses(tmp_path, teacher_dir, corpus) -> None:
+def test_bf16_autocast_trains_with_finite_float32_losses(tmp_path, teacher_dir, corpus, sdpa_calls) -> None:
     recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 6, "bf16": True, "log_every": 1})
     assert main(["distill", str(recipe)]) == 0
+    # the teacher's attention (no gradient) in bf16; the student's, which backward runs through, in float32
+    assert (torch.bfloat16, False) in sdpa_calls and (torch.float32, True) in sdpa_calls
+    assert (torch.bfloat16, True) not in sdpa_calls
     logged = metrics(tmp_path / "run" / "student")
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logged) and logged[-1]["loss"] < logged[0]["loss"]
     run = json.loads((tmp_path / "run" / "student" / "run.json").read_text())

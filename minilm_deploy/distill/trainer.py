@@ -37,7 +37,7 @@ from minilm_deploy.errors import InputError, MinilmError
 from minilm_deploy.hardware import bf16_autocast
 from minilm_deploy.models.adapters import attention_shape, layer_list, resolve_layer
 from minilm_deploy.progress import make_progress, progress_enabled
-from minilm_deploy.training import adamw, linear_schedule
+from minilm_deploy.training import adamw, linear_schedule, training_autocast
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
@@ -208,10 +208,18 @@ class _Loop:
                 D.barrier(self.info)
         return progress
 
+    @property
+    def _capture(self) -> CaptureModel:
+        """The student's capture module (unwrapped from DistributedDataParallel)."""
+        return self.module.module if hasattr(self.module, "module") else self.module
+
+    @property
+    def student(self) -> nn.Module:
+        return self._capture.model
+
     def _save(self, progress: TrainProgress) -> None:
-        model = self.module.module if hasattr(self.module, "module") else self.module
-        save_checkpoint(self.stage.workdir / CHECKPOINTS, model.model, self.optimizer, progress,
-                        self.spec.keep_checkpoints, extras=_extras(model))
+        save_checkpoint(self.stage.workdir / CHECKPOINTS, self.student, self.optimizer, progress,
+                        self.spec.keep_checkpoints, extras=_extras(self._capture))
 
     def _step(self, progress: TrainProgress) -> tuple[dict[str, float], float]:
         spec, info = self.spec, self.info
@@ -230,7 +238,7 @@ class _Loop:
             ids, mask = ids.to(self.device), mask.to(self.device)
             sync = contextlib.nullcontext() if m == spec.grad_accum - 1 or not info.active else self.module.no_sync()
             with sync:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                with training_autocast(self.student, self.device.type, self.bf16):
                     t_states = capture_teacher(self.teacher, ids, mask)
                     s_states = self.module(ids, mask)
                     out = self.objective(t_states, s_states, counts)  # float32 inside, autocast or not

@@ -32,7 +32,7 @@ from minilm_deploy.finetune.losses import task_loss
 from minilm_deploy.finetune.model import TaskHead, load_for_training, state_copy
 from minilm_deploy.finetune.recipe import FinetuneRecipe
 from minilm_deploy.hardware import bf16_autocast
-from minilm_deploy.training import adamw, linear_schedule, warmup_steps
+from minilm_deploy.training import adamw, linear_schedule, training_autocast, warmup_steps
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def train_step(model: torch.nn.Module, optimizer, lr: float, batch: dict[str, to
     the hard loss over the `labelled` rows only if given); returns the loss."""
     distill = ft.distill
     device = labels.device.type
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+    with training_autocast(model, device, bf16):
         logits = model(**batch).logits  # (B, K)
     loss, _ = task_loss(kind, logits.float(), labels, soft, distill.temperature if distill else 1.0,
                         distill.weight if distill else 0.0, labelled)  # float32, outside autocast
