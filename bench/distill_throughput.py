@@ -6,10 +6,12 @@ The naive way calls teacher and student with `output_attentions=True` (eager att
 layer, full forward passes) and takes the values from hooks. Both run the same data, the same
 student, the same AdamW step. Each method runs in its own fresh process (so peak RSS is its own),
 in alternating rounds; the medians are reported. Also measured: a plain teacher forward and a plain
-student training step, to see how close a distillation step is to their sum.
+student training step, to see how close a distillation step is to their sum. The student has no dropout
+unless `--dropout` says otherwise (a recipe's student takes the teacher's: 0.1 for all-MiniLM-L6-v2).
 
-    python -m bench.distill_throughput --threads 1           # the issue's setting (CPU, ~8 min)
-    python -m bench.distill_throughput --steps 2 --rounds 1  # a quick look
+    python -m bench.distill_throughput --threads 1                 # the issue's setting (CPU, ~8 min)
+    python -m bench.distill_throughput --threads 1 --dropout 0.1   # the default recipe's student
+    python -m bench.distill_throughput --steps 2 --rounds 1        # a quick look
 
 Writes bench/results/distill_throughput.json and .md. Not a test: nothing asserts a time.
 """
@@ -57,7 +59,7 @@ def _setup(args):
     docs = shuffled_documents(read_corpus(args.corpus), 0)
     need = (args.steps + args.warmup) * args.batch * args.seq_len
     blocks = pack_blocks(docs, teacher.tokenizer, args.seq_len, max_tokens=need)
-    student, _ = build_student(teacher.model, StudentSpec(layers=args.layers, hidden=args.hidden, dropout=0.0), seed=0)
+    student, _ = build_student(teacher.model, StudentSpec(layers=args.layers, hidden=args.hidden, dropout=args.dropout), seed=0)
     if attn:
         student.config._attn_implementation = attn
     device = torch.device(args.device)
@@ -228,8 +230,8 @@ def main_run(args) -> dict:
     ours, naive, bf16 = summary["minilm"], summary["naive"], summary["minilm-bf16"]
     alone = summary["teacher-forward"]["step_s"] + summary["student-step"]["step_s"]
     return {
-        "setting": {k: getattr(args, k) for k in ("teacher", "layers", "hidden", "batch", "seq_len", "steps", "warmup",
-                                                   "rounds", "threads", "device")},
+        "setting": {k: getattr(args, k) for k in ("teacher", "layers", "hidden", "dropout", "batch", "seq_len", "steps",
+                                                   "warmup", "rounds", "threads", "device")},
         "machine": {"cpu": cpu_name(), "cpu_class": cpu_class(), "fast_bf16": cpu_has_fast_bf16(),
                     "cores": os.cpu_count(), "load_average_start": os.getloadavg(), "platform": platform.platform()},
         "results": summary,
@@ -249,7 +251,8 @@ def report(result: dict, stem: Path) -> None:
         f"CPU: {result['machine']['cpu']} (class {result['machine'].get('cpu_class')}, fast bf16: "
         f"{result['machine'].get('fast_bf16')}).",
         "",
-        f"Teacher {s['teacher']}, student {s['layers']}x{s['hidden']}, batch {s['batch']}, sequence {s['seq_len']}, "
+        f"Teacher {s['teacher']}, student {s['layers']}x{s['hidden']} (dropout {s.get('dropout', 0.0)}), batch {s['batch']}, "
+        f"sequence {s['seq_len']}, "
         f"{s['device']} with {s['threads']} threads; {s['steps']} timed steps after {s['warmup']} warm-up, "
         f"median of {s['rounds']} round(s), each method in a fresh process. "
         f"Load average at start: {', '.join(f'{x:.1f}' for x in result['machine']['load_average_start'])} "
@@ -313,6 +316,9 @@ def parse(argv=None):
     p.add_argument("--corpus", default="zoo:corpus-en")
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--hidden", type=int, default=384)
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="the student's hidden and attention dropout (a recipe's default is the teacher's, 0.1 here; with "
+                        "attention dropout PyTorch's CPU SDPA takes its slower math path)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq-len", dest="seq_len", type=int, default=128)
     p.add_argument("--steps", type=int, default=4)
