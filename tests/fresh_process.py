@@ -16,7 +16,10 @@ def in_a_fresh_process(test_file: str, check: str, root: Path) -> None:
     """`check(root)` of the test module `test_file` (its `__file__`) in a new interpreter; fails with its stderr
     and exit status (negative: the signal that killed it)."""
     module = f"tests.{Path(test_file).stem}"
-    code = f"from pathlib import Path; from {module} import {check}; {check}(Path({str(root)!r}))"
+    # Ctrl-C handled as in a terminal, even when the tests run in the background (`make test &`, nohup), where the
+    # shell starts them with SIGINT ignored and an ignored SIGINT stays ignored in every child
+    code = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from pathlib import Path; "
+            f"from {module} import {check}; {check}(Path({str(root)!r}))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
+from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
 
 from minilm_deploy.models.cpu_bf16_attention import NAME, training_attention
 from minilm_deploy.training import training_autocast
@@ -84,6 +84,10 @@ def test_a_model_with_another_attention_is_left_alone() -> None:
     model = tiny_bert("eager")
     with training_attention(model):
         assert model.config._attn_implementation == "eager"
+    mpnet = MPNetModel(MPNetConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                   intermediate_size=64))  # its own attention (relative positions), eager masks
+    with training_attention(mpnet):
+        assert mpnet.config._attn_implementation == "eager"
     with training_attention(torch.nn.Linear(2, 2)):  # not a transformers model: nothing to switch
         pass
 
