@@ -6,7 +6,8 @@ hidden-state alignment on corpus-en, batch 32 x 64, the student's dropout the te
 budget. Each way runs in its own fresh process through the library's `run_distill`, in alternating rounds; the
 "bf16 attention" way is the same code with `training_attention` made a no-op (what the trainer did before).
 
-    python -m bench.bf16_attention --threads 1                   # 512k tokens each way, 2 rounds (~8 min on AMX)
+    python -m bench.bf16_attention                    # 512k tokens each way, 2 rounds, 1 thread (~10 min on AMX)
+    python -m bench.bf16_attention --dropout 0        # the same with a student without dropout (flash attention)
 
 Both ways force `bf16: true`: meant for a CPU with AMX or AVX512-BF16, where `bf16: auto` turns it on (elsewhere
 the comparison means little). Writes bench/results/bf16_attention.json and .md. Not a test: nothing asserts a time.
@@ -43,6 +44,8 @@ def worker(args) -> dict:
         recipe = students.distill_recipe(students.Run.parse(RUN), 6)
         recipe["output_dir"] = tmp
         recipe["distill"]["train"] |= {"tokens": args.tokens, "bf16": True, "checkpoint_every": 10**9}
+        if args.dropout is not None:
+            recipe["distill"]["student"]["dropout"] = args.dropout
         record = harness.distill_student(recipe, "bf16_attention")
     return {"way": args.worker, "wall_s": record["wall_seconds_this_session"], "cpu_s": record["cpu_seconds_this_session"],
             "tokens": record["tokens"], "steps": record["steps"], "tokens_per_s": record["tokens"] / record["wall_seconds_this_session"],
@@ -65,7 +68,8 @@ def main_run(args) -> dict:
     medians = {way: {"wall_s": statistics.median(r["wall_s"] for r in rs),
                      "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rs)} for way, rs in runs.items()}
     return {
-        "setting": {"recipe": RUN, "tokens": args.tokens, "rounds": args.rounds, "threads": args.threads},
+        "setting": {"recipe": RUN, "tokens": args.tokens, "dropout": args.dropout, "rounds": args.rounds,
+                    "threads": args.threads},
         "machine": {"cpu": cpu_name(), "cpu_class": cpu_class(), "fast_bf16": cpu_has_fast_bf16(),
                     "cores": os.cpu_count(), "load_average_start": os.getloadavg()},
         "runs": runs, "medians": medians,
@@ -79,7 +83,8 @@ def report(result: dict, stem: Path) -> None:
         "# Real distillation under bf16 autocast: the student's attention in float32 or in bf16",
         "",
         f"CPU: {result['machine']['cpu']} (class {result['machine']['cpu_class']}, fast bf16: "
-        f"{result['machine']['fast_bf16']}). Recipe: bench/students.py `{s['recipe']}` at {s['tokens']:,} tokens, "
+        f"{result['machine']['fast_bf16']}). Recipe: bench/students.py `{s['recipe']}` at {s['tokens']:,} tokens, student "
+        f"dropout {'0.1 (the teacher' + chr(39) + 's, the default)' if s.get('dropout') is None else s['dropout']}, "
         f"{s['threads']} thread(s), {s['rounds']} round(s) alternating, each in a fresh process; load average at "
         f"start {', '.join(f'{x:.1f}' for x in result['machine']['load_average_start'])}.",
         "",
@@ -118,6 +123,9 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", choices=WAYS, help=argparse.SUPPRESS)
     p.add_argument("--tokens", type=int, default=512_000)
+    p.add_argument("--dropout", type=float, default=None,
+                   help="the student's dropout (default: the recipe's, the teacher's 0.1; with attention dropout PyTorch's "
+                        "CPU SDPA runs its math path, which computes bf16 inputs in float32 anyway)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=harness.RESULTS / "bf16_attention")
