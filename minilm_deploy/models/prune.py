@@ -34,6 +34,28 @@ Batch = tuple[Tensor, Tensor]  # input_ids (B, T), attention_mask (B, T)
 
 
 @dataclass(frozen=True)
+class Width:
+    """What pruning reads of a model's config: its architecture's adapter, width, heads and FFN size."""
+
+    adapter: Adapter
+    hidden: int
+    heads: int
+    ffn: int
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden // self.heads
+
+
+def width_of(model_or_config) -> Width:
+    """The `Width` of a model (or of its config)."""
+    config = model_or_config if not isinstance(model_or_config, nn.Module) else model_config(model_or_config)
+    adapter = adapter_for(config.model_type)
+    _, hidden, heads = attention_shape(config)
+    return Width(adapter, hidden, heads, int(getattr(config, adapter.ffn_attr)))
+
+
+@dataclass(frozen=True)
 class PrunedShape:
     heads: int
     ffn: int
@@ -42,9 +64,8 @@ class PrunedShape:
 def pruned_shape(teacher_config, hidden: int, ffn: int, heads: int | None) -> PrunedShape:
     """The student's heads and FFN size when pruned from `teacher_config` to `hidden` wide; one-line errors that name
     the key to change. Heads keep the teacher's head size."""
-    adapter = adapter_for(teacher_config.model_type)
-    _, t_hidden, t_heads = attention_shape(teacher_config)
-    head_size, t_ffn = t_hidden // t_heads, int(getattr(teacher_config, adapter.ffn_attr))
+    t = width_of(teacher_config)
+    t_hidden, t_heads, head_size, t_ffn = t.hidden, t.heads, t.head_size, t.ffn
     what = f"init: teacher-pruned ({hidden} wide, from a teacher {t_hidden} wide with {t_heads} heads of {head_size})"
     if hidden > t_hidden or hidden % head_size:
         raise InputError(f"{what}: distill.student.hidden must be a multiple of the head size {head_size}, at most "
@@ -80,8 +101,8 @@ class Kept:
 @torch.no_grad()
 def measure_importance(teacher: nn.Module, batches: Iterable[Batch]) -> Importance:
     """Run `teacher` on `batches` with hooks; the statistics are means over real tokens."""
-    adapter = adapter_for(model_config(teacher).model_type)
-    _, hidden, heads = attention_shape(model_config(teacher))
+    width = width_of(teacher)
+    adapter, hidden, heads = width.adapter, width.hidden, width.heads
     layers = layer_list(teacher)
     sums: dict[str, Tensor] = {}
     tokens = {"real": torch.zeros(())}
@@ -193,10 +214,8 @@ def sliced(tensor: Tensor, target: torch.Size, axes: list[Tensor | None], channe
 
 def copy_pruned(teacher: nn.Module, student: nn.Module, picks: Sequence[int], kept: Kept) -> None:
     """Load into `student` the teacher's embeddings and layers `picks`, narrowed to what `kept` keeps."""
-    config = model_config(teacher)
-    adapter = adapter_for(config.model_type)
-    _, t_hidden, t_heads = attention_shape(config)
-    head_size = t_hidden // t_heads
+    t = width_of(teacher)
+    adapter, t_hidden, head_size = t.adapter, t.hidden, t.head_size
     t_state, s_state = teacher.state_dict(), student.state_dict()
     prefix = adapter.layers + "."
     bias_table = f"{adapter.score_bias}.weight" if adapter.score_bias else None
@@ -221,15 +240,11 @@ def copy_pruned(teacher: nn.Module, student: nn.Module, picks: Sequence[int], ke
 def prune_into(teacher: nn.Module, student: nn.Module, picks: Sequence[int], calibration: Iterable[Batch]) -> dict:
     """Measure the teacher on `calibration`, choose what `student`'s width keeps, copy it; returns a record of the
     choice (for run.json)."""
-    config = model_config(teacher)
-    adapter = adapter_for(config.model_type)
-    _, hidden, heads = attention_shape(model_config(student))
-    shape = PrunedShape(heads=heads, ffn=int(getattr(model_config(student), adapter.ffn_attr)))
+    t, s = width_of(teacher), width_of(student)
+    shared_heads = t.adapter.score_bias is not None
     importance = measure_importance(teacher, calibration)
-    kept = choose(importance, picks, hidden, shape, shared_heads=adapter.score_bias is not None)
+    kept = choose(importance, picks, s.hidden, PrunedShape(heads=s.heads, ffn=s.ffn), shared_heads=shared_heads)
     copy_pruned(teacher, student, picks, kept)
-    _, t_hidden, t_heads = attention_shape(config)
-    return {"channels": f"{hidden} of {t_hidden}", "heads": f"{heads} of {t_heads} per layer",
-            "ffn": f"{shape.ffn} of {getattr(config, adapter.ffn_attr)}",
-            "kept_heads": [k.tolist() for k in kept.heads], "shared_heads": adapter.score_bias is not None,
+    return {"channels": f"{s.hidden} of {t.hidden}", "heads": f"{s.heads} of {t.heads} per layer",
+            "ffn": f"{s.ffn} of {t.ffn}", "kept_heads": [k.tolist() for k in kept.heads], "shared_heads": shared_heads,
             "kept_channels": kept.channels.tolist()}
