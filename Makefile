@@ -34,7 +34,7 @@ gate-baseline: $(STAMP)
 	rm -rf runs/ci-gate
 	$(VENV)/bin/minilm run $(GATE_RECIPE) --set bench.gates.baseline=null \
 	    --set bench.gates.max_speedup_loss_pct=null --set bench.gates.max_accuracy_loss=null
-	cp runs/ci-gate/bench/results.json bench/ci-gate/baseline.json
+	cp runs/ci-gate/bench/results.json bench/ci-gate/baseline-$$($(PY) -c 'from minilm_deploy.hardware import cpu_class; print(cpu_class())').json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check minilm_deploy tests bench

@@ -181,11 +181,24 @@ def test_the_ci_gate_recipe_and_its_baseline_fit_together():
     recipe = load_recipe(ROOT / "bench" / "ci-gate" / "recipe.yaml")
     gates = recipe.bench.gates
     assert gates.baseline == "bench/ci-gate/baseline.json" and gates.max_speedup_loss_pct and gates.max_accuracy_loss
-    baseline = json.loads((ROOT / gates.baseline).read_text())
-    validate_results(baseline)
     candidates = {m.name for m in bench_models(recipe) if m.role == "candidate"}
-    assert candidates == {s["model"] for s in baseline["summary"] if s["role"] == "candidate"}
-    assert all(g["passed"] for g in baseline["gates"])
+    for path in [ROOT / gates.baseline, *(ROOT / "bench" / "ci-gate").glob("baseline-*.json")]:
+        baseline = json.loads(path.read_text())
+        validate_results(baseline)
+        assert candidates == {s["model"] for s in baseline["summary"] if s["role"] == "candidate"}, path.name
+        assert all(g["passed"] for g in baseline["gates"]), path.name
+        if path.stem != "baseline":  # a class's own baseline was measured on that class
+            assert path.stem == f"baseline-{baseline['environment']['cpu_class']}"
+
+
+def test_a_baseline_of_this_cpu_class_is_preferred_where_there_is_one(tmp_path):
+    from minilm_deploy.bench.run import baseline_for
+
+    configured = tmp_path / "baseline.json"
+    assert baseline_for(configured, "amx") == configured  # none of its own: the configured one
+    (tmp_path / "baseline-amx.json").write_text("{}")
+    assert baseline_for(configured, "amx") == tmp_path / "baseline-amx.json"
+    assert baseline_for(configured, "avx2") == configured
 
 
 def test_cli_gate_failure_is_one_line_and_the_report_is_still_written(models, tmp_path, capsys):

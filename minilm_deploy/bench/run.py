@@ -65,7 +65,7 @@ def run_bench(models: list[ModelSpec], suite: BenchSuite, output: Path, task: Ta
         from minilm_deploy.sources import load_task
 
         task = load_task(suite.task)
-    baseline = load_baseline(Path(suite.gates.baseline)) if suite.gates.baseline else None
+    baseline = load_baseline(baseline_for(Path(suite.gates.baseline), cpu_class())) if suite.gates.baseline else None
     examples = eval_examples(task, suite.split, suite.eval_limit, suite.seed) if task else None
     measured = [_measure(spec, suite, task, examples) for spec in models]
     results = assemble(measured, suite, task)
@@ -76,6 +76,13 @@ def run_bench(models: list[ModelSpec], suite: BenchSuite, output: Path, task: Ta
     if line:
         raise GateFailed(f"{line}; report in {output}")
     return results
+
+
+def baseline_for(path: Path, cpu: str) -> Path:
+    """The baseline recorded on a CPU of class `cpu`, beside `path` (`<stem>-<class>.json`), if there is one; else
+    `path` itself (whose speed-ups the gates then compare only if it too was measured on this class)."""
+    own = path.with_name(f"{path.stem}-{cpu}{path.suffix}")
+    return own if own.is_file() else path
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
