@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -55,16 +52,7 @@ def worker(args) -> dict:
 def main_run(args) -> dict:
     from minilm_deploy.hardware import cpu_class, cpu_has_fast_bf16, cpu_name
 
-    runs: dict[str, list[dict]] = {way: [] for way in WAYS}
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    for _ in range(args.rounds):
-        for way in WAYS:
-            cmd = [sys.executable, "-m", "bench.bf16_attention", "--worker", way, *sys.argv[1:]]
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=harness.ROOT)
-            if done.returncode:
-                raise SystemExit(f"{way} failed:\n{done.stderr[-3000:]}")
-            runs[way].append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(f"{way}: {runs[way][-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
+    runs = harness.interleaved_workers("bench.bf16_attention", WAYS, args.rounds, args.threads)
     medians = {way: {"wall_s": statistics.median(r["wall_s"] for r in rs),
                      "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rs)} for way, rs in runs.items()}
     return {
@@ -111,12 +99,7 @@ def report(result: dict, stem: Path) -> None:
 
 
 def reproduce(setting: dict, stem: Path) -> str:
-    defaults = vars(parse([]))
-    command = ["python -m bench.bf16_attention",
-               *harness.changed_options({k: v for k, v in setting.items() if k != "recipe"}, defaults)]
-    if stem != defaults["out"]:
-        command.append(f"--out {stem.relative_to(harness.ROOT) if stem.is_relative_to(harness.ROOT) else stem}")
-    return " ".join(command)
+    return harness.reproduce_line("bench.bf16_attention", setting, stem, parse)
 
 
 def parse(argv=None):
@@ -133,10 +116,4 @@ def parse(argv=None):
 
 
 if __name__ == "__main__":
-    arguments = parse()
-    if arguments.worker:
-        print(json.dumps(worker(arguments)))
-    else:
-        outcome = main_run(arguments)
-        report(outcome, arguments.out)
-        print(arguments.out.with_suffix(".md").read_text())
+    harness.worker_or_main(parse, worker, main_run, report)

@@ -19,14 +19,11 @@ Writes bench/results/distill_throughput.json and .md. Not a test: nothing assert
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import resource
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 from bench import harness
@@ -214,16 +211,7 @@ def _median_record(records: list[dict]) -> dict:
 
 
 def main_run(args) -> dict:
-    runs: dict[str, list[dict]] = {m: [] for m in METHODS}
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    for _ in range(args.rounds):
-        for method in METHODS:
-            cmd = [sys.executable, "-m", "bench.distill_throughput", "--worker", method, *sys.argv[1:]]
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=harness.ROOT)
-            if done.returncode:
-                raise SystemExit(f"{method} failed:\n{done.stderr[-3000:]}")
-            runs[method].append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(f"{method}: {runs[method][-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
+    runs = harness.interleaved_workers("bench.distill_throughput", METHODS, args.rounds, args.threads)
     summary = {m: _median_record(r) for m, r in runs.items()}
     from minilm_deploy.hardware import cpu_class, cpu_has_fast_bf16, cpu_name
 
@@ -301,12 +289,7 @@ def report(result: dict, stem: Path) -> None:
 
 
 def reproduce(setting: dict, stem: Path) -> str:
-    """The command that measures `setting` again into `stem`: the options that differ from the defaults."""
-    defaults = vars(parse([]))
-    command = ["python -m bench.distill_throughput", *harness.changed_options(setting, defaults)]
-    if stem != defaults["out"]:
-        command.append(f"--out {stem.relative_to(harness.ROOT) if stem.is_relative_to(harness.ROOT) else stem}")
-    return " ".join(command)
+    return harness.reproduce_line("bench.distill_throughput", setting, stem, parse)
 
 
 def parse(argv=None):
@@ -331,10 +314,4 @@ def parse(argv=None):
 
 
 if __name__ == "__main__":
-    arguments = parse()
-    if arguments.worker:
-        print(json.dumps(worker(arguments)))
-    else:
-        outcome = main_run(arguments)
-        report(outcome, arguments.out)
-        print(arguments.out.with_suffix(".md").read_text())
+    harness.worker_or_main(parse, worker, main_run, report)

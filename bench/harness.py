@@ -12,8 +12,12 @@ Scripts run from the repository root as modules (the root is on the import path;
 from __future__ import annotations
 
 import json
+import os
 import resource
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +65,42 @@ def distill_student(recipe_dict: dict[str, Any], label: str) -> dict[str, Any]:
     run = json.loads((Path(recipe.output_dir) / "student" / "run.json").read_text())
     return {**run, "cpu_seconds_this_session": round(cpu_seconds() - cpu, 1),
             "wall_seconds_this_session": round(time.perf_counter() - wall, 1)}
+
+
+def interleaved_workers(module: str, workers: tuple[str, ...], rounds: int, threads: int) -> dict[str, list[dict]]:
+    """`python -m <module> --worker W <this command's arguments>` for each of `workers`, each in a fresh process
+    with OMP_NUM_THREADS=`threads`, in `rounds` alternating rounds: each worker's records (its stdout's last line,
+    JSON), in order. A worker that fails stops the script with its stderr's tail."""
+    runs: dict[str, list[dict]] = {w: [] for w in workers}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    for _ in range(rounds):
+        for worker in workers:
+            cmd = [sys.executable, "-m", module, "--worker", worker, *sys.argv[1:]]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+            if done.returncode:
+                raise SystemExit(f"{worker} failed:\n{done.stderr[-3000:]}")
+            runs[worker].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"{worker}: {runs[worker][-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
+    return runs
+
+
+def reproduce_line(module: str, setting: dict[str, Any], stem: Path, parse: Callable[[list[str]], Any]) -> str:
+    """The command that measures `setting` again into `stem`: `python -m <module>` with the options that differ
+    from `parse`'s defaults (keys `parse` does not know are left out)."""
+    defaults = vars(parse([]))
+    command = [f"python -m {module}", *changed_options({k: v for k, v in setting.items() if k in defaults}, defaults)]
+    if stem != defaults["out"]:
+        command.append(f"--out {stem.relative_to(ROOT) if stem.is_relative_to(ROOT) else stem}")
+    return " ".join(command)
+
+
+def worker_or_main(parse: Callable[[], Any], worker: Callable[[Any], dict], main_run: Callable[[Any], dict],
+                   report: Callable[[dict, Path], None]) -> None:
+    """A script of `interleaved_workers`: as `--worker W`, print one record (JSON) and stop; else run the workers,
+    write the report to `--out` and print its table."""
+    arguments = parse()
+    if arguments.worker:
+        print(json.dumps(worker(arguments)))
+        return
+    report(main_run(arguments), arguments.out)
+    print(arguments.out.with_suffix(".md").read_text())

@@ -252,6 +252,21 @@ def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy
     assert "load average at start (" not in stem.with_suffix(".md").read_text()
 
 
+def test_bf16_attention_report_reads_its_record_and_says_how_it_was_made(tmp_path) -> None:
+    from bench import bf16_attention
+
+    result = json.loads((bf16_attention.harness.RESULTS / "bf16_attention_amx_dropout0.json").read_text())
+    stem = tmp_path / "mine"
+    bf16_attention.report(result, stem)
+    text = stem.with_suffix(".md").read_text()
+    assert f"Reproduce: `python -m bench.bf16_attention --tokens 256000 --dropout 0.0 --out {stem}`" in text
+    assert "**1.22x**" in text and text.count("| float32-attention |") == 2 and "student dropout 0.0" in text
+    default = {**result, "setting": {**result["setting"], "dropout": None, "tokens": 512_000, "rounds": 2}}
+    bf16_attention.report(default, stem)
+    text = stem.with_suffix(".md").read_text()
+    assert f"`python -m bench.bf16_attention --out {stem}`" in text and "the teacher's, the default" in text
+
+
 def test_openvino_int8_variants_are_valid_profiles_settings_and_the_table_reads_the_record() -> None:
     from dataclasses import replace
 
