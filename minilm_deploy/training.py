@@ -1,4 +1,5 @@
-"""What both trainers (distillation, fine-tuning) share: the optimizer and the learning-rate schedule.
+"""What both trainers (distillation, fine-tuning) share: the optimizer, the learning-rate schedule and the
+training forward's bf16 autocast.
 
 The recipe knobs have one name in both sections (`distill.train.*`, `finetune.*`): `lr`,
 `weight_decay`, `warmup` (a fraction of the steps below 1, else a number of steps), `batch_size`,
