@@ -250,6 +250,11 @@ def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy
     quiet = {**result, "machine": {**result["machine"], "load_average_start": [0.2, 0.5, 1.0]}}
     distill_throughput.report(quiet, stem)
     assert "load average at start (" not in stem.with_suffix(".md").read_text()
+    assert "both under bf16" not in stem.with_suffix(".md").read_text()  # a record from before naive-bf16 was timed
+    both = json.loads((distill_throughput.RESULTS / "distill_throughput_amx_1thread_naive_bf16_stop36.json").read_text())
+    distill_throughput.report(both, stem)
+    text = stem.with_suffix(".md").read_text()
+    assert "| naive-bf16 |" in text and "both under bf16 autocast: **1.26x**" in text and "not reached there" in text
 
 
 def test_bf16_attention_report_reads_its_record_and_says_how_it_was_made(tmp_path) -> None:
