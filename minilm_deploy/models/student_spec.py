@@ -20,7 +20,9 @@ class StudentSpec:
     # teacher-layers, teacher-pruned: the 0-based teacher layers to copy, one per student layer, increasing
     # (e.g. [0, 2, 5]); default: spread over the teacher with its first and last layer kept
     init_layers: tuple[int, ...] | None = None
-    dropout: float | None = None  # hidden and attention dropout; default: the teacher's
+    # hidden and attention dropout; default: the teacher's. Part of the student's config: saved with it, so fine-tuning
+    # uses it too. On a CPU, attention dropout sends SDPA down its slower math path (README: distillation step)
+    dropout: float | None = None
 
     def __post_init__(self) -> None:
         if self.layers < 1 or self.hidden < 1:
