@@ -20,6 +20,7 @@ Writes bench/results/distill_throughput.json and .md. Not a test: nothing assert
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import platform
@@ -175,16 +176,8 @@ def _run_student_step(teacher, student, blocks, args, device, clock):
     return float(loss)
 
 
-def _run_minilm_bf16(teacher, student, blocks, args, device, clock):
-    return _run_minilm(teacher, student, blocks, args, device, clock, bf16=True)
-
-
-def _run_naive_bf16(teacher, student, blocks, args, device, clock):
-    return _run_naive(teacher, student, blocks, args, device, clock, bf16=True)
-
-
-RUNNERS = {"minilm": _run_minilm, "minilm-bf16": _run_minilm_bf16, "naive": _run_naive, "naive-bf16": _run_naive_bf16,
-           "teacher-forward": _run_teacher_forward,
+RUNNERS = {"minilm": _run_minilm, "minilm-bf16": functools.partial(_run_minilm, bf16=True), "naive": _run_naive,
+           "naive-bf16": functools.partial(_run_naive, bf16=True), "teacher-forward": _run_teacher_forward,
            "student-step": _run_student_step}
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "minilm_sdpa_cpu_bf16_training"
 
@@ -36,8 +37,6 @@ def _needs_float32(query: torch.Tensor) -> bool:
 def sdpa_float32_backward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           attention_mask: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, None]:
     """transformers' SDPA attention, in float32 when its bf16 CPU backward would run; q, k, v: (B, H, T, d)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     if not _needs_float32(query):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     if attention_mask is not None and attention_mask.is_floating_point():
