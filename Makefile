@@ -38,7 +38,7 @@ gate-baseline: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check minilm_deploy tests bench
-	$(VENV)/bin/mypy minilm_deploy
+	$(VENV)/bin/mypy --show-traceback minilm_deploy
 
 clean:
 	rm -rf $(VENV) runs
