@@ -80,7 +80,8 @@ def interleaved_workers(module: str, workers: tuple[str, ...], rounds: int, thre
             if done.returncode:
                 raise SystemExit(f"{worker} failed:\n{done.stderr[-3000:]}")
             runs[worker].append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(f"{worker}: {runs[worker][-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
+            rate = next(key for key in runs[worker][-1] if key.endswith("_per_s"))  # tokens_per_s, examples_per_s
+            print(f"{worker}: {runs[worker][-1][rate]:.0f} {rate.removesuffix('_per_s')}/s", file=sys.stderr)
     return runs
 
 

@@ -42,12 +42,12 @@ def linear_schedule(step: int, total: int, warm: int) -> float:
 
 @contextlib.contextmanager
 def training_autocast(model: nn.Module, device_type: str, bf16: bool) -> Iterator[None]:
-    """The forward of a training step: under bf16 autocast if `bf16` (the loss and backward go outside it),
-    with `model`'s attention in float32 where its bf16 CPU backward is slow (`models.cpu_bf16_attention`)."""
+    """The forward of a training step: under bf16 autocast if `bf16` (the loss and backward go outside it), and on
+    a CPU with `model`'s attention and dropout through `models.cpu_training` (its bf16 attention backward and its
+    dropout draws are slow there)."""
     import torch
 
-    from minilm_deploy.models.cpu_bf16_attention import training_attention
+    from minilm_deploy.models.cpu_training import cpu_training
 
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16), \
-            training_attention(model, enabled=bf16 and device_type == "cpu"):
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16), cpu_training(model, device_type):
         yield

@@ -124,3 +124,20 @@ def sdpa_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, bool]]:
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", record)
     return calls
+
+
+@pytest.fixture
+def dropout_attention_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, float]]:
+    """(query dtype, dropout) of every `models.cpu_training.dropout_attention` call (a CPU training step's attention
+    with dropout, in float32 whatever the query's dtype); the real function still runs."""
+    from minilm_deploy.models import cpu_training
+
+    calls: list[tuple[object, float]] = []
+    real = cpu_training.dropout_attention
+
+    def record(query, key, value, mask, dropout, scaling):
+        calls.append((query.dtype, dropout))
+        return real(query, key, value, mask, dropout, scaling)
+
+    monkeypatch.setattr(cpu_training, "dropout_attention", record)
+    return calls

@@ -257,19 +257,20 @@ def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy
     assert "| naive-bf16 |" in text and "both under bf16 autocast: **1.26x**" in text and "not reached there" in text
 
 
-def test_bf16_attention_report_reads_its_record_and_says_how_it_was_made(tmp_path) -> None:
-    from bench import bf16_attention
+def test_cpu_training_report_reads_its_records_and_says_how_they_were_made(tmp_path) -> None:
+    from bench import cpu_training
 
-    result = json.loads((bf16_attention.harness.RESULTS / "bf16_attention_amx_dropout0.json").read_text())
+    result = json.loads((cpu_training.harness.RESULTS / "cpu_training_amx_bf16.json").read_text())
     stem = tmp_path / "mine"
-    bf16_attention.report(result, stem)
+    cpu_training.report(result, stem)
     text = stem.with_suffix(".md").read_text()
-    assert f"Reproduce: `python -m bench.bf16_attention --tokens 256000 --dropout 0.0 --out {stem}`" in text
-    assert "**1.22x**" in text and text.count("| float32-attention |") == 2 and "student dropout 0.0" in text
-    default = {**result, "setting": {**result["setting"], "dropout": None, "tokens": 512_000, "rounds": 2}}
-    bf16_attention.report(default, stem)
-    text = stem.with_suffix(".md").read_text()
-    assert f"`python -m bench.bf16_attention --out {stem}`" in text and "the teacher's, the default" in text
+    assert f"Reproduce: `python -m bench.cpu_training --out {stem}`" in text and "# Real distill on a CPU (bf16)" in text
+    assert all(text.count(f"| {way} |") == 2 for way in cpu_training.WAYS) and "torch-dropout **1.06x**" in text
+    assert "student dropout 0.1 (the teacher's, the default)" in text
+    fp32 = {**result, "setting": {**result["setting"], "precision": "fp32", "dropout": 0.0, "tokens": 64_000}}
+    cpu_training.report(fp32, stem)
+    assert f"`python -m bench.cpu_training --tokens 64000 --precision fp32 --dropout 0.0 --out {stem}`" in \
+        stem.with_suffix(".md").read_text()
 
 
 def test_openvino_int8_variants_are_valid_profiles_settings_and_the_table_reads_the_record() -> None:
