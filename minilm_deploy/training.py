@@ -47,7 +47,7 @@ def training_autocast(model: nn.Module, device_type: str, bf16: bool) -> Iterato
     dropout draws are slow there)."""
     import torch
 
-    from minilm_deploy.models.cpu_training import cpu_training
+    from minilm_deploy.models.cpu_training import training_kernels
 
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16), cpu_training(model, device_type):
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16), training_kernels(model, device_type):
         yield

@@ -110,7 +110,7 @@ def test_without_bf16_and_dropout_the_attention_is_torch_sdpa_in_float32(sdpa_ca
 
 def test_on_another_device_nothing_is_switched() -> None:
     model = tiny_bert(dropout=0.1)
-    with cpu_training.cpu_training(model, "cuda"):
+    with cpu_training.training_kernels(model, "cuda"):
         assert model.config._attn_implementation == "sdpa"
         assert not any(isinstance(m, FastDropout) for m in model.modules())
 

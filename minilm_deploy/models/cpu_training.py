@@ -15,7 +15,7 @@ repeatable) and gives each element 16 of them: an element is dropped with probab
 within 1/131072. With attention dropout the attention runs as explicit float32 matrix products with that dropout
 on the probabilities (what SDPA's math path computes, less the slow draws).
 
-`cpu_training(model, bf16)` switches a transformers model that uses SDPA to the attention function registered here
+`training_kernels(model, device_type)` switches a transformers model that uses SDPA to the attention function registered here
 under `NAME` (the config's private field, never saved) and its `nn.Dropout` modules to `FastDropout`, for a `with`
 block, and restores both. Models that do not dispatch through transformers' attention interface (MPNet) keep their
 attention; their dropout modules are switched all the same. On other devices nothing changes.
@@ -70,7 +70,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
 
 
 class FastDropout(nn.Dropout):
-    """`nn.Dropout` through `fast_dropout`; `cpu_training` swaps a module's class to this one and back."""
+    """`nn.Dropout` through `fast_dropout`; `fast_dropouts` swaps a module's class to this one and back."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fast_dropout(x, self.p, self.training)
@@ -165,7 +165,7 @@ def fast_dropouts(model: nn.Module, enabled: bool = True) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def cpu_training(model: nn.Module, device_type: str) -> Iterator[None]:
+def training_kernels(model: nn.Module, device_type: str) -> Iterator[None]:
     """`training_attention` and `fast_dropouts` for `model`, on a CPU; elsewhere nothing."""
     on_cpu = device_type == "cpu"
     with training_attention(model, enabled=on_cpu), fast_dropouts(model, enabled=on_cpu):
