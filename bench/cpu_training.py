@@ -3,10 +3,12 @@ float32 under bf16, the fast dropout): wall time, tokens/s and the final losses 
 
 The recipe is bench/students.py's 3x384 c1-both (teacher all-MiniLM-L6-v2, its layers 0, 2, 5, relations and
 hidden-state alignment on corpus-en, batch 32 x 64, the student's dropout the teacher's 0.1), at a smaller token
-budget. Each way runs in its own fresh process through the library's `run_distill`, in alternating rounds:
+budget. Each way runs in its own fresh process through the library's `run_distill` (or, with `--stage finetune`,
+`finetune_model`), in alternating rounds:
   cpu-training   the trainer as it is;
-  torch-dropout  the same with torch's dropout (modules and SDPA's attention dropout): the trainer of 87f9c33;
-  torch          neither replacement: SDPA and dropout as PyTorch does them (the trainer before 87f9c33).
+  default-adamw  the same with torch's default AdamW instead of the fused one (what fine-tuning used before 758b360);
+  torch-dropout  the trainer with torch's dropout (modules and SDPA's attention dropout);
+  torch          also without the float32 attention: SDPA and dropout as PyTorch does them.
 
     python -m bench.cpu_training                          # bf16, 256k tokens each way, 2 rounds, 1 thread (~10 min on AMX)
     python -m bench.cpu_training --precision fp32         # float32 (what AVX2-only CPUs train in)
@@ -28,9 +30,11 @@ from pathlib import Path
 
 from bench import harness
 
-WAYS = ("cpu-training", "torch-dropout", "torch")
+WAYS = ("cpu-training", "default-adamw", "torch-dropout", "torch")
 RUN = "3x384:c1-both:1M:rotten-tomatoes:1"  # the recipe (its token budget replaced by --tokens)
 FINETUNE_MODEL = "zoo:all-minilm-l6-v2"  # --stage finetune: the model fine-tuned
+WAY_TEXT = {"cpu-training": "the trainer as it is", "default-adamw": "with torch's default AdamW, not the fused one",
+            "torch-dropout": "with torch's dropout", "torch": "with torch's dropout and SDPA"}
 
 
 def worker(args) -> dict:
@@ -40,6 +44,12 @@ def worker(args) -> dict:
     from minilm_deploy.models import cpu_training
 
     torch.set_num_threads(args.threads)
+    if args.worker == "default-adamw":
+        class DefaultAdamW(torch.optim.AdamW):  # torch's default implementation: a loop over the tensors on a CPU
+            def __init__(self, params, *args, fused=None, **kwargs) -> None:
+                super().__init__(params, *args, **kwargs)
+
+        torch.optim.AdamW = DefaultAdamW  # type: ignore[misc]
     if args.worker in ("torch-dropout", "torch"):
         cpu_training.fast_dropouts = lambda model, enabled=True: contextlib.nullcontext()
         cpu_training._plain_encoder_attention = lambda *args: False  # SDPA with its own attention dropout
@@ -125,7 +135,8 @@ def report(result: dict, stem: Path) -> None:
         "| way | round | wall (s) | " + " | ".join(head) + " |",
         "|---|---:|---:|" + "---:|" * len(head),
     ]
-    for way in WAYS:
+    ways = [way for way in WAYS if way in result["runs"]]  # records made before a way was added lack it
+    for way in ways:
         for i, r in enumerate(result["runs"][way], 1):
             f = r["final"]
             cells = ([f"{r[rate]:.0f}", f"{f['tokens_per_s']:.0f}", f"{f['loss']:.4f}",
@@ -135,13 +146,12 @@ def report(result: dict, stem: Path) -> None:
             lines.append(f"| {way} | {i} | {r['wall_s']:.1f} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"- Medians ({unit}/s): " + ", ".join(f"{way} {m[way][rate]:{digits}}" for way in WAYS) + "; cpu-training over "
-        + ", ".join(f"{way} **{result['speedup'][way]:.2f}x**" for way in WAYS[1:]) + ".",
+        f"- Medians ({unit}/s): " + ", ".join(f"{way} {m[way][rate]:{digits}}" for way in ways) + "; cpu-training over "
+        + ", ".join(f"{way} **{result['speedup'][way]:.2f}x**" for way in ways[1:]) + ".",
         "- " + ("Wall time includes loading the teacher, reading and packing the corpus and saving the student."
                 if stage == "distill" else "Training time includes one evaluation on 64 dev sentences (float32, the "
                 "same for every way); wall time also loading, tokenizing and the whole test split."),
-        "- The ways: cpu-training, the trainer as it is; torch-dropout, with PyTorch's dropout (the trainer of 87f9c33); "
-        "torch, PyTorch's SDPA and dropout (the trainer before).",
+        "- The ways: " + "; ".join(f"{way}, {WAY_TEXT[way]}" for way in ways) + ".",
         "",
         f"Reproduce: `{reproduce(s, stem)}`.",
     ]

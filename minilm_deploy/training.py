@@ -17,14 +17,17 @@ if TYPE_CHECKING:  # recipes import this module for `warmup_steps`: no torch at 
     from torch import nn
 
 
-def adamw(model: nn.Module, *, lr: float, weight_decay: float, eps: float, fused: bool = False) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; no weight decay on biases and LayerNorm weights (1-D ones)."""
+def adamw(model: nn.Module, *, lr: float, weight_decay: float, eps: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and LayerNorm weights (1-D ones). Fused: one
+    pass over each tensor. AdamW updates the whole word-embedding table every step (30,522 x 384 for
+    all-MiniLM-L6-v2), and torch's default (foreach) implementation makes a new table-sized tensor at each of its
+    steps: in a bf16 fine-tuning step of that model on a CPU (AMX, 1 thread) it took ~150 ms of ~600."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=eps, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=eps, fused=True)
 
 
 def warmup_steps(warmup: float, total: int) -> int:

@@ -70,10 +70,8 @@ def use_bf16(spec: TrainSpec, device: torch.device) -> bool:
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.AdamW:
-    """The shared AdamW, fused, with BERT pre-training's eps 1e-6. The fused kernel is one pass over each
-    tensor: ~15x faster than foreach on CPU for a 12M-row embedding table, which AdamW must update in
-    full every step."""
-    return adamw(model, lr=spec.lr, weight_decay=spec.weight_decay, eps=1e-6, fused=True)
+    """The shared AdamW (fused) with BERT pre-training's eps 1e-6."""
+    return adamw(model, lr=spec.lr, weight_decay=spec.weight_decay, eps=1e-6)
 
 
 def freeze_unreached(student: CaptureModel, teacher: CaptureModel, objective: MiniLMObjective, blocks: Blocks) -> list[str]:

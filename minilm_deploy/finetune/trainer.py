@@ -81,7 +81,7 @@ def plan_steps(n_train: int, ft: FinetuneRecipe) -> tuple[int, int]:
 
 
 def make_optimizer(model: torch.nn.Module, ft: FinetuneRecipe, total: int):
-    """The shared AdamW (eps 1e-8, torch's default, as fine-tuning recipes use) and its learning rate at each
+    """The shared AdamW (fused; eps 1e-8, torch's default, as fine-tuning recipes use) and its learning rate at each
     (0-based) step: linear warm-up, then linear decay (a function of the step alone: nothing to checkpoint)."""
     optimizer = adamw(model, lr=ft.lr, weight_decay=ft.weight_decay, eps=1e-8)
     warm = warmup_steps(ft.warmup, total)
