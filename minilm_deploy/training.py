@@ -20,8 +20,9 @@ if TYPE_CHECKING:  # recipes import this module for `warmup_steps`: no torch at 
 def adamw(model: nn.Module, *, lr: float, weight_decay: float, eps: float) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; no weight decay on biases and LayerNorm weights (1-D ones). Fused: one
     pass over each tensor. AdamW updates the whole word-embedding table every step (30,522 x 384 for
-    all-MiniLM-L6-v2), and torch's default (foreach) implementation makes a new table-sized tensor at each of its
-    steps: in a bf16 fine-tuning step of that model on a CPU (AMX, 1 thread) it took ~150 ms of ~600."""
+    all-MiniLM-L6-v2), and torch's default implementation (on a CPU, a loop over the tensors) makes a new table-sized
+    tensor at each of its operations: in a bf16 fine-tuning step of that model on a CPU (AMX, 1 thread) it took ~150 ms
+    of ~600."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]

@@ -163,7 +163,8 @@ def test_an_old_and_a_new_name_together_are_refused() -> None:
 
 
 def test_one_schedule_and_one_optimizer_for_both_trainers() -> None:
-    """Fine-tuning's and distillation's learning rates follow the same curve; both AdamWs split decay the same way."""
+    """Fine-tuning's and distillation's learning rates follow the same curve; both AdamWs are fused and split decay the
+    same way."""
     import torch
 
     from minilm_deploy.distill.recipe import TrainSpec
@@ -181,3 +182,4 @@ def test_one_schedule_and_one_optimizer_for_both_trainers() -> None:
         decay, rest = opt.param_groups
         assert (decay["weight_decay"], rest["weight_decay"]) == (0.1, 0.0)
         assert [p.ndim for p in decay["params"]] == [2] and [p.ndim for p in rest["params"]] == [1, 1, 1]
+        assert decay["fused"] and rest["fused"]  # torch's default loops over the tensors on a CPU (slow on the embedding)
