@@ -6,7 +6,7 @@ hidden-state alignment on corpus-en, batch 32 x 64, the student's dropout the te
 budget. Each way runs in its own fresh process through the library's `run_distill` (or, with `--stage finetune`,
 `finetune_model`), in alternating rounds:
   cpu-training   the trainer as it is;
-  default-adamw  the same with torch's default AdamW instead of the fused one (what fine-tuning used before 758b360);
+  default-adamw  the same with torch's default AdamW instead of the fused one (what fine-tuning used up to 758b360);
   torch-dropout  the trainer with torch's dropout (modules and SDPA's attention dropout);
   torch          also without the float32 attention: SDPA and dropout as PyTorch does them.
 
