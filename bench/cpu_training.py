@@ -84,7 +84,7 @@ def _finetune(args) -> dict:
     run = metrics["runs"][0]
     examples = args.steps * options["batch_size"]
     return {"wall_s": metrics["wall_seconds"], "train_s": metrics["train_seconds"], "steps": args.steps,
-            "examples_per_s": examples / metrics["train_seconds"], "tokens_per_s": examples / metrics["train_seconds"],
+            "examples_per_s": examples / metrics["train_seconds"],
             "final": {"loss": run["history"][-1]["train_loss"], "test": metrics["splits"]["test"]}, "bf16": run["bf16"]}
 
 
