@@ -164,7 +164,7 @@ def reproduce(setting: dict, stem: Path) -> str:
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--worker", choices=WAYS, help=argparse.SUPPRESS)
+    harness.add_worker_options(p, WAYS, threads=1, out=harness.RESULTS / "cpu_training")
     p.add_argument("--stage", choices=("distill", "finetune"), default="distill")
     p.add_argument("--tokens", type=int, default=256_000, help="distillation tokens per way")
     p.add_argument("--steps", type=int, default=150, help="fine-tuning steps per way")
@@ -172,9 +172,6 @@ def parse(argv=None):
                    help="bf16 autocast (what `bf16: auto` turns on with AMX or AVX512-BF16) or float32")
     p.add_argument("--dropout", type=float, default=None,
                    help="the student's dropout (default: the recipe's, the teacher's 0.1)")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=harness.RESULTS / "cpu_training")
     return p.parse_args(argv)
 
 

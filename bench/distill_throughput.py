@@ -304,22 +304,19 @@ def reproduce(setting: dict, stem: Path) -> str:
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    harness.add_worker_options(p, METHODS, threads=2, out=RESULTS / "distill_throughput")
     p.add_argument("--teacher", default="zoo:all-minilm-l6-v2")
     p.add_argument("--corpus", default="zoo:corpus-en")
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--hidden", type=int, default=384)
     p.add_argument("--dropout", type=float, default=0.0,
-                   help="the student's hidden and attention dropout (a recipe's default is the teacher's, 0.1 here; with "
-                        "attention dropout PyTorch's CPU SDPA takes its slower math path)")
+                   help="the student's hidden and attention dropout (a recipe's default is the teacher's, 0.1 here; on a "
+                        "CPU models.cpu_training's fast dropout, except in the naive path's eager attention: torch's)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq-len", dest="seq_len", type=int, default=128)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=RESULTS / "distill_throughput")
     return p.parse_args(argv)
 
 

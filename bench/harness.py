@@ -11,6 +11,7 @@ Scripts run from the repository root as modules (the root is on the import path;
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -65,6 +66,15 @@ def distill_student(recipe_dict: dict[str, Any], label: str) -> dict[str, Any]:
     run = json.loads((Path(recipe.output_dir) / "student" / "run.json").read_text())
     return {**run, "cpu_seconds_this_session": round(cpu_seconds() - cpu, 1),
             "wall_seconds_this_session": round(time.perf_counter() - wall, 1)}
+
+
+def add_worker_options(parser: argparse.ArgumentParser, workers: tuple[str, ...], *, threads: int, out: Path) -> None:
+    """The options `interleaved_workers` and `worker_or_main` rely on: the hidden `--worker`, `--rounds`, `--threads`
+    and `--out` (the report's path stem, which `reproduce_line` compares with its default)."""
+    parser.add_argument("--worker", choices=workers, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--out", type=Path, default=out)
 
 
 def interleaved_workers(module: str, workers: tuple[str, ...], rounds: int, threads: int) -> dict[str, list[dict]]:

@@ -45,19 +45,23 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
     return bits >= round(p * 2**_BITS) - 2 ** (_BITS - 1)
 
 
+def _keep_and_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    return x * keep.to(x.dtype).mul_(scale)
+
+
 class _KeepAndScale(torch.autograd.Function):
-    """x * keep * scale, saving only the bool mask for backward."""
+    """x * keep * scale, saving only the bool mask for backward (whose gradient is the same product)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(keep)
         ctx.scale = scale
-        return x * keep.to(x.dtype).mul_(scale)
+        return _keep_and_scale(x, keep, scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         (keep,) = ctx.saved_tensors
-        return grad * keep.to(grad.dtype).mul_(ctx.scale), None, None
+        return _keep_and_scale(grad, keep, ctx.scale), None, None
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:

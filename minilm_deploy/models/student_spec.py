@@ -21,7 +21,7 @@ class StudentSpec:
     # (e.g. [0, 2, 5]); default: spread over the teacher with its first and last layer kept
     init_layers: tuple[int, ...] | None = None
     # hidden and attention dropout; default: the teacher's. Part of the student's config: saved with it, so fine-tuning
-    # uses it too. On a CPU, attention dropout sends SDPA down its slower math path (README: distillation step)
+    # uses it too. On a CPU both trainers run it through `models.cpu_training`'s fast dropout
     dropout: float | None = None
 
     def __post_init__(self) -> None:
