@@ -1,11 +1,13 @@
-"""The real trainers on a CPU with and without `minilm_deploy/models/cpu_training.py` (the student's attention in
-float32 under bf16, the fast dropout): wall time, tokens/s and the final losses of one recipe.
+"""The real trainers on a CPU with and without their CPU measures (`minilm_deploy/models/cpu_training.py`: the
+student's attention in float32 under bf16, the fast dropout; the fused AdamW; `minilm_deploy/cpu_heap.py`: freed
+memory kept during training): wall time, tokens/s, page faults, peak memory and the final losses of one recipe.
 
 The recipe is bench/students.py's 3x384 c1-both (teacher all-MiniLM-L6-v2, its layers 0, 2, 5, relations and
 hidden-state alignment on corpus-en, batch 32 x 64, the student's dropout the teacher's 0.1), at a smaller token
 budget. Each way runs in its own fresh process through the library's `run_distill` (or, with `--stage finetune`,
 `finetune_model`), in alternating rounds:
   cpu-training   the trainer as it is;
+  glibc-heap     the same with glibc's malloc as it comes (freed memory given back to the kernel, then faulted in again);
   default-adamw  the same with torch's default AdamW instead of the fused one (what fine-tuning used up to 758b360);
   torch-dropout  the trainer with torch's dropout (modules and SDPA's attention dropout);
   torch          also without the float32 attention: SDPA and dropout as PyTorch does them.
@@ -14,6 +16,7 @@ budget. Each way runs in its own fresh process through the library's `run_distil
     python -m bench.cpu_training --precision fp32         # float32 (what AVX2-only CPUs train in)
     python -m bench.cpu_training --dropout 0              # a student without dropout (flash attention)
     python -m bench.cpu_training --stage finetune         # `minilm finetune`'s trainer: all-MiniLM-L6-v2, 150 steps
+    python -m bench.cpu_training --ways cpu-training,glibc-heap   # two of the ways
 
 Writes bench/results/cpu_training.json and .md. Not a test: nothing asserts a time. (Its first version,
 `bench/bf16_attention.py` at 87f9c33, wrote bench/results/bf16_attention_amx_*: float32 attention against bf16.)
@@ -24,16 +27,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import tempfile
 from pathlib import Path
 
 from bench import harness
 
-WAYS = ("cpu-training", "default-adamw", "torch-dropout", "torch")
+WAYS = ("cpu-training", "glibc-heap", "default-adamw", "torch-dropout", "torch")
 RUN = "3x384:c1-both:1M:rotten-tomatoes:1"  # the recipe (its token budget replaced by --tokens)
 FINETUNE_MODEL = "zoo:all-minilm-l6-v2"  # --stage finetune: the model fine-tuned
-WAY_TEXT = {"cpu-training": "the trainer as it is", "default-adamw": "with torch's default AdamW, not the fused one",
+WAY_TEXT = {"cpu-training": "the trainer as it is", "glibc-heap": "with glibc's malloc as it comes (cpu_heap off)",
+            "default-adamw": "with torch's default AdamW, not the fused one",
             "torch-dropout": "with torch's dropout", "torch": "with torch's dropout and SDPA"}
 
 
@@ -41,9 +46,12 @@ def worker(args) -> dict:
     import torch
 
     from bench import students
+    from minilm_deploy import cpu_heap
     from minilm_deploy.models import cpu_training
 
     torch.set_num_threads(args.threads)
+    if args.worker == "glibc-heap":
+        cpu_heap.kept_heap = _heap_as_it_comes
     if args.worker == "default-adamw":
         class DefaultAdamW(torch.optim.AdamW):  # torch's default implementation: a loop over the tensors on a CPU
             def __init__(self, params, *args, fused=None, **kwargs) -> None:
@@ -56,7 +64,7 @@ def worker(args) -> dict:
     if args.worker == "torch":
         cpu_training.training_attention = lambda model, enabled=True: contextlib.nullcontext()
     if args.stage == "finetune":
-        return {"way": args.worker, **_finetune(args)}
+        return {"way": args.worker, **_finetune(args), **_memory()}
     with tempfile.TemporaryDirectory() as tmp:
         recipe = students.distill_recipe(students.Run.parse(RUN), 6)
         recipe["output_dir"] = tmp
@@ -66,7 +74,18 @@ def worker(args) -> dict:
         record = harness.distill_student(recipe, "cpu_training")
     return {"way": args.worker, "wall_s": record["wall_seconds_this_session"], "cpu_s": record["cpu_seconds_this_session"],
             "tokens": record["tokens"], "steps": record["steps"], "tokens_per_s": record["tokens"] / record["wall_seconds_this_session"],
-            "final": record["final"], "bf16": record["bf16"]}
+            "final": record["final"], "bf16": record["bf16"], **_memory()}
+
+
+@contextlib.contextmanager
+def _heap_as_it_comes(device_type: str):
+    yield False
+
+
+def _memory() -> dict:
+    """This process's minor page faults and peak resident memory (MiB), loading included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"minor_faults": usage.ru_minflt, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
 def _finetune(args) -> dict:
@@ -95,19 +114,29 @@ def rate_key(stage: str) -> str:
 def main_run(args) -> dict:
     from minilm_deploy.hardware import cpu_class, cpu_has_fast_bf16, cpu_name
 
-    runs = harness.interleaved_workers("bench.cpu_training", WAYS, args.rounds, args.threads)
+    ways = selected_ways(args.ways)
+    runs = harness.interleaved_workers("bench.cpu_training", ways, args.rounds, args.threads)
     rate = rate_key(args.stage)
     medians = {way: {"wall_s": statistics.median(r["wall_s"] for r in rs), rate: statistics.median(r[rate] for r in rs)}
                for way, rs in runs.items()}
     return {
         "setting": {"stage": args.stage, "recipe": RUN if args.stage == "distill" else FINETUNE_MODEL,
                     "tokens": args.tokens, "steps": args.steps, "precision": args.precision, "dropout": args.dropout,
-                    "rounds": args.rounds, "threads": args.threads},
+                    "rounds": args.rounds, "threads": args.threads, "ways": args.ways},
         "machine": {"cpu": cpu_name(), "cpu_class": cpu_class(), "fast_bf16": cpu_has_fast_bf16(),
                     "cores": os.cpu_count(), "load_average_start": os.getloadavg()},
         "runs": runs, "medians": medians,
-        "speedup": {way: medians["cpu-training"][rate] / medians[way][rate] for way in WAYS[1:]},
+        "speedup": {way: medians["cpu-training"][rate] / medians[way][rate] for way in ways[1:]},
     }
+
+
+def selected_ways(given: str) -> tuple[str, ...]:
+    """`--ways` as a tuple: known ways, the trainer as it is first (the speed-ups are against it)."""
+    ways = tuple(way.strip() for way in given.split(",") if way.strip())
+    unknown = [way for way in ways if way not in WAYS]
+    if unknown or not ways or ways[0] != WAYS[0]:
+        raise SystemExit(f"--ways: {', '.join(unknown) or given!r}: give {WAYS[0]} first, then any of {', '.join(WAYS[1:])}")
+    return ways
 
 
 def report(result: dict, stem: Path) -> None:
@@ -132,8 +161,8 @@ def report(result: dict, stem: Path) -> None:
         f"{s['threads']} thread(s), {s['rounds']} round(s) alternating, each way in a fresh process; load average at "
         f"start {', '.join(f'{x:.1f}' for x in machine['load_average_start'])}.",
         "",
-        "| way | round | wall (s) | " + " | ".join(head) + " |",
-        "|---|---:|---:|" + "---:|" * len(head),
+        "| way | round | wall (s) | " + " | ".join(head) + " | minor page faults | peak RSS (MiB) |",
+        "|---|---:|---:|" + "---:|" * (len(head) + 2),
     ]
     ways = [way for way in WAYS if way in result["runs"]]  # records made before a way was added lack it
     for way in ways:
@@ -143,7 +172,8 @@ def report(result: dict, stem: Path) -> None:
                       *(f"{f.get(part, float('nan')):.4f}" for part in ("attention", "value", "hidden", "embedding"))]
                      if stage == "distill" else
                      [f"{r[rate]:.1f}", f"{f['loss']:.4f}", f"{f['test']['accuracy']:.4f}"])
-            lines.append(f"| {way} | {i} | {r['wall_s']:.1f} | " + " | ".join(cells) + " |")
+            memory = [f"{r['minor_faults']:,}", f"{r['peak_rss_mib']:,.0f}"] if "minor_faults" in r else ["", ""]
+            lines.append(f"| {way} | {i} | {r['wall_s']:.1f} | " + " | ".join(cells + memory) + " |")
     lines += [
         "",
         f"- Medians ({unit}/s): " + ", ".join(f"{way} {m[way][rate]:{digits}}" for way in ways) + "; cpu-training over "
@@ -172,6 +202,7 @@ def parse(argv=None):
                    help="bf16 autocast (what `bf16: auto` turns on with AMX or AVX512-BF16) or float32")
     p.add_argument("--dropout", type=float, default=None,
                    help="the student's dropout (default: the recipe's, the teacher's 0.1)")
+    p.add_argument("--ways", default=",".join(WAYS), help="the ways to run, comma-separated, cpu-training first")
     return p.parse_args(argv)
 
 

@@ -141,3 +141,21 @@ def dropout_attention_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[objec
 
     monkeypatch.setattr(cpu_training, "dropout_attention", record)
     return calls
+
+
+@pytest.fixture
+def heap_kept_at_attention(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """`cpu_heap.kept()` at every `models.cpu_training.dropout_attention` call (in a CPU training step's forward);
+    the real function still runs."""
+    from minilm_deploy import cpu_heap
+    from minilm_deploy.models import cpu_training
+
+    states: list[bool] = []
+    real = cpu_training.dropout_attention
+
+    def record(*args):
+        states.append(cpu_heap.kept())
+        return real(*args)
+
+    monkeypatch.setattr(cpu_training, "dropout_attention", record)
+    return states

@@ -274,6 +274,27 @@ def test_cpu_training_report_reads_its_records_and_says_how_they_were_made(tmp_p
         stem.with_suffix(".md").read_text()
 
 
+def test_cpu_training_runs_the_ways_asked_for_the_trainer_as_it_is_first(tmp_path) -> None:
+    from bench import cpu_training
+
+    assert cpu_training.selected_ways("cpu-training, glibc-heap") == ("cpu-training", "glibc-heap")
+    for wrong in ("glibc-heap,cpu-training", "cpu-training,jemalloc", ""):
+        with pytest.raises(SystemExit, match="--ways"):
+            cpu_training.selected_ways(wrong)
+    record = {"way": "x", "wall_s": 10.0, "tokens_per_s": 100.0, "minor_faults": 123_456, "peak_rss_mib": 1250.4,
+              "final": {"tokens_per_s": 110.0, "loss": 0.5}}
+    result = json.loads((cpu_training.harness.RESULTS / "cpu_training_amx_bf16.json").read_text())
+    result = {**result, "setting": {**result["setting"], "ways": "cpu-training,glibc-heap"},
+              "runs": {"cpu-training": [record], "glibc-heap": [{**record, "tokens_per_s": 80.0}]},
+              "medians": {"cpu-training": {"tokens_per_s": 100.0}, "glibc-heap": {"tokens_per_s": 80.0}},
+              "speedup": {"glibc-heap": 1.25}}
+    stem = tmp_path / "heap"
+    cpu_training.report(result, stem)
+    text = stem.with_suffix(".md").read_text()
+    assert "| 123,456 | 1,250 |" in text and "glibc-heap **1.25x**" in text and "| torch |" not in text
+    assert f"`python -m bench.cpu_training --ways cpu-training,glibc-heap --out {stem}`" in text
+
+
 def test_openvino_int8_variants_are_valid_profiles_settings_and_the_table_reads_the_record() -> None:
     from dataclasses import replace
 

@@ -243,13 +243,18 @@ def test_mpnet_teacher_and_student_with_relative_position_bias(tmp_path, corpus)
 
 
 def test_bf16_autocast_trains_with_finite_float32_losses(tmp_path, teacher_dir, corpus, sdpa_calls,
-                                                         dropout_attention_calls) -> None:
+                                                         dropout_attention_calls, heap_kept_at_attention) -> None:
+    from minilm_deploy import cpu_heap
+
     recipe = write_recipe(tmp_path, teacher_dir, corpus, train={"steps": 12, "bf16": True, "log_every": 1})
     assert main(["distill", str(recipe)]) == 0
     # the teacher's attention (no gradient) in bf16 SDPA; the student's, which backward runs through and which has the
     # teacher's dropout, through the float32 attention with the fast dropout (`models.cpu_training`)
     assert (torch.bfloat16, False) in sdpa_calls and (torch.bfloat16, True) not in sdpa_calls
     assert dropout_attention_calls and all(dtype == torch.bfloat16 and p > 0 for dtype, p in dropout_attention_calls)
+    # the training loop kept glibc's freed memory (`cpu_heap`), and gave it back after
+    assert heap_kept_at_attention == [cpu_heap.glibc() is not None] * len(dropout_attention_calls)
+    assert not cpu_heap.kept()
     losses = [r["loss"] for r in metrics(tmp_path / "run" / "student")]
     assert all(math.isfinite(loss) for loss in losses) and sum(losses[-3:]) < sum(losses[:3])  # one batch is noisy
     run = json.loads((tmp_path / "run" / "student" / "run.json").read_text())

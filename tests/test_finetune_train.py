@@ -137,7 +137,9 @@ def test_steps_override_epochs(tiny_bert_session_dir: Path) -> None:
 
 
 def test_bf16_fine_tuning_trains_in_autocast_with_a_float32_loss(tiny_bert_session_dir: Path, monkeypatch,
-                                                                 sdpa_calls, dropout_attention_calls) -> None:
+                                                                 sdpa_calls, dropout_attention_calls,
+                                                                 heap_kept_at_attention) -> None:
+    from minilm_deploy import cpu_heap
     from minilm_deploy.finetune import trainer
 
     head_dtypes: list[torch.dtype] = []
@@ -162,6 +164,8 @@ def test_bf16_fine_tuning_trains_in_autocast_with_a_float32_loss(tiny_bert_sessi
     assert dropout_attention_calls and (torch.bfloat16, True) not in sdpa_calls  # its attention did not (float32 with
     assert all(dtype == torch.bfloat16 for dtype, _ in dropout_attention_calls)  # the fast dropout: the model has dropout)
     assert loss_dtypes and all(dtype == torch.float32 for dtype in loss_dtypes)  # the loss did not
+    assert heap_kept_at_attention == [cpu_heap.glibc() is not None] * len(dropout_attention_calls)  # freed memory kept
+    assert not cpu_heap.kept()  # and given back after
     assert all(np.isfinite(h["train_loss"]) for h in run.history)
     head_dtypes.clear()
     plain = train_seed(tiny_bert_session_dir, prep, replace(ft, bf16=False), 0)[1]

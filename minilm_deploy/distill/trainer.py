@@ -21,6 +21,7 @@ import torch
 from rich.progress import Progress, TextColumn
 from torch import nn
 
+from minilm_deploy import cpu_heap
 from minilm_deploy.checkpoint import (
     TrainProgress,
     latest_checkpoint,
@@ -195,7 +196,7 @@ class _Loop:
         bar = make_progress(TextColumn("{task.fields[info]}")) if self.info.is_main else Progress(disable=True)
         task = bar.add_task(self.stage.label, total=total, completed=progress.step, info="")
         window = (time.perf_counter(), progress.tokens)
-        with bar:
+        with bar, cpu_heap.kept_heap(self.device.type):
             while progress.step < total:
                 parts, grad_norm = self._step(progress)
                 if (progress.step % self.spec.log_every == 0) or progress.step == total:

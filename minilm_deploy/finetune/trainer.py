@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from minilm_deploy import cpu_heap
 from minilm_deploy.checkpoint import (
     TrainProgress,
     load_checkpoint,
@@ -169,52 +170,53 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
         save_checkpoint(work, model, optimizer, TrainProgress(step=state.step), keep=1, extra=extra,
                         tensors={"order": {"generator": order}, **({"best": best_state} if best_state else {})})
 
-    try:
-        for epoch in range(state.epoch, epochs + 1):
-            order = generator.get_state()
-            for index, (idx, feats) in enumerate(D.train_batches(prep.train, ft.batch_size, generator)):
-                if state.step >= total:
-                    break
-                if index < state.batches_done:  # trained before the resume
-                    continue
-                batch = {k: v.to(device) for k, v in D.collate(feats, prep.pad_id).items()}
-                soft = None if teacher is None else teacher[idx].to(device)
-                state.losses.append(train_step(model, optimizer, lr_at(state.step), batch, labels[idx].to(device), soft,
-                                               prep.head.kind, ft, bf16,
-                                               None if labelled is None else labelled[idx].to(device)))
-                state.step += 1
-                state.batches_done += 1
-                if work is not None and ft.checkpoint_every and state.step % ft.checkpoint_every == 0:
-                    save()
-                    if quiet:  # a line at each checkpoint
-                        log(f"{name} epoch {epoch} step {state.step}/{total}: checkpoint saved ({seconds():.0f} s)")
-                interrupt.check()
-                if bar is not None:
-                    progress.update(bar, completed=state.step,
-                                    description=f"{name} epoch {epoch} loss {np.mean(state.losses[-50:]):.4f}")
-            dev = score(prep.head.kind, predict_logits(model, prep.dev, ft.eval_batch_size, prep.pad_id), prep.dev.labels)
-            loss = float(np.mean(state.losses))
-            state.history.append({"epoch": epoch, "step": state.step, "train_loss": loss, "dev": dev})
-            if quiet:  # one line per epoch
-                log(f"{name} epoch {epoch}/{epochs} step {state.step}/{total}: train loss {loss:.4f}, "
-                    f"dev {prep.metric} {dev[prep.metric]:.4f} ({seconds():.0f} s)")
-            if not ft.keep_best or better(prep.metric, dev[prep.metric], state.best):
-                state.best, state.best_epoch, best_state = dev[prep.metric], epoch, state_copy(model) if ft.keep_best else None
-            state.epoch, state.batches_done, state.losses = epoch + 1, 0, []
-        run = SeedRun(seed, state.history, state.best_epoch, math.nan, seconds(), bf16=bf16)
-        run.best_dev = float(state.best) if state.best is not None else math.nan
-        if best_state is not None and run.best_epoch != len(run.history):
-            model.load_state_dict(best_state)
-        model.eval()
-        run.splits["dev"] = run.history[run.best_epoch - 1]["dev"]
-        for split, enc in prep.evals.items():
-            run.splits[split] = score(prep.head.kind, predict_logits(model, enc, ft.eval_batch_size, prep.pad_id), enc.labels)
-        if quiet:
-            log(f"{name} (best epoch {run.best_epoch}): " + "; ".join(
-                f"{split} {prep.metric} {values[prep.metric]:.4f}" for split, values in run.splits.items()))
-    except interrupt.SafeStop:  # between steps or evaluation batches: the state is whole
-        if work is not None:
-            save()
-            log(f"{name}: stopped at step {state.step}/{total}; checkpoint in {work}")
-        raise
+    with cpu_heap.kept_heap(device.type):  # freed memory kept for the next step: no page faults refilling it
+        try:
+            for epoch in range(state.epoch, epochs + 1):
+                order = generator.get_state()
+                for index, (idx, feats) in enumerate(D.train_batches(prep.train, ft.batch_size, generator)):
+                    if state.step >= total:
+                        break
+                    if index < state.batches_done:  # trained before the resume
+                        continue
+                    batch = {k: v.to(device) for k, v in D.collate(feats, prep.pad_id).items()}
+                    soft = None if teacher is None else teacher[idx].to(device)
+                    state.losses.append(train_step(model, optimizer, lr_at(state.step), batch, labels[idx].to(device), soft,
+                                                   prep.head.kind, ft, bf16,
+                                                   None if labelled is None else labelled[idx].to(device)))
+                    state.step += 1
+                    state.batches_done += 1
+                    if work is not None and ft.checkpoint_every and state.step % ft.checkpoint_every == 0:
+                        save()
+                        if quiet:  # a line at each checkpoint
+                            log(f"{name} epoch {epoch} step {state.step}/{total}: checkpoint saved ({seconds():.0f} s)")
+                    interrupt.check()
+                    if bar is not None:
+                        progress.update(bar, completed=state.step,
+                                        description=f"{name} epoch {epoch} loss {np.mean(state.losses[-50:]):.4f}")
+                dev = score(prep.head.kind, predict_logits(model, prep.dev, ft.eval_batch_size, prep.pad_id), prep.dev.labels)
+                loss = float(np.mean(state.losses))
+                state.history.append({"epoch": epoch, "step": state.step, "train_loss": loss, "dev": dev})
+                if quiet:  # one line per epoch
+                    log(f"{name} epoch {epoch}/{epochs} step {state.step}/{total}: train loss {loss:.4f}, "
+                        f"dev {prep.metric} {dev[prep.metric]:.4f} ({seconds():.0f} s)")
+                if not ft.keep_best or better(prep.metric, dev[prep.metric], state.best):
+                    state.best, state.best_epoch, best_state = dev[prep.metric], epoch, state_copy(model) if ft.keep_best else None
+                state.epoch, state.batches_done, state.losses = epoch + 1, 0, []
+            run = SeedRun(seed, state.history, state.best_epoch, math.nan, seconds(), bf16=bf16)
+            run.best_dev = float(state.best) if state.best is not None else math.nan
+            if best_state is not None and run.best_epoch != len(run.history):
+                model.load_state_dict(best_state)
+            model.eval()
+            run.splits["dev"] = run.history[run.best_epoch - 1]["dev"]
+            for split, enc in prep.evals.items():
+                run.splits[split] = score(prep.head.kind, predict_logits(model, enc, ft.eval_batch_size, prep.pad_id), enc.labels)
+            if quiet:
+                log(f"{name} (best epoch {run.best_epoch}): " + "; ".join(
+                    f"{split} {prep.metric} {values[prep.metric]:.4f}" for split, values in run.splits.items()))
+        except interrupt.SafeStop:  # between steps or evaluation batches: the state is whole
+            if work is not None:
+                save()
+                log(f"{name}: stopped at step {state.step}/{total}; checkpoint in {work}")
+            raise
     return model, run
