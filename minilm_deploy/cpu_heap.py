@@ -4,15 +4,20 @@ A training step frees and makes again the same large tensors every step (activat
 word embedding's gradient). glibc serves an allocation above its mmap threshold (128 KiB at first, raised to at
 most 32 MiB as such blocks are freed) with a fresh `mmap` and gives it back with `munmap` when freed, and it trims
 the heap's top above its trim threshold; every page of memory got again is then a page fault that the kernel
-fills with zeros. Distilling a 3x384 student from all-MiniLM-L6-v2 in bf16 (batch 32 x 64, 60 steps, 1 thread,
-an AMX Xeon) took 1.7–2.3 million minor page faults; with the heap kept, 0.26 million, and the step ran 1.04–1.08x
-faster (`bench/cpu_training.py`'s `glibc-heap` way measures it). jemalloc and tcmalloc, which Intel recommends
-preloading for PyTorch on CPUs, do the same by design; this needs no preload and no dependency.
+fills with zeros. Measured on an AMX Xeon (bf16, `python -m bench.cpu_training --ways cpu-training,glibc-heap`,
+bench/results/cpu_training_amx_bf16*_heap.md): distilling a 3x384 student from all-MiniLM-L6-v2 (256k tokens, batch
+32 x 64) took 3.7-4.1 million minor page faults with glibc as it comes and 0.3 million with the heap kept, and ran
+1.06x (1 thread) and 1.04x (2 threads) faster; fine-tuning all-MiniLM-L6-v2 1.03x and 1.06x; peak memory the same.
+jemalloc and tcmalloc, which Intel recommends preloading for PyTorch on CPUs, keep freed memory by design; this
+needs no preload and no dependency.
 
 `kept_heap("cpu")` turns mmap off (every block from the heap, which glibc still extends with mmap where it cannot
 grow) and trimming off, and on leaving gives the free memory back (`malloc_trim`) and sets glibc's defaults again
 (from then on its mmap threshold stays where it was instead of adapting). Elsewhere than on a CPU, or with another
-C library, it does nothing. Nothing computed changes: only where freed memory goes.
+C library, it does nothing. Nothing computed changes: only where freed memory goes. One cost: glibc reuses a freed
+block for a request of the same size only once a freed neighbour makes room for the 64-byte alignment PyTorch asks
+for, so a loop that makes and frees one large tensor between long-lived small allocations grows the heap by that
+tensor for a few rounds before it settles (tests/test_cpu_heap.py); glibc already does so below its mmap threshold.
 """
 
 from __future__ import annotations
