@@ -8,6 +8,7 @@ budget. Each way runs in its own fresh process through the library's `run_distil
 `finetune_model`), in alternating rounds:
   cpu-training   the trainer as it is;
   glibc-heap     the same with glibc's malloc as it comes (freed memory given back to the kernel, then faulted in again);
+  float32-products  the same with the attention's two matrix products in float32 under bf16 (as up to 735cb05);
   default-adamw  the same with torch's default AdamW instead of the fused one (what fine-tuning used up to 758b360);
   torch-dropout  the trainer with torch's dropout (modules and SDPA's attention dropout);
   torch          also without the float32 attention: SDPA and dropout as PyTorch does them.
@@ -34,10 +35,11 @@ from pathlib import Path
 
 from bench import harness
 
-WAYS = ("cpu-training", "glibc-heap", "default-adamw", "torch-dropout", "torch")
+WAYS = ("cpu-training", "glibc-heap", "float32-products", "default-adamw", "torch-dropout", "torch")
 RUN = "3x384:c1-both:1M:rotten-tomatoes:1"  # the recipe (its token budget replaced by --tokens)
 FINETUNE_MODEL = "zoo:all-minilm-l6-v2"  # --stage finetune: the model fine-tuned
 WAY_TEXT = {"cpu-training": "the trainer as it is", "glibc-heap": "with glibc's malloc as it comes (cpu_heap off)",
+            "float32-products": "with the attention's matrix products in float32",
             "default-adamw": "with torch's default AdamW, not the fused one",
             "torch-dropout": "with torch's dropout", "torch": "with torch's dropout and SDPA"}
 
@@ -52,6 +54,10 @@ def worker(args) -> dict:
     torch.set_num_threads(args.threads)
     if args.worker == "glibc-heap":
         cpu_heap.kept_heap = _heap_as_it_comes
+    if args.worker == "float32-products":
+        in_dtype = cpu_training.dropout_attention
+        cpu_training.dropout_attention = lambda q, k, v, mask, p, scaling: in_dtype(
+            q.float(), k.float(), v.float(), mask, p, scaling).to(q.dtype)
     if args.worker == "default-adamw":
         class DefaultAdamW(torch.optim.AdamW):  # torch's default implementation: a loop over the tensors on a CPU
             def __init__(self, params, *args, fused=None, **kwargs) -> None:

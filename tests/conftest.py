@@ -129,7 +129,7 @@ def sdpa_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, bool]]:
 @pytest.fixture
 def dropout_attention_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, float]]:
     """(query dtype, dropout) of every `models.cpu_training.dropout_attention` call (a CPU training step's attention
-    with dropout, in float32 whatever the query's dtype); the real function still runs."""
+    with dropout); the real function still runs."""
     from minilm_deploy.models import cpu_training
 
     calls: list[tuple[object, float]] = []

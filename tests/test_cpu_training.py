@@ -227,3 +227,17 @@ def test_dropout_attention_without_dropout_is_sdpa_and_with_it_applies_the_mask_
         scores = scores.masked_fill(~attend, -torch.inf) if mask.dtype == torch.bool else scores + mask
     by_hand = (torch.softmax(scores, -1) * keep / 0.8) @ v
     assert torch.allclose(dropped.transpose(1, 2), by_hand, atol=1e-5)
+
+
+def test_dropout_attention_multiplies_in_the_inputs_dtype_and_normalises_in_float32() -> None:
+    torch.manual_seed(7)
+    q, k, v = (torch.randn(2, 3, 9, 8, dtype=torch.bfloat16) for _ in range(3))
+    attend = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    attend[1, ..., 6:] = False
+    torch.manual_seed(8)
+    got = dropout_attention(q, k, v, attend, 0.1, 0.5)
+    torch.manual_seed(8)
+    keep = keep_mask((2, 3, 9, 9), 0.1)
+    scores = ((q @ k.transpose(-1, -2)).float() * 0.5).masked_fill(~attend, torch.finfo(torch.float32).min)
+    by_hand = (torch.softmax(scores, -1) * keep.float() * (1 / 0.9)).to(torch.bfloat16) @ v  # bf16 products
+    assert got.dtype == torch.bfloat16 and torch.equal(got.transpose(1, 2), by_hand)
