@@ -241,3 +241,5 @@ def test_dropout_attention_multiplies_in_the_inputs_dtype_and_normalises_in_floa
     scores = ((q @ k.transpose(-1, -2)).float() * 0.5).masked_fill(~attend, torch.finfo(torch.float32).min)
     by_hand = (torch.softmax(scores, -1) * keep.float() * (1 / 0.9)).to(torch.bfloat16) @ v  # bf16 products
     assert got.dtype == torch.bfloat16 and torch.equal(got.transpose(1, 2), by_hand)
+    mixed = dropout_attention(q.float(), k, v, attend, 0.0, 0.5)  # inputs of two dtypes: the query's products
+    assert mixed.dtype == torch.float32 and mixed.isfinite().all()

@@ -104,7 +104,7 @@ def dropout_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     query's dtype."""
     with torch.autocast("cpu", enabled=False):
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        scores = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scale)  # (B, H, T, S)
+        scores = torch.matmul(query, key.to(query.dtype).transpose(-1, -2)).float().mul_(scale)  # (B, H, T, S)
         if attention_mask is not None:
             if attention_mask.dtype == torch.bool:
                 scores = scores.masked_fill_(~attention_mask, torch.finfo(torch.float32).min)
