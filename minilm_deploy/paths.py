@@ -65,14 +65,16 @@ def atomic_directory(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     from minilm_deploy.errors import MinilmError
 
     final = Path(final)
+    tmp: Path | None = None
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    except OSError as exc:  # the place refuses new folders: name the one the user asked for
-        raise MinilmError(os_error_line(exc, path=final, writing=True)) from None
-    tmp.chmod(0o755)  # mkdtemp makes it private (0700); outputs are meant to be shared and served
-    try:
-        yield tmp
+        with interrupts_held():  # a Ctrl-C between making the folder and knowing its name would leave it behind
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+            except OSError as exc:  # the place refuses new folders: name the one the user asked for
+                raise MinilmError(os_error_line(exc, path=final, writing=True)) from None
+            tmp.chmod(0o755)  # mkdtemp makes it private (0700); outputs are meant to be shared and served
+        yield tmp  # a Ctrl-C held above is raised on leaving that block, here inside the `try`
         if final.exists():
             if not overwrite:
                 raise FileExistsError(f"{final} already exists")
@@ -83,7 +85,8 @@ def atomic_directory(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
         else:
             tmp.rename(final)
     except BaseException:
-        remove_tree(tmp)
+        if tmp is not None:
+            remove_tree(tmp)
         raise
 
 

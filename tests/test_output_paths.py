@@ -71,3 +71,23 @@ def test_an_output_the_system_refuses_is_one_line(tmp_path, tiny_bert_session_di
     err = capsys.readouterr().err.strip().splitlines()
     assert code in (1, 2) and len(err) == 1 and err[0].startswith("minilm: error: cannot write /proc"), err
     assert not Path("/proc/minilm-test-out").exists()
+
+
+def test_a_ctrl_c_while_the_temporary_folder_is_made_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
+    import signal
+    import tempfile
+
+    from minilm_deploy import paths
+
+    real = tempfile.mkdtemp
+
+    def interrupted(*args, **kwargs):  # Ctrl-C comes after the folder is made, before its name is returned
+        made = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return made
+
+    monkeypatch.setattr(paths.tempfile, "mkdtemp", interrupted)
+    ran = []
+    with pytest.raises(KeyboardInterrupt), paths.atomic_directory(tmp_path / "out"):
+        ran.append(True)
+    assert not ran and list(tmp_path.iterdir()) == []
