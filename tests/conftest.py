@@ -13,8 +13,12 @@ import os
 import string
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # torch is imported where it is used: collecting tests stays light
+    import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -126,36 +130,33 @@ def sdpa_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, bool]]:
     return calls
 
 
-@pytest.fixture
-def dropout_attention_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, float]]:
-    """(query dtype, dropout) of every `models.cpu_training.dropout_attention` call (a CPU training step's attention
-    with dropout); the real function still runs."""
+def _on_dropout_attention(monkeypatch: pytest.MonkeyPatch, note: Callable[[torch.Tensor, float], None]) -> None:
+    """Call `note(query, dropout)` at every `models.cpu_training.dropout_attention` call (a CPU training step's
+    attention with dropout); the real function still runs."""
     from minilm_deploy.models import cpu_training
 
-    calls: list[tuple[object, float]] = []
     real = cpu_training.dropout_attention
 
     def record(query, key, value, mask, dropout, scaling):
-        calls.append((query.dtype, dropout))
+        note(query, dropout)
         return real(query, key, value, mask, dropout, scaling)
 
     monkeypatch.setattr(cpu_training, "dropout_attention", record)
+
+
+@pytest.fixture
+def dropout_attention_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, float]]:
+    """(query dtype, dropout) of every `models.cpu_training.dropout_attention` call."""
+    calls: list[tuple[object, float]] = []
+    _on_dropout_attention(monkeypatch, lambda query, dropout: calls.append((query.dtype, dropout)))
     return calls
 
 
 @pytest.fixture
 def heap_kept_at_attention(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """`cpu_heap.kept()` at every `models.cpu_training.dropout_attention` call (in a CPU training step's forward);
-    the real function still runs."""
+    """`cpu_heap.kept()` at every `models.cpu_training.dropout_attention` call (in a CPU training step's forward)."""
     from minilm_deploy import cpu_heap
-    from minilm_deploy.models import cpu_training
 
     states: list[bool] = []
-    real = cpu_training.dropout_attention
-
-    def record(*args):
-        states.append(cpu_heap.kept())
-        return real(*args)
-
-    monkeypatch.setattr(cpu_training, "dropout_attention", record)
+    _on_dropout_attention(monkeypatch, lambda query, dropout: states.append(cpu_heap.kept()))
     return states

@@ -13,10 +13,9 @@ from minilm_deploy import cpu_heap
 needs_glibc = pytest.mark.skipif(cpu_heap.glibc() is None, reason="glibc's mallopt is not in this process")
 BLOCK = 64 * 2**20  # bytes: above glibc's largest mmap threshold (32 MiB), so outside the block it is mmap'd
 PAGES = BLOCK // resource.getpagesize()
-
-
-ROUNDS = 16  # glibc reuses a freed block of the same size only once freed neighbours make room for the
-# alignment PyTorch asks for (64 bytes): a loop like this one's grows the heap for its first few rounds
+# glibc reuses a freed block of the same size only once freed neighbours make room for the alignment PyTorch asks
+# for (64 bytes): a loop like faults_per_round's grows the heap for its first few rounds
+ROUNDS = 16
 
 
 def faults_per_round(rounds: int = ROUNDS) -> list[int]:
