@@ -13,6 +13,7 @@ unless `--dropout` says otherwise (a recipe's student takes the teacher's: 0.1 f
     python -m bench.distill_throughput --threads 1                 # the issue's setting (CPU, ~8 min)
     python -m bench.distill_throughput --threads 1 --dropout 0.1   # the default recipe's student
     python -m bench.distill_throughput --steps 2 --rounds 1        # a quick look
+    python -m bench.distill_throughput --threads 1 --fp32-only     # without the bf16 methods (AVX2-only CPUs)
 
 Writes bench/results/distill_throughput.json and .md. Not a test: nothing asserts a time.
 """
@@ -214,25 +215,31 @@ def _median_record(records: list[dict]) -> dict:
 
 
 def main_run(args) -> dict:
-    runs = harness.interleaved_workers("bench.distill_throughput", METHODS, args.rounds, args.threads)
+    methods = tuple(m for m in METHODS if not (args.fp32_only and m.endswith("-bf16")))
+    runs = harness.interleaved_workers("bench.distill_throughput", methods, args.rounds, args.threads)
     summary = {m: _median_record(r) for m, r in runs.items()}
     from minilm_deploy.hardware import cpu_class, cpu_has_fast_bf16, cpu_name
 
-    ours, naive, bf16 = summary["minilm"], summary["naive"], summary["minilm-bf16"]
+    ours, naive = summary["minilm"], summary["naive"]
     alone = summary["teacher-forward"]["step_s"] + summary["student-step"]["step_s"]
-    return {
+    result = {
         "setting": {k: getattr(args, k) for k in ("teacher", "layers", "hidden", "dropout", "batch", "seq_len", "steps",
-                                                   "warmup", "rounds", "threads", "device")},
+                                                   "warmup", "rounds", "threads", "device", "fp32_only")},
         "machine": {"cpu": cpu_name(), "cpu_class": cpu_class(), "fast_bf16": cpu_has_fast_bf16(),
                     "cores": os.cpu_count(), "load_average_start": os.getloadavg(), "platform": platform.platform()},
         "results": summary,
         "speedup_tokens_per_s": ours["tokens_per_s"] / naive["tokens_per_s"],
-        "bf16_speedup_over_naive_bf16_tokens_per_s": bf16["tokens_per_s"] / summary["naive-bf16"]["tokens_per_s"],
-        "bf16_speedup_tokens_per_s": bf16["tokens_per_s"] / ours["tokens_per_s"],
-        "bf16_loss_difference": abs(bf16["loss"] - ours["loss"]),
         "peak_extra_ratio": ours["peak_extra_mib"] / naive["peak_extra_mib"],
         "step_over_teacher_forward_plus_student_step": ours["step_s"] / alone,
     }
+    if not args.fp32_only:
+        bf16 = summary["minilm-bf16"]
+        result |= {
+            "bf16_speedup_over_naive_bf16_tokens_per_s": bf16["tokens_per_s"] / summary["naive-bf16"]["tokens_per_s"],
+            "bf16_speedup_tokens_per_s": bf16["tokens_per_s"] / ours["tokens_per_s"],
+            "bf16_loss_difference": abs(bf16["loss"] - ours["loss"]),
+        }
+    return result
 
 
 def report(result: dict, stem: Path) -> None:
@@ -264,9 +271,10 @@ def report(result: dict, stem: Path) -> None:
         f"- Speed-up (tokens/s, MiniLM capture over naive): **{result['speedup_tokens_per_s']:.2f}x**"
         + (f"; both under bf16 autocast: **{result['bf16_speedup_over_naive_bf16_tokens_per_s']:.2f}x**"
            if "bf16_speedup_over_naive_bf16_tokens_per_s" in result else ""),
-        f"- bf16 autocast over fp32, the same MiniLM step: **{result['bf16_speedup_tokens_per_s']:.2f}x** "
-        f"(last-step loss differs by {result['bf16_loss_difference']:.1e}); `train.bf16: auto` uses it only where the "
-        "CPU has AMX or AVX512-BF16.",
+        (f"- bf16 autocast over fp32, the same MiniLM step: **{result['bf16_speedup_tokens_per_s']:.2f}x** "
+         f"(last-step loss differs by {result['bf16_loss_difference']:.1e}); `train.bf16: auto` uses it only where the "
+         "CPU has AMX or AVX512-BF16." if "bf16_speedup_tokens_per_s" in result
+         else "- bf16 not run (`--fp32-only`): `train.bf16: auto` leaves it off on a CPU without AMX or AVX512-BF16."),
         f"- Peak extra memory, MiniLM capture / naive: **{result['peak_extra_ratio']:.2f}**",
         f"- Plain teacher forward: {r['teacher-forward']['step_s']:.2f} s; plain student training step: "
         f"{r['student-step']['step_s']:.2f} s; a MiniLM step takes "
@@ -317,6 +325,9 @@ def parse(argv=None):
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--fp32-only", dest="fp32_only", action="store_true",
+                   help="leave out the bf16 methods (on a CPU without AMX or AVX512-BF16 a bf16 step is ~15x slower, and "
+                        "`train.bf16: auto` does not use it)")
     return p.parse_args(argv)
 
 

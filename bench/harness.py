@@ -50,8 +50,10 @@ def write_report(path: Path, record: Any = None, markdown: str | None = None, *,
 
 
 def changed_options(values: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
-    """`--name value` for each of `values` that differs from its default: the options a Reproduce line needs."""
-    return [f"--{key.replace('_', '-')} {value}" for key, value in values.items() if value != defaults.get(key)]
+    """`--name value` for each of `values` that differs from its default (a switch, true where its default is false:
+    `--name`): the options a Reproduce line needs."""
+    return [f"--{key.replace('_', '-')}" + ("" if value is True and defaults.get(key) is False else f" {value}")
+            for key, value in values.items() if value != defaults.get(key)]
 
 
 def distill_student(recipe_dict: dict[str, Any], label: str) -> dict[str, Any]:

@@ -255,6 +255,14 @@ def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy
     distill_throughput.report(both, stem)
     text = stem.with_suffix(".md").read_text()
     assert "| naive-bf16 |" in text and "both under bf16 autocast: **1.26x**" in text and "not reached there" in text
+    fp32_only = {**result, "setting": {**result["setting"], "fp32_only": True},
+                 "results": {k: v for k, v in result["results"].items() if not k.endswith("-bf16")}}
+    for key in ("bf16_speedup_tokens_per_s", "bf16_loss_difference"):
+        del fp32_only[key]
+    distill_throughput.report(fp32_only, stem)
+    text = stem.with_suffix(".md").read_text()
+    assert "| minilm-bf16 |" not in text and "bf16 not run (`--fp32-only`)" in text
+    assert f"`python -m bench.distill_throughput --fp32-only --out {stem}`" in text
 
 
 def test_cpu_training_report_reads_its_records_and_says_how_they_were_made(tmp_path) -> None:
