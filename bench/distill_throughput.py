@@ -292,6 +292,11 @@ def report(result: dict, stem: Path) -> None:
                "and materialises every layer's (B, H, T, T) maps, the gap is expected to be larger."
                if s["device"] == "cpu" else "")),
     ]
+    if s.get("dropout", 0.0) and s["device"] == "cpu":
+        lines.append("- With the student's dropout the two paths differ in more than the skipped compute: the naive path's "
+                     "eager attention draws torch's dropout (one Bernoulli sample at a time) on every layer's (B, H, T, T) "
+                     "probabilities, where the capture path, as the trainer, runs `models.cpu_training`'s fast dropout (the "
+                     "hidden states' dropout is the fast one in both).")
     if "bf16_speedup_over_naive_bf16_tokens_per_s" in result:
         both = result["bf16_speedup_over_naive_bf16_tokens_per_s"]
         lines.append(f"- Both under bf16 autocast (what `train.bf16: auto` runs where the CPU has AMX or AVX512-BF16) "

@@ -284,7 +284,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def summary_table(summary: dict[str, Any]) -> str:
     """The final table as Markdown."""
-    head = "| model | parameters | file MB | p50 ms (b=1) | speed-up | accuracy | retained |"
+    head = "| model | parameters | file MB | p50 ms (b=1) | speed-up (grid) | accuracy | retained |"
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
 
     def fmt(value: Any, pattern: str) -> str:
@@ -296,6 +296,8 @@ def summary_table(summary: dict[str, Any]) -> str:
             f"{fmt(r['latency_ms_b1'], '{:.2f}')} | {fmt(r['speedup'], '{:.2f}x')} | {fmt(r['accuracy'], '{:.4f}')} | "
             f"{fmt(r['retained'], '{:.1%}')} |"
         )
+    lines += ["", "speed-up (grid): the geometric mean, over the bench grid's batch sizes and lengths, of the teacher's "
+                  "p50 latency over the model's (the run's bench/report.md has each)"]
     gates = summary.get("gates") or []
     if gates:
         passed = sum(g["passed"] and not g.get("skipped") for g in gates)

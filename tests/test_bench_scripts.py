@@ -262,6 +262,9 @@ def test_distill_throughput_report_says_how_it_was_made_and_warns_only_of_a_busy
     distill_throughput.report(fp32_only, stem)
     text = stem.with_suffix(".md").read_text()
     assert "| minilm-bf16 |" not in text and "bf16 not run (`--fp32-only`)" in text
+    assert "fast dropout" not in text  # the student of that record had no dropout
+    distill_throughput.report({**fp32_only, "setting": {**fp32_only["setting"], "dropout": 0.1}}, stem)
+    assert "runs `models.cpu_training`'s fast dropout" in stem.with_suffix(".md").read_text()
     assert f"`python -m bench.distill_throughput --fp32-only --out {stem}`" in text
 
 

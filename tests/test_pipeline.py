@@ -68,7 +68,7 @@ def test_run_chains_every_stage_then_resumes_by_skipping_complete_ones(tmp_path:
     assert rows["teacher"]["retained"] == pytest.approx(1.0)
     assert rows["student"]["parameters"] < rows["teacher"]["parameters"]
     assert all(r["accuracy"] is not None and r["latency_ms_b1"] > 0 for r in rows.values())
-    assert "| student-onnx-fp32 |" in summary_table(summary)
+    assert "| student-onnx-fp32 |" in summary_table(summary) and "speed-up (grid): the geometric mean" in summary_table(summary)
     assert json.loads((run / SUMMARY_FILE).read_text())["rows"] == summary["rows"]
 
     # A second run finds everything complete; after losing the export and the bench, only those run again.
