@@ -12,6 +12,9 @@ A run is GROUP:VARIANT:TOKENS:TASK:SEED. Groups (teacher → student shape):
   mpnet-7x768      zoo:all-mpnet-base-v2 (12x768) → 7 layers x 768 (the new picks: [0, 2, 4, 5, 7, 9, 11])
   mpnet-6x384      zoo:all-mpnet-base-v2 (12x768) → 6 layers x 384 (random init; hidden-state parts through
                    the learned projection 384 → 768)
+  3x192            zoo:all-minilm-l6-v2 (6x384) → 3 layers x 192: half the depth and half the width, as mpnet-6x384
+                   is of its teacher, at a twentieth of the cost: where mpnet-6x384's task-distillation recipes are
+                   tried first on a CPU without AMX
 
 Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16M; 0 = no distillation):
 
@@ -39,7 +42,10 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               t1-pruned-both(-kd): t1-pruned distilled as t1-both (then fine-tuned as t1-both-kd);
               t1-pruned-kd-e8: t1-pruned-kd for 8 epochs; t1-pruned-kd-aug: t1-pruned-kd on the training texts
               plus 3 word-swapped copies of each, soft targets only (finetune.distill.augment: 3), 2 epochs: the
-              same optimizer steps as -e8; t1-pruned-kd-aug7: 7 copies, 1 epoch (the same steps again)
+              same optimizer steps as -e8; t1-pruned-kd-aug7: 7 copies, 1 epoch (the same steps again);
+              t1-pruned-kd-aug-hid: t1-pruned-kd-aug plus hidden-state distillation from that teacher
+              (finetune.distill.hidden: 1, TinyBERT's intermediate layers: each layer against the one it was
+              copied from, through the learned projection)
   l6          not made from the teacher: zoo:all-minilm-l6-v2 itself (a 6x384 encoder its authors distilled with
               MiniLM), fine-tuned alone: the off-the-shelf small model (mpnet-6x384 only: its shape); l6-kd and
               l6-kd-aug: fine-tuned with task distillation from the mpnet teacher, as t1-pruned-kd(-aug) (the
@@ -80,6 +86,7 @@ GROUPS = {
     "mpnet-6x768": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, 768),
     "mpnet-6x384": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 6, 384),
     "mpnet-7x768": Group("zoo:all-mpnet-base-v2", "mpnet-12x768", 7, 768),
+    "3x192": Group("zoo:all-minilm-l6-v2", "minilm-6x384", 3, 192),
 }
 @dataclass(frozen=True)
 class Variant:
@@ -162,6 +169,9 @@ VARIANTS: dict[str, Variant] = {
                             "t1-pruned", "kd-aug", epochs=2, augment=3),
     "t1-pruned-kd-aug7": _kd(_T1_PRUNED, "t1-pruned-kd-aug with 7 copies of each text for 1 epoch (the same steps, "
                              "twice the distinct texts)", "t1-pruned", "kd-aug7", epochs=1, augment=7),
+    "t1-pruned-kd-aug-hid": _kd(_T1_PRUNED, "t1-pruned-kd-aug plus hidden-state distillation from that teacher (each "
+                                "layer against the one it was copied from, through a learned projection)",
+                                "t1-pruned", "kd-aug-hid", epochs=2, augment=3, hidden=1.0),
     "t1-pruned-both": _T1_PRUNED_BOTH,
     "l6": _L6,
     "l6-kd": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher (its own tokenizer)", "l6"),

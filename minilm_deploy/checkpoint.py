@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 def save_checkpoint(
     root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainProgress, keep: int,
-    extras: dict[str, nn.Module] | None = None, tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+    extras: Mapping[str, nn.Module] | None = None, tensors: dict[str, dict[str, torch.Tensor]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write `root/step-NNNNNNN` atomically, then drop all but the newest `keep` checkpoints.
@@ -196,7 +197,7 @@ def resume_point(root: Path) -> Path | None:
 
 def load_checkpoint(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, device: torch.device,
-    extras: dict[str, nn.Module] | None = None,
+    extras: Mapping[str, nn.Module] | None = None,
 ) -> TrainProgress:
     """Restore model (and `extras`), optimizer and RNG states from `path`; returns where training stood."""
     path = Path(path)

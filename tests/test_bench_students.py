@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from bench import students, students_table  # the repository root is on pytest's path (pyproject)
+from minilm_deploy.finetune.recipe import TaskDistillRecipe
 from minilm_deploy.recipe import recipe_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,12 +154,13 @@ def test_a_row_whose_tasks_ran_on_different_machines_says_where_each_ran(tmp_pat
 def test_variants_say_once_what_each_is() -> None:
     assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
         "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd", "t1-pruned", "t1-pruned-kd", "t1-pruned-kd-e8",
-        "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "l6", "l6-kd", "l6-kd-aug"]
+        "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "t1-pruned-kd-aug-hid", "l6", "l6-kd", "l6-kd-aug"]
     folders = [(students.student_variant(name), v.tag) for name, v in students.VARIANTS.items()]
     assert len(set(folders)) == len(folders)  # no two variants fine-tune one student into one folder
     for name, variant in students.VARIANTS.items():
         assert variant.kd == ("-kd" in name) == bool(variant.tag) and variant.task_teacher == name.startswith("t1")
         assert set(variant.finetune) <= set(students.FINETUNE)  # overrides of known settings only
+        assert set(variant.task_distill) <= {f.name for f in fields(TaskDistillRecipe)}
         base = students.VARIANTS[variant.student] if variant.kd else variant
         assert (base.loss, base.corpus, base.init, base.pretrained) == (variant.loss, variant.corpus, variant.init,
                                                                           variant.pretrained)

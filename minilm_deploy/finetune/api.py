@@ -73,7 +73,7 @@ def finetune_model(
     check_vocabulary(folder, tokenizer, load_config(folder))
     task = task or load_task(ft.task, **ft.task_columns())
     teacher = resolve_model(str(distill_teacher)) if distill_teacher is not None else None
-    prep = prepare(task, tokenizer, ft, teacher)
+    prep = prepare(task, tokenizer, ft, teacher, student=folder)
     started = json.loads(json.dumps({"model": spec, "seeds": list(seeds), "teacher": str(teacher) if teacher else None,
                                      "finetune": {k: v for k, v in to_dict(ft).items() if k not in RESUME_MAY_CHANGE}}))
     check_partial(work, started, resume)

@@ -4,6 +4,10 @@ Task distillation (beyond the paper, after Hinton et al. 2015): a fine-tuned tea
 are soft targets next to the hard labels,
     loss = (1 - w) * hard + w * T² · KL(softmax(t / T) ‖ softmax(s / T))
 for classification, and (1 - w) * MSE(s, y) + w * MSE(s, t) for regression.
+
+Hidden-state distillation (TinyBERT's intermediate layers, Jiao et al. 2020): the student's hidden states, through
+a learned projection where it is narrower, against the teacher layers they are matched to, as a relative error
+(`hidden_relative_error`): scale-free, so one weight fits a small and a base-size teacher alike.
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
 
 def soft_mse(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     return F.mse_loss(student, teacher)  # regression: the temperature does not apply
+
+
+def hidden_relative_error(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ ‖s − t‖² / Σ ‖t‖² over the real tokens: 0 for a perfect match, 1 for a student that outputs zeros.
+    student, teacher (B, T, D): one layer's states (the student's already projected to the teacher's width);
+    mask (B, T): 1 for a real token, 0 for padding."""
+    keep = mask.to(teacher.dtype).unsqueeze(-1)  # (B, T, 1)
+    error = ((student - teacher) * keep).pow(2).sum()
+    return error / (teacher * keep).pow(2).sum().clamp_min(torch.finfo(teacher.dtype).tiny)
 
 
 LOSSES: dict[str, tuple[HardLoss, SoftLoss]] = {

@@ -16,6 +16,7 @@ from minilm_deploy.errors import InputError
 from minilm_deploy.finetune import augment as A
 from minilm_deploy.finetune import data as D
 from minilm_deploy.finetune.evaluate import check_kind, predict_logits
+from minilm_deploy.finetune.hidden import plan_hidden
 from minilm_deploy.finetune.model import TaskHead, load_task_model
 from minilm_deploy.finetune.recipe import FinetuneRecipe
 from minilm_deploy.finetune.trainer import Prepared
@@ -45,8 +46,10 @@ def selection_metric(task: TaskData, ft: FinetuneRecipe) -> str:
         return next(iter(METRICS[task.kind]))
 
 
-def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None = None) -> Prepared:
-    """Check every split the run will touch, then tokenize them (no padding: batches pad themselves)."""
+def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None = None,
+            student: Path | None = None) -> Prepared:
+    """Check every split the run will touch, then tokenize them (no padding: batches pad themselves). `student`:
+    the folder of the model `tokenizer` belongs to (needed for hidden-state distillation)."""
     head = task_head(task)
     metric = selection_metric(task, ft)
     train_rows = D.require_split(task, "train")
@@ -72,9 +75,15 @@ def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None 
         "task": task.name, "dev": dev_from, "train_limit": ft.train_limit, "dev_limit": ft.dev_limit,
         "sizes": {"train": len(train_rows), "dev": len(dev_rows), **{s: len(r) for s, r in eval_rows.items()}},
     }
-    soft, labelled = None, None
+    soft, labelled, hidden = None, None, None
     if teacher is not None:
         loaded = load_task_model(teacher)  # (model, tokenizer, head), loaded once for the copies and the targets
+        if ft.distill is not None and ft.distill.hidden > 0:
+            if student is None:
+                raise ValueError("prepare: finetune.distill.hidden needs the student's folder")
+            hidden = plan_hidden(student, teacher, tokenizer, loaded[1], ft.distill)
+            info["hidden"] = {"pairs": [list(p) for p in hidden.pairs], "matched_by": hidden.matched_by,
+                              "projection": [hidden.student_width, hidden.teacher_width]}
         copies = augmented_rows(teacher, loaded, train_rows, ft)  # () without finetune.distill.augment
         bf16 = bf16_autocast(ft.bf16, "cpu")  # the teacher runs where prepare loads it: on the CPU
         soft = teacher_logits(teacher, loaded, task, head, train_rows + copies, ft, bf16=bf16)
@@ -89,7 +98,7 @@ def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None 
         train=D.encode(tokenizer, train_rows, labels["train"], ft.max_length),
         dev=D.encode(tokenizer, dev_rows, labels[ft.dev_split], ft.max_length),
         evals={s: D.encode(tokenizer, rows, labels[s], ft.max_length) for s, rows in eval_rows.items()},
-        pad_id=tokenizer.pad_token_id, teacher_logits=soft, labelled=labelled, info=info,
+        pad_id=tokenizer.pad_token_id, teacher_logits=soft, labelled=labelled, hidden=hidden, info=info,
     )
 
 

@@ -24,6 +24,9 @@ finetune:
     weight: 0.5
     augment: 0                     # > 0: this many word-swapped copies of each training text, labelled by the
     augment_rate: 0.4              #   teacher only (TinyBERT's augmentation); the share of words swapped
+    hidden: 0.0                    # > 0: the weight of hidden-state distillation (TinyBERT's intermediate layers):
+    hidden_layers: []              #   the teacher layer matched to each student layer (1-based); [] = the layers
+                                   #   the student was copied from (its run.json), else evenly spaced
 ```
 """
 
@@ -38,13 +41,16 @@ ROLES = ("teacher", "student")  # model roles a recipe can name; anything else i
 @dataclass(frozen=True)
 class TaskDistillRecipe:
     """Soft targets from a fine-tuned teacher: loss = (1 - weight) * hard + weight * T² · KL(teacher_T ‖ student_T),
-    the hard part over the labelled rows of a batch only (augmented copies have soft targets alone)."""
+    the hard part over the labelled rows of a batch only (augmented copies have soft targets alone); with `hidden`,
+    + hidden * the relative error of the student's hidden states against the teacher's (`finetune.hidden`)."""
 
     teacher: str = ""  # a fine-tuned task model (folder, zoo:NAME, hub id); "" = <run_dir>/teacher-task
     temperature: float = 2.0
     weight: float = 0.5
     augment: int = 0  # word-swapped copies of each training text, soft targets only (`finetune.augment`)
     augment_rate: float = 0.4  # the chance that a swappable word is swapped (TinyBERT's p_t)
+    hidden: float = 0.0  # the weight of hidden-state distillation (the teacher runs at every step; same vocabulary)
+    hidden_layers: tuple[int, ...] = ()  # the teacher layer (1-based) matched to each student layer; () = derived
 
     def __post_init__(self) -> None:
         if self.augment < 0:
@@ -55,6 +61,10 @@ class TaskDistillRecipe:
             raise ValueError(f"distill.temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.weight <= 1.0:
             raise ValueError(f"distill.weight must be in [0, 1], got {self.weight}")
+        if self.hidden < 0:
+            raise ValueError(f"distill.hidden must be >= 0 (the weight of hidden-state distillation), got {self.hidden}")
+        if any(b <= a for a, b in zip(self.hidden_layers, self.hidden_layers[1:], strict=False)) or min(self.hidden_layers, default=1) < 1:
+            raise ValueError(f"distill.hidden_layers must be increasing teacher layers counted from 1, got {list(self.hidden_layers)}")
 
 
 @dataclass(frozen=True)

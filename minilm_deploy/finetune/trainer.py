@@ -29,6 +29,7 @@ from minilm_deploy.errors import MinilmError
 from minilm_deploy.finetune import data as D
 from minilm_deploy.finetune import interrupt
 from minilm_deploy.finetune.evaluate import predict_logits, score
+from minilm_deploy.finetune.hidden import HiddenAlignment, HiddenPlan
 from minilm_deploy.finetune.losses import task_loss
 from minilm_deploy.finetune.model import TaskHead, load_for_training, state_copy
 from minilm_deploy.finetune.recipe import FinetuneRecipe
@@ -48,6 +49,7 @@ class Prepared:
     pad_id: int
     teacher_logits: np.ndarray | None = None  # (N_train, K) soft targets for task distillation
     labelled: np.ndarray | None = None  # (N_train,) bool: rows with a hard label (None: all; False: augmented copies)
+    hidden: HiddenPlan | None = None  # hidden-state distillation (`finetune.distill.hidden`), checked
     info: dict[str, Any] = field(default_factory=dict)  # split sizes and how dev was made
 
 
@@ -91,19 +93,23 @@ def make_optimizer(model: torch.nn.Module, ft: FinetuneRecipe, total: int):
 
 def train_step(model: torch.nn.Module, optimizer, lr: float, batch: dict[str, torch.Tensor], labels: torch.Tensor,
                soft: torch.Tensor | None, kind: str, ft: FinetuneRecipe, bf16: bool = False,
-               labelled: torch.Tensor | None = None) -> float:
+               labelled: torch.Tensor | None = None, hidden: HiddenAlignment | None = None) -> float:
     """One optimizer step at learning rate `lr` on one padded batch (the forward under bf16 autocast if `bf16`;
-    the hard loss over the `labelled` rows only if given); returns the loss."""
+    the hard loss over the `labelled` rows only if given; with `hidden`, its part weighted by
+    `finetune.distill.hidden`); returns the loss."""
     distill = ft.distill
     device = labels.device.type
     with training_autocast(model, device, bf16):
-        logits = model(**batch).logits  # (B, K)
-    loss, _ = task_loss(kind, logits.float(), labels, soft, distill.temperature if distill else 1.0,
+        out = model(**batch, output_hidden_states=hidden is not None)  # logits (B, K)
+    loss, _ = task_loss(kind, out.logits.float(), labels, soft, distill.temperature if distill else 1.0,
                         distill.weight if distill else 0.0, labelled)  # float32, outside autocast
+    if hidden is not None and distill is not None:
+        loss = loss + distill.hidden * hidden.loss(out.hidden_states, hidden.teacher_states(batch, bf16), batch["attention_mask"])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if ft.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), ft.max_grad_norm)
+        params = [*model.parameters(), *(hidden.parameters() if hidden is not None else ())]
+        torch.nn.utils.clip_grad_norm_(params, ft.max_grad_norm)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()
@@ -142,7 +148,9 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     if ft.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     total, epochs = plan_steps(len(prep.train), ft)
-    optimizer, lr_at = make_optimizer(model, ft, total)
+    hidden = None if prep.hidden is None else HiddenAlignment(prep.hidden, device)
+    extras = {} if hidden is None else {"hidden": hidden}  # trained beside the model: checkpointed, not saved in it
+    optimizer, lr_at = make_optimizer(torch.nn.ModuleDict({"model": model, **extras}) if extras else model, ft, total)
     teacher = None if prep.teacher_logits is None else torch.from_numpy(prep.teacher_logits)
     labels = torch.from_numpy(prep.train.labels)
     labelled = None if prep.labelled is None else torch.from_numpy(prep.labelled)
@@ -150,7 +158,7 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     state, best_state = SeedState(), None
     found = resume_point(work) if work is not None else None
     if found is not None:
-        load_checkpoint(found, model, optimizer, device)  # and torch's global RNG: the dropout draws
+        load_checkpoint(found, model, optimizer, device, extras=extras)  # and torch's global RNG: the dropout draws
         state = SeedState(**read_extra(found)["seed"])
         generator.set_state(read_tensors(found, "order")["generator"])
         best_state = read_tensors(found, "best") if (found / "best.safetensors").is_file() else None
@@ -167,7 +175,7 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
     def save() -> None:
         assert work is not None
         extra = {"seed": {**vars(state), "seconds": seconds()}}
-        save_checkpoint(work, model, optimizer, TrainProgress(step=state.step), keep=1, extra=extra,
+        save_checkpoint(work, model, optimizer, TrainProgress(step=state.step), keep=1, extra=extra, extras=extras,
                         tensors={"order": {"generator": order}, **({"best": best_state} if best_state else {})})
 
     with cpu_heap.kept_heap(device.type):  # freed memory kept for the next step: no page faults refilling it
@@ -183,7 +191,7 @@ def train_seed(folder: Path, prep: Prepared, ft: FinetuneRecipe, seed: int, prog
                     soft = None if teacher is None else teacher[idx].to(device)
                     state.losses.append(train_step(model, optimizer, lr_at(state.step), batch, labels[idx].to(device), soft,
                                                    prep.head.kind, ft, bf16,
-                                                   None if labelled is None else labelled[idx].to(device)))
+                                                   None if labelled is None else labelled[idx].to(device), hidden))
                     state.step += 1
                     state.batches_done += 1
                     if work is not None and ft.checkpoint_every and state.step % ft.checkpoint_every == 0:
