@@ -218,6 +218,8 @@ PLAN: list[str] = (
     + ["mpnet-6x384:t1-pruned-kd-aug:0:rotten-tomatoes:3"]
     + [f"mpnet-6x384:t1-pruned-kd-aug7:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
     + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for v in ("l6-kd-aug", "l6", "l6-kd")]
+    + [f"3x192:{v}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for v in ("t1-pruned-kd-aug", "t1-pruned-kd-aug-hid")]
+    + [f"mpnet-6x384:t1-pruned-kd-aug-hid:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
 )
 
 
