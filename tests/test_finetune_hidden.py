@@ -5,23 +5,21 @@ exact resume with the projection in the checkpoint."""
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from minilm_deploy.checkpoint import list_checkpoints
 from minilm_deploy.errors import InputError
-from minilm_deploy.finetune import api, interrupt
+from minilm_deploy.finetune import api
 from minilm_deploy.finetune.hidden import HiddenAlignment, HiddenPlan, layer_pairs
 from minilm_deploy.finetune.losses import hidden_relative_error
 from minilm_deploy.finetune.model import load_task_model, load_tokenizer
 from minilm_deploy.finetune.prepare import prepare
 from minilm_deploy.finetune.recipe import TaskDistillRecipe
 from minilm_deploy.finetune.trainer import train_seed
-from tests.test_finetune_resume import RESUMABLE, stop_after, weights
+from tests.test_finetune_resume import RESUMABLE, assert_a_stopped_seed_resumes_exactly
 from tests.test_finetune_train import FAST, synthetic_task
 
 LABELS = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
@@ -139,17 +137,5 @@ def test_a_stopped_seed_with_hidden_distillation_resumes_exactly(tmp_path: Path,
     student = tiny_bert_factory("student", seed=3, hidden_size=16, intermediate_size=32)
     ft = replace(RESUMABLE, distill=TaskDistillRecipe(teacher=str(teacher), hidden=1.0))
     prep = prepare(synthetic_task(), load_tokenizer(student), ft, teacher, student=student)
-    whole_model, whole = train_seed(student, prep, ft, 5)
-    work = tmp_path / "seed-5"
-    with monkeypatch.context() as patch:
-        stop_after(patch, checks)
-        with pytest.raises(interrupt.SafeStop):
-            train_seed(student, prep, ft, 5, work=work)
-    interrupt._stop.clear()
-    [saved] = list_checkpoints(work)
-    assert (saved / "hidden.safetensors").is_file()  # the projection and its fitted flag
-    resumed_model, resumed = train_seed(student, prep, ft, 5, work=work)
-    assert resumed.history == whole.history
-    for name, tensor in weights(whole_model).items():
-        assert torch.equal(tensor, weights(resumed_model)[name]), name
-    shutil.rmtree(work, ignore_errors=True)
+    saved = assert_a_stopped_seed_resumes_exactly(student, prep, ft, tmp_path / "seed-5", monkeypatch, checks)
+    assert "hidden.safetensors" in saved  # the projection and its fitted flag

@@ -43,24 +43,32 @@ def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("checks", [2, 5, 9])  # mid-epoch between checkpoints, on one, in the 3rd epoch
-def test_a_stopped_seed_resumes_exactly(tmp_path: Path, tiny_bert_session_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                         checks: int) -> None:
-    prep = prepare(synthetic_task(), load_tokenizer(tiny_bert_session_dir), RESUMABLE)
-    whole_model, whole = train_seed(tiny_bert_session_dir, prep, RESUMABLE, 5)
-    work = tmp_path / "seed-5"
+def assert_a_stopped_seed_resumes_exactly(folder: Path, prep, ft, work: Path, monkeypatch: pytest.MonkeyPatch,
+                                          checks: int) -> set[str]:
+    """Train seed 5 whole, then stopped after `checks` safe points and resumed from `work`: the same history,
+    scores and weights. Returns the names of the files in the stop's checkpoint."""
+    whole_model, whole = train_seed(folder, prep, ft, 5)
     with monkeypatch.context() as patch:
         stop_after(patch, checks)
         with pytest.raises(interrupt.SafeStop):
-            train_seed(tiny_bert_session_dir, prep, RESUMABLE, 5, work=work)
+            train_seed(folder, prep, ft, 5, work=work)
     interrupt._stop.clear()
     [saved] = list_checkpoints(work)  # the stop's own checkpoint, older ones dropped
-    resumed_model, resumed = train_seed(tiny_bert_session_dir, prep, RESUMABLE, 5, work=work)
+    files = {path.name for path in saved.iterdir()}
+    resumed_model, resumed = train_seed(folder, prep, ft, 5, work=work)
     assert resumed.history == whole.history and resumed.splits == whole.splits
     assert resumed.best_epoch == whole.best_epoch
     for name, tensor in weights(whole_model).items():
         assert torch.equal(tensor, weights(resumed_model)[name]), name
     assert saved.name.startswith("step-")
+    return files
+
+
+@pytest.mark.parametrize("checks", [2, 5, 9])  # mid-epoch between checkpoints, on one, in the 3rd epoch
+def test_a_stopped_seed_resumes_exactly(tmp_path: Path, tiny_bert_session_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                         checks: int) -> None:
+    prep = prepare(synthetic_task(), load_tokenizer(tiny_bert_session_dir), RESUMABLE)
+    assert_a_stopped_seed_resumes_exactly(tiny_bert_session_dir, prep, RESUMABLE, tmp_path / "seed-5", monkeypatch, checks)
 
 
 def test_finetune_model_resumes_after_the_finished_seeds(tmp_path: Path, tiny_bert_session_dir: Path,
