@@ -78,7 +78,8 @@ def test_the_loss_is_zero_for_a_copy_of_the_teacher_and_positive_for_another_mod
 
 def test_a_narrower_students_projection_starts_as_the_least_squares_map(tiny_bert_factory) -> None:
     teacher = tiny_bert_factory("teacher", architecture="BertForSequenceClassification", seed=7, **LABELS)
-    alignment = HiddenAlignment(HiddenPlan(teacher, ((0, 0), (1, 2)), "given", 3, 5), torch.device("cpu"))
+    alignment = HiddenAlignment(HiddenPlan(load_task_model(teacher)[0], ((0, 0), (1, 2)), "given", 3, 5),
+                                torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     student = [torch.randn(2, 4, 3, generator=generator) for _ in range(2)]  # (B, T, D_s)
     truth = torch.randn(3, 5, generator=generator)

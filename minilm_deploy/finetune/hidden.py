@@ -36,7 +36,7 @@ Pairs = tuple[tuple[int, int], ...]  # (student, teacher) hidden-state indices: 
 class HiddenPlan:
     """What hidden-state distillation compares, checked before any training step."""
 
-    teacher: Path  # the fine-tuned teacher's folder
+    teacher: torch.nn.Module  # the fine-tuned teacher, as `prepare` loaded it (once for every seed)
     pairs: Pairs
     matched_by: str  # "given" (hidden_layers), "copied" (the student's init picks), "even"
     student_width: int
@@ -70,16 +70,18 @@ def copied_from(student: Path) -> list[int] | None:
     return [int(p) for p in picks] if isinstance(picks, list) and picks else None
 
 
-def plan_hidden(student: Path, teacher: Path, student_tokenizer: Any, teacher_tokenizer: Any,
+def plan_hidden(student: Path, teacher: Path, student_tokenizer: Any, loaded: tuple[Any, Any, Any],
                 distill: TaskDistillRecipe) -> HiddenPlan:
-    """Check that hidden-state distillation can run between these two models; say what it will compare."""
+    """Check that hidden-state distillation can run between these two models (`loaded`: the teacher's model,
+    tokenizer and head from the folder `teacher`); say what it will compare."""
+    teacher_model, teacher_tokenizer, _ = loaded
     if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
         raise InputError(f"finetune.distill.hidden: the student ({student}) and the teacher ({teacher}) have different "
                          "vocabularies, so the teacher cannot read the student's tokens; set finetune.distill.hidden to 0 "
                          "(the soft targets work across tokenizers)")
-    (s_layers, s_width, _), (t_layers, t_width, _) = (attention_shape(load_config(f)) for f in (student, teacher))
+    (s_layers, s_width, _), (t_layers, t_width, _) = attention_shape(load_config(student)), attention_shape(teacher_model.config)
     pairs, how = layer_pairs(s_layers, t_layers, distill.hidden_layers, copied_from(student))
-    return HiddenPlan(teacher, pairs, how, s_width, t_width)
+    return HiddenPlan(teacher_model, pairs, how, s_width, t_width)
 
 
 class HiddenAlignment(torch.nn.Module):
@@ -87,12 +89,9 @@ class HiddenAlignment(torch.nn.Module):
     its state goes into fine-tuning checkpoints, not into the model folder)."""
 
     def __init__(self, plan: HiddenPlan, device: torch.device) -> None:
-        from minilm_deploy.finetune.model import load_task_model
-
         super().__init__()
         self.pairs = plan.pairs
-        teacher, _, _ = load_task_model(plan.teacher)
-        self._teacher = [teacher.to(device).eval().requires_grad_(False)]  # a list: not a submodule
+        self._teacher = [plan.teacher.to(device).eval().requires_grad_(False)]  # a list: not a submodule
         same = plan.student_width == plan.teacher_width
         self.projection = torch.nn.Identity() if same else torch.nn.Linear(plan.student_width, plan.teacher_width, bias=False)
         self.projection.to(device)

@@ -81,7 +81,7 @@ def prepare(task: TaskData, tokenizer, ft: FinetuneRecipe, teacher: Path | None 
         if ft.distill is not None and ft.distill.hidden > 0:
             if student is None:
                 raise ValueError("prepare: finetune.distill.hidden needs the student's folder")
-            hidden = plan_hidden(student, teacher, tokenizer, loaded[1], ft.distill)
+            hidden = plan_hidden(student, teacher, tokenizer, loaded, ft.distill)
             info["hidden"] = {"pairs": [list(p) for p in hidden.pairs], "matched_by": hidden.matched_by,
                               "projection": [hidden.student_width, hidden.teacher_width]}
         copies = augmented_rows(teacher, loaded, train_rows, ft)  # () without finetune.distill.augment
