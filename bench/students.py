@@ -46,6 +46,11 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               t1-pruned-kd-aug-hid: t1-pruned-kd-aug plus hidden-state distillation from that teacher
               (finetune.distill.hidden: 1, TinyBERT's intermediate layers: each layer against the one it was
               copied from, through the learned projection)
+  t1-wide     t1 at the teacher's width (only the depth cut: 3x384 in the 3x192 group, 6x768 in mpnet-6x384);
+              t1-wide-kd-aug: fine-tuned as t1-pruned-kd-aug
+  t1-steps    pruning in two steps (depth, then width): t1-pruned made from t1-wide-kd-aug's fine-tuned model of
+              the same seed instead of from the teacher; t1-steps-kd-aug: fine-tuned as t1-pruned-kd-aug, its soft
+              targets from the teacher (the same fine-tuning as t1-pruned-kd-aug, after t1-wide-kd-aug's)
   l6          not made from the teacher: zoo:all-minilm-l6-v2 itself (a 6x384 encoder its authors distilled with
               MiniLM), fine-tuned alone: the off-the-shelf small model (mpnet-6x384 only: its shape); l6-kd and
               l6-kd-aug: fine-tuned with task distillation from the mpnet teacher, as t1-pruned-kd(-aug) (the
@@ -105,6 +110,10 @@ class Variant:
     finetune: dict[str, Any] = field(default_factory=dict)  # over FINETUNE (epochs, ...)
     task_distill: dict[str, Any] = field(default_factory=dict)  # over TASK_DISTILL (augment, ...)
     pretrained: str = ""  # the student is this pretrained model itself, of the group's shape, not made from the teacher
+    teacher_width: bool = False  # the student keeps its teacher's width (the group's depth): a step on the way to it
+    # copied or pruned from this variant's fine-tuned model of the same task and seed instead of from the teacher
+    # (pruning in steps; its task distillation still comes from the teacher)
+    source: str = ""
 
     @property
     def distilled(self) -> bool:
@@ -142,6 +151,11 @@ _L6 = Variant("zoo:all-minilm-l6-v2 itself (6x384, MiniLM-distilled by its autho
               "off-the-shelf small encoder a user could take instead", pretrained="zoo:all-minilm-l6-v2")
 _T1_PRUNED_BOTH = replace(_T1_PRUNED, description="t1-pruned + relations + hidden-state alignment to that teacher on "
                           "the task's training texts", loss=_BOTH)
+_T1_WIDE = replace(_T1, description="t1 at the teacher's width: only the depth cut (the first of two pruning steps)",
+                   teacher_width=True)
+_T1_STEPS = replace(_T1_PRUNED, description="t1-pruned made from t1-wide-kd-aug's fine-tuned model (same seed) instead "
+                    "of from the teacher: depth, then width", source="t1-wide-kd-aug")
+_AUG = {"epochs": 2, "augment": 3}  # TinyBERT's augmentation: 3 word-swapped copies of each text, 2 epochs
 VARIANTS: dict[str, Variant] = {
     "teacher": Variant("the teacher, fine-tuned"),
     "c": Variant("layer copy, old picks (every k-th from 0), no distillation", old_picks=True),
@@ -166,13 +180,18 @@ VARIANTS: dict[str, Variant] = {
                            "t1-pruned", "kd-e8", epochs=8),
     "t1-pruned-kd-aug": _kd(_T1_PRUNED, "t1-pruned, fine-tuned with task distillation on its training texts plus 3 "
                             "word-swapped copies of each labelled by that teacher (TinyBERT's augmentation), 2 epochs",
-                            "t1-pruned", "kd-aug", epochs=2, augment=3),
+                            "t1-pruned", "kd-aug", **_AUG),
     "t1-pruned-kd-aug7": _kd(_T1_PRUNED, "t1-pruned-kd-aug with 7 copies of each text for 1 epoch (the same steps, "
                              "twice the distinct texts)", "t1-pruned", "kd-aug7", epochs=1, augment=7),
     "t1-pruned-kd-aug-hid": _kd(_T1_PRUNED, "t1-pruned-kd-aug plus hidden-state distillation from that teacher (each "
                                 "layer against the one it was copied from, through a learned projection)",
                                 "t1-pruned", "kd-aug-hid", epochs=2, augment=3, hidden=1.0),
     "t1-pruned-both": _T1_PRUNED_BOTH,
+    "t1-wide": _T1_WIDE,
+    "t1-wide-kd-aug": _kd(_T1_WIDE, "t1-wide, fine-tuned as t1-pruned-kd-aug", "t1-wide", "kd-aug", **_AUG),
+    "t1-steps": _T1_STEPS,
+    "t1-steps-kd-aug": _kd(_T1_STEPS, "t1-steps, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)",
+                           "t1-steps", "kd-aug", **_AUG),
     "l6": _L6,
     "l6-kd": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher (its own tokenizer)", "l6"),
     "l6-kd-aug": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher on its training "
@@ -220,6 +239,7 @@ PLAN: list[str] = (
     + [f"mpnet-6x384:{v}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for v in ("l6-kd-aug", "l6", "l6-kd")]
     + [f"3x192:{v}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for v in ("t1-pruned-kd-aug", "t1-pruned-kd-aug-hid")]
     + [f"mpnet-6x384:t1-pruned-kd-aug-hid:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
+    + [f"{g}:t1-steps-kd-aug:0:rotten-tomatoes:{s}" for g in ("3x192", "mpnet-6x384") for s in (1, 2, 3)]
 )
 
 
@@ -281,6 +301,10 @@ class Run:
     def teacher_run(self) -> Run:
         return Run(self.group, "teacher", "0", self.task, self.seed)
 
+    def source_run(self) -> Run:
+        """The fine-tuning whose model this run's student is copied or pruned from (a variant with a `source`)."""
+        return Run(self.group, VARIANTS[self.base().variant].source, "0", self.task, self.seed)
+
     @property
     def result(self) -> Path:
         return RUNS / f"{self.label}-{self.variant}-{self.tokens}-{self.task}-s{self.seed}.json"
@@ -292,11 +316,16 @@ def old_picks(teacher_layers: int, student_layers: int) -> list[int]:
     return [i * k for i in range(student_layers)]
 
 
-def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
+def distill_recipe(run: Run, teacher_layers: int, teacher_hidden: int = 0) -> dict[str, Any]:
+    """The `minilm distill` recipe that makes `run`'s student (`teacher_hidden`: the teacher's width, needed by a
+    `teacher_width` variant only)."""
     group = GROUPS[run.group]
     run = run.base()
     variant = VARIANTS[run.variant]
-    student: dict[str, Any] = {"layers": group.layers, "hidden": group.hidden, "init": variant.init}
+    if variant.teacher_width and not teacher_hidden:
+        raise ValueError(f"{run.variant} keeps the teacher's width: give teacher_hidden")
+    hidden = teacher_hidden if variant.teacher_width else group.hidden
+    student: dict[str, Any] = {"layers": group.layers, "hidden": hidden, "init": variant.init}
     if variant.old_picks:
         student["init_layers"] = old_picks(teacher_layers, group.layers)
     weights: dict[str, float] = {}  # not distilled (0 steps): the default loss, never used
@@ -308,7 +337,8 @@ def distill_recipe(run: Run, teacher_layers: int) -> dict[str, Any]:
         "general+rt": [{"source": CORPUS, "weight": 0.5}, {"source": TASKS["rotten-tomatoes"], "weight": 0.5}],
         "task": [{"source": TASKS[run.task], "weight": 1.0}],  # the task's training texts only (never eval text)
     }[variant.corpus]
-    teacher = str(run.teacher_run().output) if run.task_teacher else group.teacher
+    teacher = str(run.source_run().output) if variant.source else (
+        str(run.teacher_run().output) if run.task_teacher else group.teacher)
     return {
         "name": f"students-{run.student_key}", "teacher": teacher, "seed": 0,
         "output_dir": str(WORK / run.student_key),
@@ -334,11 +364,14 @@ def ensure_student(run: Run) -> str:
     folder = WORK / run.student_key / "student"
     if (folder / "run.json").is_file():
         return str(folder)
-    layers = _shape(group.teacher)[0]
+    layers, hidden, _ = _shape(group.teacher)
     if run.task_teacher:  # its teacher is the fine-tuned teacher of this task and seed: fine-tune that first
         finetune(run.teacher_run(), needed_as_teacher=True)
+    if VARIANTS[run.variant].source:  # made from another variant's fine-tuned model: that first
+        finetune(run.source_run(), needed_as_teacher=True)
+        layers = group.layers
     print(f"students: distilling {run.student_key} ({VARIANTS[run.variant].description})", file=sys.stderr)
-    recipe = distill_recipe(run, layers)
+    recipe = distill_recipe(run, layers, hidden)
     record = harness.distill_student(recipe, "students")
     first = RUNS / f"{run.student_key}-distill.json"
     remade = first.is_file()

@@ -24,14 +24,16 @@ CLAIM = ("3x384", "rotten-tomatoes", "t1-both-kd", "1M")  # student, task, varia
 CLAIM_BASELINES = ("c", "c1", "t1", "c1-kd", "t1-kd")
 # Other comparisons worth pairing by seed (candidate minus baseline; the distillation tokens are the candidate's):
 # each crossover curve's budgets against its 0-token start, and the 4x384 student, whose seeds 1-3 answer the
-# issue's "3x384 and 4x384, 3 seeds", and hidden-state distillation in fine-tuning against the same fine-tuning
-# without it. A pair is shown where both sides have two seeds or more.
+# issue's "3x384 and 4x384, 3 seeds", hidden-state distillation in fine-tuning against the same fine-tuning
+# without it, and pruning in steps against pruning at once. A pair is shown where both sides have two seeds or more.
 PAIRS = tuple(pair for variant, start, _ in CURVES for tokens in TOKENS if tokens != "0"  # the claim's pairs stay there
               if (pair := (CLAIM[0], CLAIM[1], variant, tokens, start))[:4] != CLAIM or start not in CLAIM_BASELINES) + (
     ("4x384", "rotten-tomatoes", "c1-both", "1M", "c1"), ("4x384", "rotten-tomatoes", "c1-both", "1M", "c"),
     ("4x384", "rotten-tomatoes", "c1", "0", "c"),
     # hidden-state distillation while fine-tuning a width-pruned student: on the cheap proxy, then on mpnet
-    *((group, "rotten-tomatoes", "t1-pruned-kd-aug-hid", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")))
+    *((group, "rotten-tomatoes", "t1-pruned-kd-aug-hid", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")),
+    # pruning in two steps (depth, then width) against pruning both at once, fine-tuned alike
+    *((group, "rotten-tomatoes", "t1-steps-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")))
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
 

@@ -84,6 +84,27 @@ def test_task_teacher_variants_copy_and_distill_the_fine_tuned_teacher_of_their_
         students.Run.parse("3x384:t1:1M:rotten-tomatoes:1")
 
 
+def test_pruning_in_steps_cuts_the_depth_then_prunes_the_width_of_that_fine_tuned_model() -> None:
+    wide = students.Run.parse("3x192:t1-wide-kd-aug:0:rotten-tomatoes:2")
+    recipe = students.distill_recipe(wide, 6, teacher_hidden=384)
+    assert recipe["teacher"] == str(wide.teacher_run().output)
+    assert recipe["distill"]["student"] == {"layers": 3, "hidden": 384, "init": "teacher-layers"}  # the depth cut only
+    with pytest.raises(ValueError, match="teacher_hidden"):
+        students.distill_recipe(wide, 6)
+    steps = students.Run.parse("3x192:t1-steps-kd-aug:0:rotten-tomatoes:2")
+    assert steps.source_run() == wide  # the same task and seed
+    recipe = students.distill_recipe(steps, 3, teacher_hidden=384)
+    assert recipe["teacher"] == str(wide.output)  # pruned from the wide student's fine-tuned model ...
+    distill = recipe_from_dict(recipe).distill
+    assert (distill.student.layers, distill.student.hidden, distill.student.init) == (3, 192, "teacher-pruned")
+    assert [p.source for p in distill.corpus_parts()] == ["zoo:rotten-tomatoes"]
+    assert steps.kd and steps.teacher_run() == wide.teacher_run()  # ... and fine-tuned with the teacher's soft targets
+    one_step = students.VARIANTS["t1-pruned-kd-aug"]
+    for variant in ("t1-steps-kd-aug", "t1-wide-kd-aug"):  # both steps fine-tune as the one-step recipe does
+        assert (students.VARIANTS[variant].finetune, students.VARIANTS[variant].task_distill) == (
+            one_step.finetune, one_step.task_distill)
+
+
 def _record(student: str, variant: str, tokens: str, seed: int, accuracy: float, task: str = "rotten-tomatoes") -> dict:
     return {"kind": "finetune", "student": student, "variant": variant, "tokens": students.TOKENS[tokens],
             "tokens_label": tokens, "task": task, "seed": seed, "metric": "accuracy", "test": {"accuracy": accuracy},
@@ -154,7 +175,8 @@ def test_a_row_whose_tasks_ran_on_different_machines_says_where_each_ran(tmp_pat
 def test_variants_say_once_what_each_is() -> None:
     assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
         "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd", "t1-pruned", "t1-pruned-kd", "t1-pruned-kd-e8",
-        "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "t1-pruned-kd-aug-hid", "l6", "l6-kd", "l6-kd-aug"]
+        "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "t1-pruned-kd-aug-hid", "t1-wide", "t1-wide-kd-aug", "t1-steps",
+        "t1-steps-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
     folders = [(students.student_variant(name), v.tag) for name, v in students.VARIANTS.items()]
     assert len(set(folders)) == len(folders)  # no two variants fine-tune one student into one folder
     for name, variant in students.VARIANTS.items():
@@ -162,8 +184,9 @@ def test_variants_say_once_what_each_is() -> None:
         assert set(variant.finetune) <= set(students.FINETUNE)  # overrides of known settings only
         assert set(variant.task_distill) <= {f.name for f in fields(TaskDistillRecipe)}
         base = students.VARIANTS[variant.student] if variant.kd else variant
-        assert (base.loss, base.corpus, base.init, base.pretrained) == (variant.loss, variant.corpus, variant.init,
-                                                                          variant.pretrained)
+        assert (base.loss, base.corpus, base.init, base.pretrained, base.source, base.teacher_width) == (
+            variant.loss, variant.corpus, variant.init, variant.pretrained, variant.source, variant.teacher_width)
+        assert not variant.source or (variant.source in students.VARIANTS and variant.task_teacher)
         assert not (variant.pretrained and variant.distilled)  # a pretrained student is taken as it is
 
 
