@@ -151,7 +151,8 @@ _L6 = Variant("zoo:all-minilm-l6-v2 itself (6x384, MiniLM-distilled by its autho
               "off-the-shelf small encoder a user could take instead", pretrained="zoo:all-minilm-l6-v2")
 _T1_PRUNED_BOTH = replace(_T1_PRUNED, description="t1-pruned + relations + hidden-state alignment to that teacher on "
                           "the task's training texts", loss=_BOTH)
-_T1_WIDE = replace(_T1, description="t1 at the teacher's width: only the depth cut (the first of two pruning steps)",
+_T1_WIDE = replace(_T1, description="t1 at the teacher's width, only the depth cut (the first of two pruning steps; "
+                   "a 3x384 student in the 3x192 group, 6x768 in mpnet-6x384)",
                    teacher_width=True)
 _T1_STEPS = replace(_T1_PRUNED, description="t1-pruned made from t1-wide-kd-aug's fine-tuned model (same seed) instead "
                     "of from the teacher: depth, then width", source="t1-wide-kd-aug")
@@ -188,7 +189,8 @@ VARIANTS: dict[str, Variant] = {
                                 "t1-pruned", "kd-aug-hid", epochs=2, augment=3, hidden=1.0),
     "t1-pruned-both": _T1_PRUNED_BOTH,
     "t1-wide": _T1_WIDE,
-    "t1-wide-kd-aug": _kd(_T1_WIDE, "t1-wide, fine-tuned as t1-pruned-kd-aug", "t1-wide", "kd-aug", **_AUG),
+    "t1-wide-kd-aug": _kd(_T1_WIDE, "t1-wide (the depth cut only: 3x384 in the 3x192 group), fine-tuned as "
+                          "t1-pruned-kd-aug", "t1-wide", "kd-aug", **_AUG),
     "t1-steps": _T1_STEPS,
     "t1-steps-kd-aug": _kd(_T1_STEPS, "t1-steps, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)",
                            "t1-steps", "kd-aug", **_AUG),
