@@ -186,7 +186,7 @@ VARIANTS: dict[str, Variant] = {
                              "twice the distinct texts)", "t1-pruned", "kd-aug7", epochs=1, augment=7),
     "t1-pruned-kd-aug-hid": _kd(_T1_PRUNED, "t1-pruned-kd-aug plus hidden-state distillation from that teacher (each "
                                 "layer against the one it was copied from, through a learned projection)",
-                                "t1-pruned", "kd-aug-hid", epochs=2, augment=3, hidden=1.0),
+                                "t1-pruned", "kd-aug-hid", **_AUG, hidden=1.0),
     "t1-pruned-both": _T1_PRUNED_BOTH,
     "t1-wide": _T1_WIDE,
     "t1-wide-kd-aug": _kd(_T1_WIDE, "t1-wide (the depth cut only: 3x384 in the 3x192 group), fine-tuned as "
@@ -197,8 +197,7 @@ VARIANTS: dict[str, Variant] = {
     "l6": _L6,
     "l6-kd": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher (its own tokenizer)", "l6"),
     "l6-kd-aug": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher on its training "
-                           "texts plus 3 word-swapped copies of each, 2 epochs (as t1-pruned-kd-aug)", "l6", "kd-aug",
-                     epochs=2, augment=3),
+                           "texts plus 3 word-swapped copies of each, 2 epochs (as t1-pruned-kd-aug)", "l6", "kd-aug", **_AUG),
     "t1-pruned-both-kd": _kd(_T1_PRUNED_BOTH, "t1-pruned-both, fine-tuned with task distillation from that teacher",
                              "t1-pruned-both"),
 }
