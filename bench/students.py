@@ -110,7 +110,9 @@ class Variant:
     finetune: dict[str, Any] = field(default_factory=dict)  # over FINETUNE (epochs, ...)
     task_distill: dict[str, Any] = field(default_factory=dict)  # over TASK_DISTILL (augment, ...)
     pretrained: str = ""  # the student is this pretrained model itself, of the group's shape, not made from the teacher
-    teacher_width: bool = False  # the student keeps its teacher's width (the group's depth): a step on the way to it
+    # the student's width: "group" (the group's), or a step on the way to it at the group's depth: "teacher" (the
+    # teacher's width), "midway" (halfway between the two: 288 in 3x192, 576 in mpnet-6x384)
+    width: str = "group"
     # copied or pruned from this variant's fine-tuned model of the same task and seed instead of from the teacher
     # (pruning in steps; its task distillation still comes from the teacher)
     source: str = ""
@@ -153,9 +155,14 @@ _T1_PRUNED_BOTH = replace(_T1_PRUNED, description="t1-pruned + relations + hidde
                           "the task's training texts", loss=_BOTH)
 _T1_WIDE = replace(_T1, description="t1 at the teacher's width, only the depth cut (the first of two pruning steps; "
                    "a 3x384 student in the 3x192 group, 6x768 in mpnet-6x384)",
-                   teacher_width=True)
+                   width="teacher")
 _T1_STEPS = replace(_T1_PRUNED, description="t1-pruned made from t1-wide-kd-aug's fine-tuned model (same seed) instead "
                     "of from the teacher: depth, then width", source="t1-wide-kd-aug")
+_T1_MID = replace(_T1_PRUNED, description="t1-pruned made from t1-wide-kd-aug's fine-tuned model at the width midway "
+                  "between the teacher's and the group's (3x288 in 3x192): the second of three steps", source="t1-wide-kd-aug",
+                  width="midway")
+_T1_STEPS3 = replace(_T1_PRUNED, description="t1-pruned made from t1-mid-kd-aug's fine-tuned model: depth, then width "
+                     "in two steps", source="t1-mid-kd-aug")
 _AUG = {"epochs": 2, "augment": 3}  # TinyBERT's augmentation: 3 word-swapped copies of each text, 2 epochs
 VARIANTS: dict[str, Variant] = {
     "teacher": Variant("the teacher, fine-tuned"),
@@ -194,6 +201,12 @@ VARIANTS: dict[str, Variant] = {
     "t1-steps": _T1_STEPS,
     "t1-steps-kd-aug": _kd(_T1_STEPS, "t1-steps, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)",
                            "t1-steps", "kd-aug", **_AUG),
+    "t1-mid": _T1_MID,
+    "t1-mid-kd-aug": _kd(_T1_MID, "t1-mid, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)", "t1-mid",
+                         "kd-aug", **_AUG),
+    "t1-steps3": _T1_STEPS3,
+    "t1-steps3-kd-aug": _kd(_T1_STEPS3, "t1-steps3, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)",
+                            "t1-steps3", "kd-aug", **_AUG),
     "l6": _L6,
     "l6-kd": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher (its own tokenizer)", "l6"),
     "l6-kd-aug": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher on its training "
@@ -241,6 +254,7 @@ PLAN: list[str] = (
     + [f"3x192:{v}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for v in ("t1-pruned-kd-aug", "t1-pruned-kd-aug-hid")]
     + [f"mpnet-6x384:t1-pruned-kd-aug-hid:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
     + [f"{g}:t1-steps-kd-aug:0:rotten-tomatoes:{s}" for g in ("3x192", "mpnet-6x384") for s in (1, 2, 3)]
+    + [f"{g}:t1-steps3-kd-aug:0:rotten-tomatoes:{s}" for g in ("3x192", "mpnet-6x384") for s in (1, 2, 3)]
 )
 
 
@@ -317,15 +331,22 @@ def old_picks(teacher_layers: int, student_layers: int) -> list[int]:
     return [i * k for i in range(student_layers)]
 
 
+def student_width(variant: Variant, group_hidden: int, teacher_hidden: int) -> int:
+    """The width `variant`'s student has in a group `group_hidden` wide whose teacher is `teacher_hidden` wide."""
+    if variant.width == "group":
+        return group_hidden
+    if not teacher_hidden:
+        raise ValueError(f"a {variant.width!r}-wide student depends on the teacher's width: give teacher_hidden")
+    return {"teacher": teacher_hidden, "midway": (teacher_hidden + group_hidden) // 2}[variant.width]
+
+
 def distill_recipe(run: Run, teacher_layers: int, teacher_hidden: int = 0) -> dict[str, Any]:
-    """The `minilm distill` recipe that makes `run`'s student (`teacher_hidden`: the teacher's width, needed by a
-    `teacher_width` variant only)."""
+    """The `minilm distill` recipe that makes `run`'s student (`teacher_hidden`: the group teacher's width, needed
+    by a variant whose `width` is not the group's)."""
     group = GROUPS[run.group]
     run = run.base()
     variant = VARIANTS[run.variant]
-    if variant.teacher_width and not teacher_hidden:
-        raise ValueError(f"{run.variant} keeps the teacher's width: give teacher_hidden")
-    hidden = teacher_hidden if variant.teacher_width else group.hidden
+    hidden = student_width(variant, group.hidden, teacher_hidden)
     student: dict[str, Any] = {"layers": group.layers, "hidden": hidden, "init": variant.init}
     if variant.old_picks:
         student["init_layers"] = old_picks(teacher_layers, group.layers)

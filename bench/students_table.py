@@ -32,8 +32,10 @@ PAIRS = tuple(pair for variant, start, _ in CURVES for tokens in TOKENS if token
     ("4x384", "rotten-tomatoes", "c1", "0", "c"),
     # hidden-state distillation while fine-tuning a width-pruned student: on the cheap proxy, then on mpnet
     *((group, "rotten-tomatoes", "t1-pruned-kd-aug-hid", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")),
-    # pruning in two steps (depth, then width) against pruning both at once, fine-tuned alike
-    *((group, "rotten-tomatoes", "t1-steps-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")))
+    # pruning in two steps (depth, then width) against pruning both at once, and the width in two steps (three in
+    # all) against one, fine-tuned alike
+    *((group, "rotten-tomatoes", "t1-steps-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")),
+    *((group, "rotten-tomatoes", "t1-steps3-kd-aug", "0", "t1-steps-kd-aug") for group in ("3x192", "mpnet-6x384")))
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
 

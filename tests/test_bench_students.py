@@ -105,6 +105,29 @@ def test_pruning_in_steps_cuts_the_depth_then_prunes_the_width_of_that_fine_tune
             one_step.finetune, one_step.task_distill)
 
 
+def test_pruning_in_three_steps_narrows_the_width_halfway_then_to_the_groups() -> None:
+    wide = students.Run.parse("3x192:t1-wide-kd-aug:0:rotten-tomatoes:3")
+    mid = students.Run.parse("3x192:t1-mid-kd-aug:0:rotten-tomatoes:3")
+    assert mid.source_run() == wide
+    recipe = students.distill_recipe(mid, 3, teacher_hidden=384)
+    assert recipe["teacher"] == str(wide.output)
+    distill = recipe_from_dict(recipe).distill
+    assert (distill.student.layers, distill.student.hidden, distill.student.init) == (3, 288, "teacher-pruned")
+    with pytest.raises(ValueError, match="teacher_hidden"):
+        students.distill_recipe(mid, 3)
+    last = students.Run.parse("3x192:t1-steps3-kd-aug:0:rotten-tomatoes:3")
+    assert last.source_run() == mid and last.teacher_run() == mid.teacher_run() == wide.teacher_run()
+    recipe = students.distill_recipe(last, 3, teacher_hidden=384)
+    assert recipe["teacher"] == str(mid.output)
+    assert recipe_from_dict(recipe).distill.student.hidden == 192
+    mpnet = students.distill_recipe(students.Run.parse("mpnet-6x384:t1-mid-kd-aug:0:rotten-tomatoes:1"), 6, 768)
+    assert mpnet["distill"]["student"]["hidden"] == 576  # 9 heads of 64
+    one_step = students.VARIANTS["t1-pruned-kd-aug"]
+    for variant in ("t1-mid-kd-aug", "t1-steps3-kd-aug"):
+        assert (students.VARIANTS[variant].finetune, students.VARIANTS[variant].task_distill) == (
+            one_step.finetune, one_step.task_distill)
+
+
 def _record(student: str, variant: str, tokens: str, seed: int, accuracy: float, task: str = "rotten-tomatoes") -> dict:
     return {"kind": "finetune", "student": student, "variant": variant, "tokens": students.TOKENS[tokens],
             "tokens_label": tokens, "task": task, "seed": seed, "metric": "accuracy", "test": {"accuracy": accuracy},
@@ -176,7 +199,7 @@ def test_variants_say_once_what_each_is() -> None:
     assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
         "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd", "t1-pruned", "t1-pruned-kd", "t1-pruned-kd-e8",
         "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "t1-pruned-kd-aug-hid", "t1-wide", "t1-wide-kd-aug", "t1-steps",
-        "t1-steps-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
+        "t1-steps-kd-aug", "t1-mid", "t1-mid-kd-aug", "t1-steps3", "t1-steps3-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
     folders = [(students.student_variant(name), v.tag) for name, v in students.VARIANTS.items()]
     assert len(set(folders)) == len(folders)  # no two variants fine-tune one student into one folder
     for name, variant in students.VARIANTS.items():
@@ -184,8 +207,9 @@ def test_variants_say_once_what_each_is() -> None:
         assert set(variant.finetune) <= set(students.FINETUNE)  # overrides of known settings only
         assert set(variant.task_distill) <= {f.name for f in fields(TaskDistillRecipe)}
         base = students.VARIANTS[variant.student] if variant.kd else variant
-        assert (base.loss, base.corpus, base.init, base.pretrained, base.source, base.teacher_width) == (
-            variant.loss, variant.corpus, variant.init, variant.pretrained, variant.source, variant.teacher_width)
+        assert (base.loss, base.corpus, base.init, base.pretrained, base.source, base.width) == (
+            variant.loss, variant.corpus, variant.init, variant.pretrained, variant.source, variant.width)
+        assert variant.width in ("group", "teacher", "midway")
         assert not variant.source or (variant.source in students.VARIANTS and variant.task_teacher)
         assert not (variant.pretrained and variant.distilled)  # a pretrained student is taken as it is
 
