@@ -203,8 +203,7 @@ VARIANTS: dict[str, Variant] = {
                            "t1-steps", "kd-aug", **_AUG),
     "t1-mid": _T1_MID,
     "t1-mid-kd-aug": _kd(_T1_MID, "t1-mid (3x288 in the 3x192 group), fine-tuned as t1-pruned-kd-aug (soft targets from "
-                         "the teacher)", "t1-mid",
-                         "kd-aug", **_AUG),
+                         "the teacher)", "t1-mid", "kd-aug", **_AUG),
     "t1-steps3": _T1_STEPS3,
     "t1-steps3-kd-aug": _kd(_T1_STEPS3, "t1-steps3, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)",
                             "t1-steps3", "kd-aug", **_AUG),
