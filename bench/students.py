@@ -51,6 +51,8 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
   t1-steps    pruning in two steps (depth, then width): t1-pruned made from t1-wide-kd-aug's fine-tuned model of
               the same seed instead of from the teacher; t1-steps-kd-aug: fine-tuned as t1-pruned-kd-aug, its soft
               targets from the teacher (the same fine-tuning as t1-pruned-kd-aug, after t1-wide-kd-aug's)
+              t1-steps-kd-aug-ta: its soft targets from t1-wide-kd-aug's model instead (a teacher assistant,
+              TAKD); t1-steps-kd-aug-lr3: at lr 3e-4; t1-steps-kd-aug-e4: for 4 epochs (each one change)
   l6          not made from the teacher: zoo:all-minilm-l6-v2 itself (a 6x384 encoder its authors distilled with
               MiniLM), fine-tuned alone: the off-the-shelf small model (mpnet-6x384 only: its shape); l6-kd and
               l6-kd-aug: fine-tuned with task distillation from the mpnet teacher, as t1-pruned-kd(-aug) (the
@@ -116,6 +118,9 @@ class Variant:
     # copied or pruned from this variant's fine-tuned model of the same task and seed instead of from the teacher
     # (pruning in steps; its task distillation still comes from the teacher)
     source: str = ""
+    # a -kd variant: the soft targets come from this variant's fine-tuned model of the same task and seed (a teacher
+    # assistant) instead of from the teacher
+    kd_from: str = ""
 
     @property
     def distilled(self) -> bool:
@@ -201,6 +206,14 @@ VARIANTS: dict[str, Variant] = {
     "t1-steps": _T1_STEPS,
     "t1-steps-kd-aug": _kd(_T1_STEPS, "t1-steps, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)",
                            "t1-steps", "kd-aug", **_AUG),
+    "t1-steps-kd-aug-ta": replace(
+        _kd(_T1_STEPS, "t1-steps, fine-tuned as t1-steps-kd-aug but its soft targets from t1-wide-kd-aug's model (the 3x384 "
+            "middle step: a teacher assistant, TAKD) instead of from the teacher", "t1-steps", "kd-aug-ta", **_AUG),
+        kd_from="t1-wide-kd-aug"),
+    "t1-steps-kd-aug-lr3": _kd(_T1_STEPS, "t1-steps-kd-aug at lr 3e-4 (three times the default)", "t1-steps", "kd-aug-lr3",
+                               **_AUG | {"lr": 3.0e-4}),
+    "t1-steps-kd-aug-e4": _kd(_T1_STEPS, "t1-steps-kd-aug for 4 epochs (twice the optimizer steps)", "t1-steps", "kd-aug-e4",
+                              **_AUG | {"epochs": 4}),
     "t1-mid": _T1_MID,
     "t1-mid-kd-aug": _kd(_T1_MID, "t1-mid (3x288 in the 3x192 group), fine-tuned as t1-pruned-kd-aug (soft targets from "
                          "the teacher)", "t1-mid", "kd-aug", **_AUG),
@@ -316,6 +329,11 @@ class Run:
 
     def teacher_run(self) -> Run:
         return Run(self.group, "teacher", "0", self.task, self.seed)
+
+    def kd_teacher_run(self) -> Run:
+        """The fine-tuning whose model gives a -kd run its soft targets: the teacher's, or a teacher assistant's."""
+        kd_from = VARIANTS[self.variant].kd_from
+        return Run(self.group, kd_from, "0", self.task, self.seed) if kd_from else self.teacher_run()
 
     def source_run(self) -> Run:
         """The fine-tuning whose model this run's student is copied or pruned from (a variant with a `source`)."""
@@ -441,9 +459,9 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
         return
     remade = run.result.is_file()  # only the model folder is missing: its recorded result stays as it was
     teacher = None
-    if run.kd:  # the soft targets come from the fine-tuned teacher of the same task and seed
-        finetune(run.teacher_run(), needed_as_teacher=True)
-        teacher = run.teacher_run().output
+    if run.kd:  # the soft targets come from the fine-tuned teacher (or assistant) of the same task and seed
+        finetune(run.kd_teacher_run(), needed_as_teacher=True)
+        teacher = run.kd_teacher_run().output
     model = ensure_student(run.base())
     variant = VARIANTS[run.variant]
     ft_options, kd_options = FINETUNE | variant.finetune, TASK_DISTILL | variant.task_distill

@@ -128,6 +128,22 @@ def test_pruning_in_three_steps_narrows_the_width_halfway_then_to_the_groups() -
             one_step.finetune, one_step.task_distill)
 
 
+def test_the_last_steps_variants_change_one_thing_each_against_t1_steps_kd_aug() -> None:
+    base = students.VARIANTS["t1-steps-kd-aug"]
+    assistant = students.Run.parse("3x192:t1-steps-kd-aug-ta:0:rotten-tomatoes:2")
+    wide = students.Run.parse("3x192:t1-wide-kd-aug:0:rotten-tomatoes:2")
+    assert assistant.kd_teacher_run() == wide  # the soft targets from the 3x384 middle step of the same seed ...
+    assert assistant.base() == students.Run.parse("3x192:t1-steps:0:rotten-tomatoes:2")  # ... for the same student
+    assert assistant.output.parent == students.Run.parse("3x192:t1-steps-kd-aug:0:rotten-tomatoes:2").output.parent
+    steps = students.Run.parse("3x192:t1-steps-kd-aug:0:rotten-tomatoes:2")
+    assert steps.kd_teacher_run() == steps.teacher_run()  # without kd_from: the teacher
+    for name, changed in (("t1-steps-kd-aug-ta", {}), ("t1-steps-kd-aug-lr3", {"lr": 3.0e-4}),
+                          ("t1-steps-kd-aug-e4", {"epochs": 4})):
+        variant = students.VARIANTS[name]
+        assert (variant.finetune, variant.task_distill) == (base.finetune | changed, base.task_distill)
+        assert variant.student == base.student == "t1-steps"
+
+
 def _record(student: str, variant: str, tokens: str, seed: int, accuracy: float, task: str = "rotten-tomatoes") -> dict:
     return {"kind": "finetune", "student": student, "variant": variant, "tokens": students.TOKENS[tokens],
             "tokens_label": tokens, "task": task, "seed": seed, "metric": "accuracy", "test": {"accuracy": accuracy},
@@ -199,7 +215,7 @@ def test_variants_say_once_what_each_is() -> None:
     assert [name for name, v in students.VARIANTS.items() if not v.distilled] == [
         "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd", "t1-pruned", "t1-pruned-kd", "t1-pruned-kd-e8",
         "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "t1-pruned-kd-aug-hid", "t1-wide", "t1-wide-kd-aug", "t1-steps",
-        "t1-steps-kd-aug", "t1-mid", "t1-mid-kd-aug", "t1-steps3", "t1-steps3-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
+        "t1-steps-kd-aug", "t1-steps-kd-aug-ta", "t1-steps-kd-aug-lr3", "t1-steps-kd-aug-e4", "t1-mid", "t1-mid-kd-aug", "t1-steps3", "t1-steps3-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
     folders = [(students.student_variant(name), v.tag) for name, v in students.VARIANTS.items()]
     assert len(set(folders)) == len(folders)  # no two variants fine-tune one student into one folder
     for name, variant in students.VARIANTS.items():
@@ -211,6 +227,7 @@ def test_variants_say_once_what_each_is() -> None:
             variant.loss, variant.corpus, variant.init, variant.pretrained, variant.source, variant.width)
         assert variant.width in ("group", "teacher", "midway")
         assert not variant.source or (variant.source in students.VARIANTS and variant.task_teacher)
+        assert not variant.kd_from or (variant.kd and students.VARIANTS[variant.kd_from].kd)  # a fine-tuned model
         assert not (variant.pretrained and variant.distilled)  # a pretrained student is taken as it is
 
 
