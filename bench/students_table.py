@@ -35,7 +35,9 @@ PAIRS = tuple(pair for variant, start, _ in CURVES for tokens in TOKENS if token
     # pruning in two steps (depth, then width) against pruning both at once, and the width in two steps (three in
     # all) against one, fine-tuned alike
     *((group, "rotten-tomatoes", "t1-steps-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")),
-    *((group, "rotten-tomatoes", "t1-steps3-kd-aug", "0", "t1-steps-kd-aug") for group in ("3x192", "mpnet-6x384")))
+    *((group, "rotten-tomatoes", "t1-steps3-kd-aug", "0", "t1-steps-kd-aug") for group in ("3x192", "mpnet-6x384")),
+    # the two-step recipe's last fine-tuning with one change each: a teacher assistant's soft targets, lr, epochs
+    *(("3x192", "rotten-tomatoes", f"t1-steps-kd-aug-{change}", "0", "t1-steps-kd-aug") for change in ("ta", "lr3", "e4")))
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
 
