@@ -50,7 +50,7 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               t1-wide-kd-aug: fine-tuned as t1-pruned-kd-aug
   t1-steps    pruning in two steps (depth, then width): t1-pruned made from t1-wide-kd-aug's fine-tuned model of
               the same seed instead of from the teacher; t1-steps-kd-aug: fine-tuned as t1-pruned-kd-aug, its soft
-              targets from the teacher (the same fine-tuning as t1-pruned-kd-aug, after t1-wide-kd-aug's)
+              targets from the teacher (the same fine-tuning as t1-pruned-kd-aug, after t1-wide-kd-aug's);
               t1-steps-kd-aug-ta: its soft targets from t1-wide-kd-aug's model instead (a teacher assistant,
               TAKD); t1-steps-kd-aug-lr3: at lr 3e-4; t1-steps-kd-aug-e4: for 4 epochs (each one change)
   l6          not made from the teacher: zoo:all-minilm-l6-v2 itself (a 6x384 encoder its authors distilled with
@@ -131,10 +131,10 @@ FINETUNE = {"max_length": 64, "batch_size": 32, "lr": 1.0e-4, "epochs": 3, "keep
 TASK_DISTILL = {"temperature": 2.0, "weight": 0.5}
 
 
-def _kd(base: Variant, description: str, name: str, tag: str = "kd", **finetune: Any) -> Variant:
+def _kd(base: Variant, description: str, name: str, tag: str = "kd", kd_from: str = "", **finetune: Any) -> Variant:
     """`base`'s student fine-tuned with task distillation (`finetune`: what differs from FINETUNE and
-    TASK_DISTILL, each key where it belongs)."""
-    return replace(base, description=description, kd=True, student=name, tag=tag,
+    TASK_DISTILL, each key where it belongs; `kd_from`: see Variant)."""
+    return replace(base, description=description, kd=True, student=name, tag=tag, kd_from=kd_from,
                    finetune={k: v for k, v in finetune.items() if k in FINETUNE},
                    task_distill={k: v for k, v in finetune.items() if k not in FINETUNE})
 
@@ -206,10 +206,9 @@ VARIANTS: dict[str, Variant] = {
     "t1-steps": _T1_STEPS,
     "t1-steps-kd-aug": _kd(_T1_STEPS, "t1-steps, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)",
                            "t1-steps", "kd-aug", **_AUG),
-    "t1-steps-kd-aug-ta": replace(
-        _kd(_T1_STEPS, "t1-steps, fine-tuned as t1-steps-kd-aug but its soft targets from t1-wide-kd-aug's model (the 3x384 "
-            "middle step: a teacher assistant, TAKD) instead of from the teacher", "t1-steps", "kd-aug-ta", **_AUG),
-        kd_from="t1-wide-kd-aug"),
+    "t1-steps-kd-aug-ta": _kd(_T1_STEPS, "t1-steps, fine-tuned as t1-steps-kd-aug but its soft targets from "
+                              "t1-wide-kd-aug's model (the 3x384 middle step: a teacher assistant, TAKD) instead of from "
+                              "the teacher", "t1-steps", "kd-aug-ta", kd_from="t1-wide-kd-aug", **_AUG),
     "t1-steps-kd-aug-lr3": _kd(_T1_STEPS, "t1-steps-kd-aug at lr 3e-4 (three times the default)", "t1-steps", "kd-aug-lr3",
                                **_AUG | {"lr": 3.0e-4}),
     "t1-steps-kd-aug-e4": _kd(_T1_STEPS, "t1-steps-kd-aug for 4 epochs (twice the optimizer steps)", "t1-steps", "kd-aug-e4",
@@ -329,17 +328,20 @@ class Run:
         """The same run without task distillation (the student it fine-tunes)."""
         return Run(self.group, student_variant(self.variant), self.tokens, self.task, self.seed)
 
+    def same_seed(self, variant: str) -> Run:
+        """`variant`'s undistilled run of this group, task and seed (a fine-tuning whose model this run uses)."""
+        return Run(self.group, variant, "0", self.task, self.seed)
+
     def teacher_run(self) -> Run:
-        return Run(self.group, "teacher", "0", self.task, self.seed)
+        return self.same_seed("teacher")
 
     def kd_teacher_run(self) -> Run:
         """The fine-tuning whose model gives a -kd run its soft targets: the teacher's, or a teacher assistant's."""
-        kd_from = VARIANTS[self.variant].kd_from
-        return Run(self.group, kd_from, "0", self.task, self.seed) if kd_from else self.teacher_run()
+        return self.same_seed(VARIANTS[self.variant].kd_from or "teacher")
 
     def source_run(self) -> Run:
         """The fine-tuning whose model this run's student is copied or pruned from (a variant with a `source`)."""
-        return Run(self.group, VARIANTS[self.base().variant].source, "0", self.task, self.seed)
+        return self.same_seed(VARIANTS[self.base().variant].source)
 
     @property
     def result(self) -> Path:
@@ -462,8 +464,9 @@ def finetune(run: Run, needed_as_teacher: bool = False) -> None:
     remade = run.result.is_file()  # only the model folder is missing: its recorded result stays as it was
     teacher = None
     if run.kd:  # the soft targets come from the fine-tuned teacher (or assistant) of the same task and seed
-        finetune(run.kd_teacher_run(), needed_as_teacher=True)
-        teacher = run.kd_teacher_run().output
+        kd_teacher = run.kd_teacher_run()
+        finetune(kd_teacher, needed_as_teacher=True)
+        teacher = kd_teacher.output
     model = ensure_student(run.base())
     variant = VARIANTS[run.variant]
     ft_options, kd_options = FINETUNE | variant.finetune, TASK_DISTILL | variant.task_distill
