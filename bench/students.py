@@ -46,6 +46,9 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               t1-pruned-kd-aug-hid: t1-pruned-kd-aug plus hidden-state distillation from that teacher
               (finetune.distill.hidden: 1, TinyBERT's intermediate layers: each layer against the one it was
               copied from, through the learned projection)
+  t1-pruned-refit  t1-pruned with each layer's attention-output and FFN-output Linears refit by least squares, bottom
+              layer first, so that its residual sums match the full-width copy's on the same texts
+              (`student.refit: true`); t1-pruned-refit-kd-aug: fine-tuned as t1-pruned-kd-aug
   t1-wide     t1 at the teacher's width (only the depth cut: 3x384 in the 3x192 group, 6x768 in mpnet-6x384);
               t1-wide-kd-aug: fine-tuned as t1-pruned-kd-aug
   t1-steps    pruning in two steps (depth, then width): t1-pruned made from t1-wide-kd-aug's fine-tuned model of
@@ -121,6 +124,8 @@ class Variant:
     # a -kd variant: the soft targets come from this variant's fine-tuned model of the same task and seed (a teacher
     # assistant) instead of from the teacher
     kd_from: str = ""
+    # init "teacher-pruned": the pruned copy's output Linears refit by least squares (`student.refit`)
+    refit: bool = False
 
     @property
     def distilled(self) -> bool:
@@ -168,6 +173,8 @@ _T1_MID = replace(_T1_PRUNED, description="t1-pruned made from t1-wide-kd-aug's 
                   width="midway")
 _T1_STEPS3 = replace(_T1_PRUNED, description="t1-pruned made from t1-mid-kd-aug's fine-tuned model: depth, then width "
                      "in two steps", source="t1-mid-kd-aug")
+_T1_REFIT = replace(_T1_PRUNED, description="t1-pruned with each layer's output Linears refit by least squares to "
+                    "the full-width copy's residual sums on the same texts (`student.refit`)", refit=True)
 _AUG = {"epochs": 2, "augment": 3}  # TinyBERT's augmentation: 3 word-swapped copies of each text, 2 epochs
 VARIANTS: dict[str, Variant] = {
     "teacher": Variant("the teacher, fine-tuned"),
@@ -219,6 +226,9 @@ VARIANTS: dict[str, Variant] = {
     "t1-steps3": _T1_STEPS3,
     "t1-steps3-kd-aug": _kd(_T1_STEPS3, "t1-steps3, fine-tuned as t1-pruned-kd-aug (soft targets from the teacher)",
                             "t1-steps3", "kd-aug", **_AUG),
+    "t1-pruned-refit": _T1_REFIT,
+    "t1-pruned-refit-kd-aug": _kd(_T1_REFIT, "t1-pruned-refit, fine-tuned as t1-pruned-kd-aug", "t1-pruned-refit", "kd-aug",
+                                  **_AUG),
     "l6": _L6,
     "l6-kd": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher (its own tokenizer)", "l6"),
     "l6-kd-aug": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher on its training "
@@ -270,6 +280,8 @@ PLAN: list[str] = (
     # three steps (the width halfway first) gained nothing over two on the proxy: not queued for mpnet
     + [f"3x192:t1-steps3-kd-aug:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
     + [f"3x192:t1-steps-kd-aug-{change}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for change in ("ta", "lr3", "e4")]
+    # the pruned copy refit by least squares before its fine-tuning: on the proxy first
+    + [f"3x192:t1-pruned-refit-kd-aug:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
 )
 
 
@@ -373,6 +385,8 @@ def distill_recipe(run: Run, teacher_layers: int, teacher_hidden: int = 0) -> di
     student: dict[str, Any] = {"layers": group.layers, "hidden": hidden, "init": variant.init}
     if variant.old_picks:
         student["init_layers"] = old_picks(teacher_layers, group.layers)
+    if variant.refit:
+        student["refit"] = True
     weights: dict[str, float] = {}  # not distilled (0 steps): the default loss, never used
     if variant.distilled:  # the loss's defaults: relations on, alignment off
         weights = RELATIONS if "relations" in variant.loss else {part: 0.0 for part in RELATIONS}

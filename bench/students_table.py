@@ -37,7 +37,9 @@ PAIRS = tuple(pair for variant, start, _ in CURVES for tokens in TOKENS if token
     *((group, "rotten-tomatoes", "t1-steps-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")),
     *((group, "rotten-tomatoes", "t1-steps3-kd-aug", "0", "t1-steps-kd-aug") for group in ("3x192", "mpnet-6x384")),
     # the two-step recipe's last fine-tuning with one change each: a teacher assistant's soft targets, lr, epochs
-    *(("3x192", "rotten-tomatoes", f"t1-steps-kd-aug-{change}", "0", "t1-steps-kd-aug") for change in ("ta", "lr3", "e4")))
+    *(("3x192", "rotten-tomatoes", f"t1-steps-kd-aug-{change}", "0", "t1-steps-kd-aug") for change in ("ta", "lr3", "e4")),
+    # the pruned copy refit by least squares before the same fine-tuning
+    *((group, "rotten-tomatoes", "t1-pruned-refit-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")))
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
 

@@ -144,6 +144,16 @@ def test_the_last_steps_variants_change_one_thing_each_against_t1_steps_kd_aug()
         assert variant.student == base.student == "t1-steps"
 
 
+def test_the_refit_variant_is_t1_pruned_with_refit_in_its_recipe_and_fine_tuned_alike() -> None:
+    refit = students.distill_recipe(students.Run.parse("3x192:t1-pruned-refit:0:rotten-tomatoes:2"), 6)
+    plain = students.distill_recipe(students.Run.parse("3x192:t1-pruned:0:rotten-tomatoes:2"), 6)
+    assert refit["distill"]["student"] == plain["distill"]["student"] | {"refit": True}
+    assert refit["teacher"] == plain["teacher"]  # the same seed's fine-tuned teacher, ranked on the same texts
+    assert refit["distill"]["corpus"] == plain["distill"]["corpus"]
+    candidate, baseline = students.VARIANTS["t1-pruned-refit-kd-aug"], students.VARIANTS["t1-pruned-kd-aug"]
+    assert (candidate.finetune, candidate.task_distill) == (baseline.finetune, baseline.task_distill)
+
+
 def _record(student: str, variant: str, tokens: str, seed: int, accuracy: float, task: str = "rotten-tomatoes") -> dict:
     return {"kind": "finetune", "student": student, "variant": variant, "tokens": students.TOKENS[tokens],
             "tokens_label": tokens, "task": task, "seed": seed, "metric": "accuracy", "test": {"accuracy": accuracy},
@@ -216,7 +226,7 @@ def test_variants_say_once_what_each_is() -> None:
         "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd", "t1-pruned", "t1-pruned-kd", "t1-pruned-kd-e8",
         "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "t1-pruned-kd-aug-hid", "t1-wide", "t1-wide-kd-aug", "t1-steps",
         "t1-steps-kd-aug", "t1-steps-kd-aug-ta", "t1-steps-kd-aug-lr3", "t1-steps-kd-aug-e4", "t1-mid", "t1-mid-kd-aug",
-        "t1-steps3", "t1-steps3-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
+        "t1-steps3", "t1-steps3-kd-aug", "t1-pruned-refit", "t1-pruned-refit-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
     folders = [(students.student_variant(name), v.tag) for name, v in students.VARIANTS.items()]
     assert len(set(folders)) == len(folders)  # no two variants fine-tune one student into one folder
     for name, variant in students.VARIANTS.items():
@@ -224,8 +234,9 @@ def test_variants_say_once_what_each_is() -> None:
         assert set(variant.finetune) <= set(students.FINETUNE)  # overrides of known settings only
         assert set(variant.task_distill) <= {f.name for f in fields(TaskDistillRecipe)}
         base = students.VARIANTS[variant.student] if variant.kd else variant
-        assert (base.loss, base.corpus, base.init, base.pretrained, base.source, base.width) == (
-            variant.loss, variant.corpus, variant.init, variant.pretrained, variant.source, variant.width)
+        assert (base.loss, base.corpus, base.init, base.pretrained, base.source, base.width, base.refit) == (
+            variant.loss, variant.corpus, variant.init, variant.pretrained, variant.source, variant.width, variant.refit)
+        assert not variant.refit or variant.init == "teacher-pruned"
         assert variant.width in ("group", "teacher", "midway")
         assert not variant.source or (variant.source in students.VARIANTS and variant.task_teacher)
         assert not variant.kd_from or (variant.kd and students.VARIANTS[variant.kd_from].kd)  # a fine-tuned model

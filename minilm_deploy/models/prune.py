@@ -17,12 +17,19 @@ heads is kept in every layer (the table is shared); otherwise each layer keeps i
 
 Pruning to the teacher's own width keeps every weight: the student then computes exactly the teacher's copied
 layers (tested).
+
+`refit` (`student.refit`) then reconstructs, as FLAP and ZipLM do for structured pruning: from the bottom layer up,
+each layer's attention-output and FFN-output Linears are solved by (ridge) least squares on the calibration tokens
+so that each residual sum (the Linear's output plus the block's residual input, what the LayerNorm after it reads)
+matches the full-width copy's at the kept channels, given the student's own inputs. The refit takes up what the
+dropped heads, neurons and channels contributed, and what the layers below it lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -248,3 +255,70 @@ def prune_into(teacher: nn.Module, student: nn.Module, picks: Sequence[int], cal
     return {"channels": f"{s.hidden} of {t.hidden}", "heads": f"{s.heads} of {t.heads} per layer",
             "ffn": f"{s.ffn} of {t.ffn}", "kept_heads": [k.tolist() for k in kept.heads], "shared_heads": shared_heads,
             "kept_channels": kept.channels.tolist()}
+
+
+REFIT_RIDGE = 1e-3  # the ridge, relative to the mean diagonal of the features' Gram matrix
+
+
+def _inputs_and_outputs(model: nn.Module, names: Sequence[str], batches: Sequence[Batch]) -> dict[str, Tensor]:
+    """For each named submodule of `model`: its input (`<name>:in`) and output (`<name>:out`) on the real tokens of
+    `batches`, (tokens, width) each."""
+    found: dict[str, list[Tensor]] = {}
+    mask: dict[str, Tensor] = {}
+    handles = []
+    for name in names:
+        def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor, name: str = name) -> None:
+            real = mask["now"].bool()
+            found.setdefault(f"{name}:in", []).append(args[0][real].double())
+            found.setdefault(f"{name}:out", []).append(output[real].double())
+        handles.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            for ids, attention_mask in batches:
+                mask["now"] = attention_mask
+                model(input_ids=ids, attention_mask=attention_mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {key: torch.cat(values) for key, values in found.items()}
+
+
+def least_squares(features: Tensor, targets: Tensor, ridge: float = REFIT_RIDGE) -> tuple[Tensor, Tensor]:
+    """(weight (out, in), bias (out,)) minimising ‖features·Wᵀ + b − targets‖² + ridge·mean(diag(XᵀX))·‖W‖², in
+    float64. features (N, in), targets (N, out)."""
+    x = torch.cat([features.double(), torch.ones(len(features), 1, dtype=torch.float64)], dim=1)  # (N, in + 1)
+    gram = x.T @ x
+    penalty = torch.diag(torch.full((len(gram),), ridge * float(gram.diagonal()[:-1].mean()), dtype=torch.float64))
+    penalty[-1, -1] = 0.0  # the bias is not shrunk
+    solution = torch.linalg.solve(gram + penalty, x.T @ targets.double())  # (in + 1, out)
+    return solution[:-1].T, solution[-1]
+
+
+@torch.no_grad()
+def refit(student: nn.Module, copy: nn.Module, channels: Tensor, calibration: Sequence[Batch]) -> dict[str, Any]:
+    """Refit `student`'s output Linears against `copy` (the same teacher layers at full width), bottom layer first
+    (see the module docstring); returns a record of the fit (for run.json)."""
+    adapter = width_of(copy).adapter
+    s_base, c_base = base_model(student), base_model(copy)
+    was_training = student.training
+    student.eval()
+    fit: list[float] = []
+    try:
+        for index in range(len(layer_list(student))):
+            # the attention block's residual input is what its query reads; the FFN block's, what its first Linear reads
+            for block, reader in ((adapter.attention_output, adapter.query), (adapter.ffn_out, adapter.ffn_in)):
+                linear, residual = f"{adapter.layers}.{index}.{block}", f"{adapter.layers}.{index}.{reader}"
+                wanted = _inputs_and_outputs(c_base, (linear, residual), calibration)
+                own = _inputs_and_outputs(s_base, (linear, residual), calibration)
+                target = (wanted[f"{linear}:out"] + wanted[f"{residual}:in"])[:, channels] - own[f"{residual}:in"]
+                weight, bias = least_squares(own[f"{linear}:in"], target, REFIT_RIDGE)
+                module = s_base.get_submodule(linear)
+                assert isinstance(module, nn.Linear), f"{linear} is not a Linear"
+                module.weight.copy_(weight)
+                module.bias.copy_(bias)
+                residual_error = target - own[f"{linear}:in"] @ weight.T - bias
+                fit.append(round(float(residual_error.norm() / target.norm()), 4))
+    finally:
+        student.train(was_training)
+    tokens = sum(int(mask.sum()) for _, mask in calibration)
+    return {"ridge": REFIT_RIDGE, "tokens": tokens, "relative_error": fit}

@@ -18,7 +18,7 @@ from torch import nn
 
 from minilm_deploy.errors import InputError
 from minilm_deploy.models.adapters import adapter_for, attention_shape, model_config
-from minilm_deploy.models.prune import Batch, Kept, copy_pruned, prune_into, pruned_shape
+from minilm_deploy.models.prune import Batch, Kept, copy_pruned, prune_into, pruned_shape, refit
 from minilm_deploy.models.student_spec import StudentSpec
 
 
@@ -67,10 +67,25 @@ def build_student(teacher: nn.Module, spec: StudentSpec, seed: int,
         picks = student_layer_picks(spec, attention_shape(teacher.config)[0])
         record["teacher_layers"] = picks
         if spec.init == "teacher-pruned":
+            calibration = list(calibration)
             record["pruned"] = prune_into(teacher, student, picks, calibration)
+            if spec.refit:
+                record["pruned"]["refit"] = refit(student, full_width_copy(teacher, picks),
+                                                  torch.tensor(record["pruned"]["kept_channels"]), calibration)
         else:
             copy_teacher_layers(teacher, student, picks)
     return student, record
+
+
+def full_width_copy(teacher: nn.Module, picks: list[int]) -> nn.Module:
+    """The teacher's layers `picks` at its own width (what `refit` reconstructs a pruned student against), in eval
+    mode."""
+    from transformers import AutoModel
+
+    spec = StudentSpec(layers=len(picks), hidden=attention_shape(teacher.config)[1], init="teacher-layers")
+    copy = AutoModel.from_config(student_config(teacher.config, spec))
+    copy_teacher_layers(teacher, copy, picks)
+    return copy.eval()
 
 
 def teacher_layer_picks(teacher_layers: int, student_layers: int) -> list[int]:

@@ -23,6 +23,10 @@ class StudentSpec:
     # hidden and attention dropout; default: the teacher's. Part of the student's config: saved with it, so fine-tuning
     # uses it too. On a CPU both trainers run it through `models.cpu_training`'s fast dropout
     dropout: float | None = None
+    # teacher-pruned: after the copy, refit each layer's attention-output and FFN-output Linears by least squares on
+    # the calibration text, bottom layer first, so that each residual sum matches the full-width copy's at the kept
+    # channels given the student's own inputs (FLAP/ZipLM-style reconstruction; `models/prune.py`)
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if self.layers < 1 or self.hidden < 1:
@@ -33,6 +37,8 @@ class StudentSpec:
             raise ValueError(f"student.ffn must be positive, got {self.ffn}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"student.dropout must be in [0, 1), got {self.dropout}")
+        if self.refit and self.init != "teacher-pruned":
+            raise ValueError("student.refit refits a pruned copy of the teacher: it needs init: teacher-pruned")
         if self.init_layers is not None:
             if not self.copies_layers:
                 raise ValueError("student.init_layers picks the teacher layers to copy: it needs init: teacher-layers "
