@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from copy import deepcopy
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from bench import harness
 from minilm_deploy.hardware import cpu_class, cpu_name
 from minilm_deploy.models.adapters import adapter_for, base_model
 from minilm_deploy.models.prune import Batch, Importance, Kept, PrunedShape, choose, copy_pruned, measure_importance
-from minilm_deploy.models.student import build_student, student_layer_picks
+from minilm_deploy.models.student import build_student, full_width_copy, student_layer_picks
 from minilm_deploy.models.student_spec import StudentSpec
 from minilm_deploy.models.teacher import load_encoder
 from minilm_deploy.sources import load_task
@@ -150,12 +151,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"prune_fidelity: {args.task} has {len(texts)} training texts; lower --calibration/--held-out")
     calibration = batches(tokenizer, texts[:args.calibration])
     held_out = batches(tokenizer, texts[-args.held_out:])
-    layers, teacher_hidden = encoder.shape[0], encoder.shape[1]
+    layers = encoder.shape[0]
     spec = StudentSpec(layers=args.layers, hidden=args.hidden, init="teacher-pruned")
     picks = student_layer_picks(spec, layers)
-    copy, _ = build_student(teacher, StudentSpec(layers=args.layers, hidden=teacher_hidden, init="teacher-layers"), 0)
+    copy = full_width_copy(teacher, picks)
     library, record = build_student(teacher, spec, 0, calibration)
-    copy.eval()
     library.eval()
     importance = measure_importance(teacher, calibration)
     shared = adapter_for(teacher.config.model_type).score_bias is not None
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                               ffn=library.config.intermediate_size), shared_heads=shared)
     rows = [{"student": "library (" + ("one head set for every layer" if shared else "each layer's best heads") + ")",
              "heads": round(head_share(importance, picks, kept.heads), 4), **fidelity(library, copy, kept.channels, held_out)}]
-    rescaled, _ = build_student(teacher, spec, 0, calibration)
+    rescaled = deepcopy(library)  # the same pruned copy: its teacher is not ranked again
     rescale_norms(rescaled, copy, kept.channels, calibration[:8])
     rows.append({"student": "library, LayerNorm gains rescaled", "heads": rows[0]["heads"],
                  **fidelity(rescaled.eval(), copy, kept.channels, held_out)})
