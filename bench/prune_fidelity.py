@@ -25,7 +25,9 @@ Writes bench/results/prune_fidelity/<teacher>-<layers>x<hidden>.json and .md. No
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import replace
 from pathlib import Path
@@ -33,11 +35,21 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from bench import harness
 from minilm_deploy.hardware import cpu_class, cpu_name
 from minilm_deploy.models.adapters import adapter_for, base_model
-from minilm_deploy.models.prune import Batch, Importance, Kept, PrunedShape, choose, copy_pruned, measure_importance
+from minilm_deploy.models.prune import (
+    Batch,
+    Importance,
+    Kept,
+    PrunedShape,
+    choose,
+    copy_pruned,
+    measure_importance,
+    run_hooked,
+)
 from minilm_deploy.models.student import build_student, full_width_copy, student_layer_picks
 from minilm_deploy.models.student_spec import StudentSpec
 from minilm_deploy.models.teacher import load_encoder
@@ -100,26 +112,18 @@ def rescale_norms(student: nn.Module, reference: nn.Module, channels: Tensor, ca
     """Multiply each LayerNorm gain of `student` by the mean ratio (over real tokens of `calibration`) of the
     spread of the same LayerNorm's input in `reference` over the kept channels to its spread over all channels."""
     ratios: dict[str, list[float]] = {}
-    mask: dict[str, Tensor] = {}
 
-    def hook(name: str):
-        def record(module: nn.Module, args: tuple[Tensor, ...]) -> None:
-            x = args[0].float()[mask["now"].bool()]  # (tokens, width)
+    def attach(mask_now: Callable[[], Tensor]) -> list[RemovableHandle]:
+        def record(module: nn.Module, args: tuple[Tensor, ...], name: str) -> None:
+            x = args[0].float()[mask_now().bool()]  # (tokens, width)
             ratio = x[:, channels].std(-1, unbiased=False) / x.std(-1, unbiased=False)
             total = ratios.setdefault(name, [0.0, 0.0])
             total[0] += float(ratio.sum())
             total[1] += len(ratio)
-        return record
+        return [m.register_forward_pre_hook(functools.partial(record, name=n))
+                for n, m in reference.named_modules() if isinstance(m, nn.LayerNorm)]
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in reference.named_modules() if isinstance(m, nn.LayerNorm)]
-    try:
-        with torch.no_grad():
-            for ids, m in calibration:
-                mask["now"] = m
-                reference(input_ids=ids, attention_mask=m)
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_hooked(reference, calibration, attach)
     with torch.no_grad():
         for name, module in student.named_modules():
             if isinstance(module, nn.LayerNorm):

@@ -27,12 +27,14 @@ dropped heads, neurons and channels contributed, and what the layers below it lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from minilm_deploy.errors import InputError
 from minilm_deploy.models.adapters import Adapter, adapter_for, attention_shape, base_model, layer_list, model_config
@@ -105,53 +107,68 @@ class Kept:
     neurons: list[Tensor]
 
 
-@torch.no_grad()
+def run_hooked(model: nn.Module, batches: Iterable[Batch],
+               attach: Callable[[Callable[[], Tensor]], list[RemovableHandle]]) -> int:
+    """Run `model` (in eval mode, without gradients) on `batches` with the hooks that `attach` registers, and remove
+    them and restore the model's mode after, whatever happens. `attach` gets a function that gives the attention mask
+    (B, T) of the batch being run, for hooks that keep real tokens only. Returns the number of real tokens run."""
+    current: dict[str, Tensor] = {}
+    handles = attach(lambda: current["mask"])
+    was_training = model.training
+    model.eval()
+    tokens = 0
+    try:
+        with torch.no_grad():
+            for ids, mask in batches:
+                current["mask"] = mask
+                tokens += int(mask.sum())
+                model(input_ids=ids, attention_mask=mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return tokens
+
+
 def measure_importance(teacher: nn.Module, batches: Iterable[Batch]) -> Importance:
     """Run `teacher` on `batches` with hooks; the statistics are means over real tokens."""
     width = width_of(teacher)
     adapter, hidden, heads = width.adapter, width.hidden, width.heads
     layers = layer_list(teacher)
     sums: dict[str, Tensor] = {}
-    tokens = {"real": torch.zeros(())}
-    mask_now: dict[str, Tensor] = {}
-
-    def add(key: str, values: Tensor) -> None:  # values (B, T, N) → Σ over real tokens, (N,)
-        real = mask_now["mask"].to(values.dtype)[..., None]
-        total = (values.float() * real).sum(dim=(0, 1))
-        sums[key] = sums[key] + total if key in sums else total
 
     def norms(module: nn.Module) -> list[nn.Module]:
         return [m for m in module.modules() if isinstance(m, nn.LayerNorm) and m.normalized_shape == (hidden,)]
 
-    handles = []
-    inside = {id(m) for layer in layers for m in norms(layer)}
-    for norm in norms(base_model(teacher)):
-        if id(norm) not in inside:
-            handles.append(norm.register_forward_hook(lambda m, i, out: add("channels", out.abs())))
-    for index, layer in enumerate(layers):
-        for norm in norms(layer):
-            handles.append(norm.register_forward_hook(lambda m, i, out, index=index: add(f"channels.{index}", out.abs())))
-        def context(module, args, index=index):  # (B, T, heads·d) → per-head L2 norms (B, T, heads)
-            x = args[0]
-            add(f"heads.{index}", x.float().view(*x.shape[:-1], heads, -1).norm(dim=-1))
+    def attach(mask_now: Callable[[], Tensor]) -> list[RemovableHandle]:
+        def add(key: str, values: Tensor) -> None:  # values (B, T, N) → Σ over real tokens, (N,)
+            real = mask_now().to(values.dtype)[..., None]
+            total = (values.float() * real).sum(dim=(0, 1))
+            sums[key] = sums[key] + total if key in sums else total
 
-        def neurons(module, args, index=index):
-            add(f"neurons.{index}", args[0].abs())
+        handles = []
+        inside = {id(m) for layer in layers for m in norms(layer)}
+        for norm in norms(base_model(teacher)):
+            if id(norm) not in inside:
+                handles.append(norm.register_forward_hook(lambda m, i, out: add("channels", out.abs())))
+        for index, layer in enumerate(layers):
+            for norm in norms(layer):
+                handles.append(norm.register_forward_hook(
+                    lambda m, i, out, index=index: add(f"channels.{index}", out.abs())))
 
-        handles.append(layer.get_submodule(adapter.attention_output).register_forward_pre_hook(context))
-        handles.append(layer.get_submodule(adapter.ffn_out).register_forward_pre_hook(neurons))
-    was_training = teacher.training
-    teacher.eval()
-    try:
-        for ids, mask in batches:
-            mask_now["mask"] = mask
-            tokens["real"] = tokens["real"] + mask.sum()
-            teacher(input_ids=ids, attention_mask=mask)
-    finally:
-        for handle in handles:
-            handle.remove()
-        teacher.train(was_training)
-    count = tokens["real"].clamp(min=1).float()
+            def context(module, args, index=index):  # (B, T, heads·d) → per-head L2 norms (B, T, heads)
+                x = args[0]
+                add(f"heads.{index}", x.float().view(*x.shape[:-1], heads, -1).norm(dim=-1))
+
+            def neurons(module, args, index=index):
+                add(f"neurons.{index}", args[0].abs())
+
+            handles.append(layer.get_submodule(adapter.attention_output).register_forward_pre_hook(context))
+            handles.append(layer.get_submodule(adapter.ffn_out).register_forward_pre_hook(neurons))
+        return handles
+
+    tokens = run_hooked(teacher, batches, attach)
+    count = torch.tensor(float(max(tokens, 1)))
     if not sums:
         raise InputError("init: teacher-pruned ranks the teacher's channels on calibration text, and none was given")
     return Importance(embedding_channels=sums.get("channels", torch.zeros(hidden)) / count,
@@ -264,22 +281,15 @@ def _inputs_and_outputs(model: nn.Module, names: Sequence[str], batches: Sequenc
     """For each named submodule of `model`: its input (`<name>:in`) and output (`<name>:out`) on the real tokens of
     `batches`, (tokens, width) each."""
     found: dict[str, list[Tensor]] = {}
-    mask: dict[str, Tensor] = {}
-    handles = []
-    for name in names:
-        def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor, name: str = name) -> None:
-            real = mask["now"].bool()
+
+    def attach(mask_now: Callable[[], Tensor]) -> list[RemovableHandle]:
+        def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor, name: str) -> None:
+            real = mask_now().bool()
             found.setdefault(f"{name}:in", []).append(args[0][real].double())
             found.setdefault(f"{name}:out", []).append(output[real].double())
-        handles.append(model.get_submodule(name).register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            for ids, attention_mask in batches:
-                mask["now"] = attention_mask
-                model(input_ids=ids, attention_mask=attention_mask)
-    finally:
-        for handle in handles:
-            handle.remove()
+        return [model.get_submodule(name).register_forward_hook(functools.partial(hook, name=name)) for name in names]
+
+    run_hooked(model, batches, attach)
     return {key: torch.cat(values) for key, values in found.items()}
 
 
@@ -300,25 +310,20 @@ def refit(student: nn.Module, copy: nn.Module, channels: Tensor, calibration: Se
     (see the module docstring); returns a record of the fit (for run.json)."""
     adapter = width_of(copy).adapter
     s_base, c_base = base_model(student), base_model(copy)
-    was_training = student.training
-    student.eval()
     fit: list[float] = []
-    try:
-        for index in range(len(layer_list(student))):
-            # the attention block's residual input is what its query reads; the FFN block's, what its first Linear reads
-            for block, reader in ((adapter.attention_output, adapter.query), (adapter.ffn_out, adapter.ffn_in)):
-                linear, residual = f"{adapter.layers}.{index}.{block}", f"{adapter.layers}.{index}.{reader}"
-                wanted = _inputs_and_outputs(c_base, (linear, residual), calibration)
-                own = _inputs_and_outputs(s_base, (linear, residual), calibration)
-                target = (wanted[f"{linear}:out"] + wanted[f"{residual}:in"])[:, channels] - own[f"{residual}:in"]
-                weight, bias = least_squares(own[f"{linear}:in"], target, REFIT_RIDGE)
-                module = s_base.get_submodule(linear)
-                assert isinstance(module, nn.Linear), f"{linear} is not a Linear"
-                module.weight.copy_(weight)
-                module.bias.copy_(bias)
-                residual_error = target - own[f"{linear}:in"] @ weight.T - bias
-                fit.append(round(float(residual_error.norm() / target.norm()), 4))
-    finally:
-        student.train(was_training)
+    for index in range(len(layer_list(student))):
+        # the attention block's residual input is what its query reads; the FFN block's, what its first Linear reads
+        for block, reader in ((adapter.attention_output, adapter.query), (adapter.ffn_out, adapter.ffn_in)):
+            linear, residual = f"{adapter.layers}.{index}.{block}", f"{adapter.layers}.{index}.{reader}"
+            wanted = _inputs_and_outputs(c_base, (linear, residual), calibration)
+            own = _inputs_and_outputs(s_base, (linear, residual), calibration)
+            target = (wanted[f"{linear}:out"] + wanted[f"{residual}:in"])[:, channels] - own[f"{residual}:in"]
+            weight, bias = least_squares(own[f"{linear}:in"], target, REFIT_RIDGE)
+            module = s_base.get_submodule(linear)
+            assert isinstance(module, nn.Linear), f"{linear} is not a Linear"
+            module.weight.copy_(weight)
+            module.bias.copy_(bias)
+            residual_error = target - own[f"{linear}:in"] @ weight.T - bias
+            fit.append(round(float(residual_error.norm() / target.norm()), 4))
     tokens = sum(int(mask.sum()) for _, mask in calibration)
     return {"ridge": REFIT_RIDGE, "tokens": tokens, "relative_error": fit}
