@@ -56,6 +56,8 @@ Variants (TOKENS is the distillation budget in input tokens: 0, 250k, 1M, 4M, 16
               targets from the teacher (the same fine-tuning as t1-pruned-kd-aug, after t1-wide-kd-aug's);
               t1-steps-kd-aug-ta: its soft targets from t1-wide-kd-aug's model instead (a teacher assistant,
               TAKD); t1-steps-kd-aug-lr3: at lr 3e-4; t1-steps-kd-aug-e4: for 4 epochs (each one change)
+  t1-steps-refit  t1-steps with the width step's output Linears refit by least squares to t1-wide-kd-aug's model (as
+              t1-pruned-refit to the teacher's copy); t1-steps-refit-kd-aug: fine-tuned as t1-steps-kd-aug
   l6          not made from the teacher: zoo:all-minilm-l6-v2 itself (a 6x384 encoder its authors distilled with
               MiniLM), fine-tuned alone: the off-the-shelf small model (mpnet-6x384 only: its shape); l6-kd and
               l6-kd-aug: fine-tuned with task distillation from the mpnet teacher, as t1-pruned-kd(-aug) (the
@@ -175,6 +177,8 @@ _T1_STEPS3 = replace(_T1_PRUNED, description="t1-pruned made from t1-mid-kd-aug'
                      "in two steps", source="t1-mid-kd-aug")
 _T1_REFIT = replace(_T1_PRUNED, description="t1-pruned with each layer's output Linears refit by least squares to "
                     "the full-width copy's residual sums on the same texts (`student.refit`)", refit=True)
+_T1_STEPS_REFIT = replace(_T1_STEPS, description="t1-steps with its output Linears refit by least squares to the "
+                          "residual sums of t1-wide-kd-aug's model, the one it is pruned from (`student.refit`)", refit=True)
 _AUG = {"epochs": 2, "augment": 3}  # TinyBERT's augmentation: 3 word-swapped copies of each text, 2 epochs
 VARIANTS: dict[str, Variant] = {
     "teacher": Variant("the teacher, fine-tuned"),
@@ -229,6 +233,9 @@ VARIANTS: dict[str, Variant] = {
     "t1-pruned-refit": _T1_REFIT,
     "t1-pruned-refit-kd-aug": _kd(_T1_REFIT, "t1-pruned-refit, fine-tuned as t1-pruned-kd-aug", "t1-pruned-refit", "kd-aug",
                                   **_AUG),
+    "t1-steps-refit": _T1_STEPS_REFIT,
+    "t1-steps-refit-kd-aug": _kd(_T1_STEPS_REFIT, "t1-steps-refit, fine-tuned as t1-steps-kd-aug (soft targets from the "
+                                 "teacher)", "t1-steps-refit", "kd-aug", **_AUG),
     "l6": _L6,
     "l6-kd": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher (its own tokenizer)", "l6"),
     "l6-kd-aug": _kd(_L6, "l6, fine-tuned with task distillation from the group's fine-tuned teacher on its training "
@@ -285,6 +292,8 @@ PLAN: list[str] = (
     + [f"3x192:t1-steps-kd-aug-{change}:0:rotten-tomatoes:{s}" for s in (1, 2, 3) for change in ("ta", "lr3", "e4")]
     # the pruned copy refit by least squares before its fine-tuning: on the proxy first
     + [f"3x192:t1-pruned-refit-kd-aug:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
+    # the refit inside the two-step recipe's width step: on the proxy first
+    + [f"3x192:t1-steps-refit-kd-aug:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
 )
 
 

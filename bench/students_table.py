@@ -39,7 +39,10 @@ PAIRS = tuple(pair for variant, start, _ in CURVES for tokens in TOKENS if token
     # the two-step recipe's last fine-tuning with one change each: a teacher assistant's soft targets, lr, epochs
     *(("3x192", "rotten-tomatoes", f"t1-steps-kd-aug-{change}", "0", "t1-steps-kd-aug") for change in ("ta", "lr3", "e4")),
     # the pruned copy refit by least squares before the same fine-tuning
-    *((group, "rotten-tomatoes", "t1-pruned-refit-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")))
+    *((group, "rotten-tomatoes", "t1-pruned-refit-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")),
+    # the refit inside the two-step recipe's width step, against the two-step recipe and against the refit in one step
+    *(("3x192", "rotten-tomatoes", "t1-steps-refit-kd-aug", "0", baseline)
+      for baseline in ("t1-steps-kd-aug", "t1-pruned-refit-kd-aug")))
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
 

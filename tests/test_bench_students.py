@@ -154,6 +154,20 @@ def test_the_refit_variant_is_t1_pruned_with_refit_in_its_recipe_and_fine_tuned_
     assert (candidate.finetune, candidate.task_distill) == (baseline.finetune, baseline.task_distill)
 
 
+def test_the_steps_refit_variant_is_t1_steps_with_refit_pruned_from_the_same_wide_model() -> None:
+    refit = students.Run.parse("3x192:t1-steps-refit-kd-aug:0:rotten-tomatoes:2")
+    steps = students.Run.parse("3x192:t1-steps-kd-aug:0:rotten-tomatoes:2")
+    assert refit.source_run() == steps.source_run() == students.Run.parse("3x192:t1-wide-kd-aug:0:rotten-tomatoes:2")
+    with_refit, plain = (students.distill_recipe(run, 3, teacher_hidden=384) for run in (refit, steps))
+    assert with_refit["distill"]["student"] == plain["distill"]["student"] | {"refit": True}
+    assert with_refit["teacher"] == plain["teacher"] == str(steps.source_run().output)  # fit to the wide model
+    assert with_refit["distill"]["corpus"] == plain["distill"]["corpus"]
+    assert refit.kd_teacher_run() == steps.kd_teacher_run() == steps.teacher_run()  # soft targets from the teacher
+    assert refit.output.parent != steps.output.parent  # its own student
+    candidate, baseline = students.VARIANTS["t1-steps-refit-kd-aug"], students.VARIANTS["t1-steps-kd-aug"]
+    assert (candidate.finetune, candidate.task_distill) == (baseline.finetune, baseline.task_distill)
+
+
 def _record(student: str, variant: str, tokens: str, seed: int, accuracy: float, task: str = "rotten-tomatoes") -> dict:
     return {"kind": "finetune", "student": student, "variant": variant, "tokens": students.TOKENS[tokens],
             "tokens_label": tokens, "task": task, "seed": seed, "metric": "accuracy", "test": {"accuracy": accuracy},
@@ -226,7 +240,8 @@ def test_variants_say_once_what_each_is() -> None:
         "teacher", "c", "c1", "p1", "c1-kd", "t1", "t1-kd", "t1-pruned", "t1-pruned-kd", "t1-pruned-kd-e8",
         "t1-pruned-kd-aug", "t1-pruned-kd-aug7", "t1-pruned-kd-aug-hid", "t1-wide", "t1-wide-kd-aug", "t1-steps",
         "t1-steps-kd-aug", "t1-steps-kd-aug-ta", "t1-steps-kd-aug-lr3", "t1-steps-kd-aug-e4", "t1-mid", "t1-mid-kd-aug",
-        "t1-steps3", "t1-steps3-kd-aug", "t1-pruned-refit", "t1-pruned-refit-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
+        "t1-steps3", "t1-steps3-kd-aug", "t1-pruned-refit", "t1-pruned-refit-kd-aug", "t1-steps-refit",
+        "t1-steps-refit-kd-aug", "l6", "l6-kd", "l6-kd-aug"]
     folders = [(students.student_variant(name), v.tag) for name, v in students.VARIANTS.items()]
     assert len(set(folders)) == len(folders)  # no two variants fine-tune one student into one folder
     for name, variant in students.VARIANTS.items():
