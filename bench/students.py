@@ -284,7 +284,11 @@ PLAN: list[str] = (
     # on mpnet, the refit pruned copy first: on the proxy it gained as much as two steps (+0.69, 3 of 3 seeds) with one
     # fine-tuning, and it lifts mpnet's pruned start the most (token cosine 0.44 -> 0.78); then the two-step recipe
     # (+0.7 on the proxy); the hidden-state distillation did not gain (-0.4)
-    + [f"mpnet-6x384:t1-pruned-refit-kd-aug:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
+    + ["mpnet-6x384:t1-pruned-refit-kd-aug:0:rotten-tomatoes:1"]
+    # then the refit inside the two-step recipe's width step: on the proxy it gained over both the two-step recipe and
+    # the refit in one step at every seed (2026-12-08, bench/results/students-proxy-avx512/)
+    + [f"mpnet-6x384:t1-steps-refit-kd-aug:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
+    + [f"mpnet-6x384:t1-pruned-refit-kd-aug:0:rotten-tomatoes:{s}" for s in (2, 3)]
     + [f"{g}:t1-steps-kd-aug:0:rotten-tomatoes:{s}" for g in ("3x192", "mpnet-6x384") for s in (1, 2, 3)]
     + [f"mpnet-6x384:t1-pruned-kd-aug-hid:0:rotten-tomatoes:{s}" for s in (1, 2, 3)]
     # three steps (the width halfway first) gained nothing over two on the proxy: not queued for mpnet

@@ -41,7 +41,7 @@ PAIRS = tuple(pair for variant, start, _ in CURVES for tokens in TOKENS if token
     # the pruned copy refit by least squares before the same fine-tuning
     *((group, "rotten-tomatoes", "t1-pruned-refit-kd-aug", "0", "t1-pruned-kd-aug") for group in ("3x192", "mpnet-6x384")),
     # the refit inside the two-step recipe's width step, against the two-step recipe and against the refit in one step
-    *(("3x192", "rotten-tomatoes", "t1-steps-refit-kd-aug", "0", baseline)
+    *((group, "rotten-tomatoes", "t1-steps-refit-kd-aug", "0", baseline) for group in ("3x192", "mpnet-6x384")
       for baseline in ("t1-steps-kd-aug", "t1-pruned-refit-kd-aug")))
 Key = tuple[str, str, str, str]  # (student, variant, tokens label, task)
 
