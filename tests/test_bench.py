@@ -167,6 +167,13 @@ def test_baseline_ratio_gates_compare_speedup_and_accuracy_measured_within_each_
     skipped = [g for g in gates if g.get("skipped")]
     assert skipped and all(g["gate"] == "max-speedup-loss" and g["passed"] and "not compared" in g["message"] for g in skipped)
     assert compare.failure_line(gates).startswith("gate --max-accuracy-loss failed: ")
+    for here, there in (("AMD EPYC", "Intel(R) Xeon(R) Processor @ 2.80GHz"), ("Intel(R) Xeon(R) Processor", "AMD EPYC 9B14")):
+        results["environment"]["cpu"], other = here, copy.deepcopy(better)  # the same class, another vendor: skipped
+        other["environment"] |= {"cpu": there, "cpu_class": results["environment"]["cpu_class"]}
+        gates = compare.baseline_ratio_gates(results, other, 30.0, None)
+        assert gates and all(g.get("skipped") and g["passed"] and "not compared" in g["message"] for g in gates)
+    other["environment"]["cpu"] = "Intel(R) Xeon(R) Processor @ 2.20GHz"  # the same vendor and class: compared
+    assert not any(g["passed"] for g in compare.baseline_ratio_gates(results, other, 30.0, None))
     via_suite = compare.check_gates(results, Gates(baseline="b.json", max_speedup_loss_pct=30.0), better)
     assert [g["gate"] for g in via_suite] == ["max-speedup-loss"] * len(via_suite) and not via_suite[0]["passed"]
     with pytest.raises(ValueError, match="baseline goes together"):
